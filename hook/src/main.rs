@@ -1,0 +1,83 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use netrt::{hook, plan, settings, status};
+
+/// OCI hook that gives a container the network its net.* annotations ask for.
+///
+/// Run by the container runtime with the OCI state on stdin: from
+/// createRuntime or prestart it applies the settings inside the container's
+/// network namespace before the process starts; from poststop it removes
+/// everything it made. Without a stage it goes by the state's status.
+#[derive(Parser)]
+#[command(name = "netrt-hook", version, after_help = "See netrt-hook(8) for every annotation and example.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hook stage: apply the settings (the state is read from stdin)
+    #[command(name = "createRuntime")]
+    CreateRuntime,
+    /// Hook stage: the same as createRuntime, for runtimes that only run prestart
+    Prestart,
+    /// Hook stage: remove what setup made for the container
+    Poststop,
+    /// Validate settings and print the plan; needs no privileges, changes nothing
+    Check {
+        /// Settings as net.KEY=VALUE or NETRT_KEY=VALUE
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// Show the containers netrt manages and the live counters of their limits
+    Status {
+        /// Only this container
+        id: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => hook::run(None, std::io::stdin()),
+        Some(Command::CreateRuntime) => hook::run(Some("createRuntime"), std::io::stdin()),
+        Some(Command::Prestart) => hook::run(Some("prestart"), std::io::stdin()),
+        Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin()),
+        Some(Command::Check { settings }) => check(&settings),
+        Some(Command::Status { id, json }) => show_status(id.as_deref(), json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(words: &[String]) -> netrt::error::Result<()> {
+    let settings = settings::from_words(words).map_err(netrt::error::Error::Input)?;
+    let plan = plan::build(&settings)?;
+    if plan.is_empty() {
+        println!("no limits: the container would not be touched");
+    }
+    for shaper in plan.shapers() {
+        println!("{}", shaper.describe());
+    }
+    Ok(())
+}
+
+fn show_status(id: Option<&str>, json: bool) -> netrt::error::Result<()> {
+    let entries = status::collect(id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries).expect("status serialises"));
+    } else {
+        print!("{}", status::render_table(&entries));
+    }
+    Ok(())
+}

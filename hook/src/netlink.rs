@@ -1,0 +1,550 @@
+//! The one netlink layer: every link, route and tc message netrt sends is
+//! built here. A `Netlink` is a rtnetlink socket bound to one network
+//! namespace; the namespace is entered only long enough to open it.
+
+use std::fmt;
+use std::os::fd::AsRawFd;
+
+use futures_util::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::{
+    DefaultNla, NetlinkMessage, NetlinkPayload, Nla, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
+use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::{Handle, LinkIfb, LinkUnspec};
+use serde::Serialize;
+
+use crate::netns::NetNs;
+use crate::plan::Tbf;
+
+const TCA_OPTIONS: u16 = 2;
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+const TCA_TBF_BURST: u16 = 6;
+const TC_LINKLAYER_ETHERNET: u8 = 1;
+/// The kernel's packet-scheduler clock ticks 64 ns (PSCHED_SHIFT = 6).
+const PSCHED_TICK_NS: u128 = 64;
+const ETH_P_ALL: u16 = 0x0003;
+const ETHERNET_HEADER_BYTES: u32 = 14;
+const MAIN_TABLE: u8 = 254;
+
+/// A failed netlink call: what was being done and the kernel's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetError {
+    pub action: String,
+    /// The errno the kernel returned, when it returned one.
+    pub errno: Option<i32>,
+    pub detail: String,
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.action, self.detail)
+    }
+}
+
+pub type NetResult<T> = Result<T, NetError>;
+
+fn net_error(action: impl Into<String>, error: rtnetlink::Error) -> NetError {
+    let errno = match &error {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+        _ => None,
+    };
+    let detail = match errno {
+        Some(errno) => std::io::Error::from_raw_os_error(errno).to_string(),
+        None => error.to_string(),
+    };
+    NetError { action: action.into(), errno, detail }
+}
+
+/// What netrt needs to know about a network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `veth`, `ifb`, ...; None for devices without link info (loopback).
+    pub kind: Option<String>,
+    /// IFLA_LINK: for a veth, the peer's index in the peer's namespace.
+    pub peer_index: Option<u32>,
+    /// IFLA_LINK_NETNSID: the peer's namespace, as this namespace numbers it.
+    pub peer_netnsid: Option<i32>,
+    pub mtu: u32,
+}
+
+impl Link {
+    fn from_message(message: &LinkMessage) -> Link {
+        let mut link = Link {
+            index: message.header.index,
+            name: String::new(),
+            kind: None,
+            peer_index: None,
+            peer_netnsid: None,
+            mtu: 0,
+        };
+        for attribute in &message.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => link.name = name.clone(),
+                LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
+                LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(*id),
+                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.kind = Some(kind.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+
+    pub fn is_veth(&self) -> bool {
+        self.kind.as_deref() == Some("veth")
+    }
+
+    /// The largest frame the interface carries: MTU plus the Ethernet header.
+    pub fn frame_bytes(&self) -> u32 {
+        self.mtu + ETHERNET_HEADER_BYTES
+    }
+}
+
+/// One qdisc as the kernel reports it, with its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QdiscInfo {
+    pub kind: String,
+    pub parent: u32,
+    pub handle: u32,
+    pub bytes: u64,
+    pub packets: u32,
+    pub drops: u32,
+    pub overlimits: u32,
+    pub backlog_bytes: u32,
+    /// For tbf: the rate and burst in force.
+    pub tbf: Option<Tbf>,
+}
+
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a socket in `netns`. Must run inside the tokio runtime, on the
+    /// thread that then returns to its own namespace.
+    pub fn open_in(netns: &NetNs) -> Result<Netlink, String> {
+        netns.run_in(|| {
+            let (connection, handle, _) = rtnetlink::new_connection()
+                .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+            tokio::spawn(connection);
+            Ok(Netlink { handle })
+        })?
+    }
+
+    pub async fn link_by_index(&self, index: u32) -> NetResult<Option<Link>> {
+        let request = self.handle.link().get().match_index(index).execute();
+        self.one_link(request, format!("looking up interface {index}")).await
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> NetResult<Option<Link>> {
+        let request = self.handle.link().get().match_name(name).execute();
+        self.one_link(request, format!("looking up interface {name}")).await
+    }
+
+    async fn one_link(
+        &self,
+        mut links: impl futures_util::Stream<Item = Result<LinkMessage, rtnetlink::Error>> + Unpin,
+        action: String,
+    ) -> NetResult<Option<Link>> {
+        match links.try_next().await {
+            Ok(message) => Ok(message.as_ref().map(Link::from_message)),
+            Err(e) => {
+                let e = net_error(action, e);
+                if e.errno == Some(libc::ENODEV) { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    pub async fn links(&self) -> NetResult<Vec<Link>> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error("listing interfaces", e))?;
+        Ok(messages.iter().map(Link::from_message).collect())
+    }
+
+    /// The interface of the default route: IPv4 first, then IPv6; among
+    /// several routes of a family the one with the lowest metric.
+    pub async fn default_route_interface(&self) -> NetResult<Option<u32>> {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut query = RouteMessage::default();
+            query.header.address_family = family;
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| net_error("listing routes", e))?;
+            let best = routes
+                .iter()
+                .filter(|r| {
+                    r.header.destination_prefix_length == 0
+                        && r.header.kind == RouteType::Unicast
+                        && route_table(r) == MAIN_TABLE as u32
+                })
+                .filter_map(|r| Some((route_metric(r), route_oif(r)?)))
+                .min();
+            if let Some((_, oif)) = best {
+                return Ok(Some(oif));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id this namespace gives `other`, if it has given one.
+    pub async fn netnsid_of(&self, other: &NetNs) -> NetResult<Option<i32>> {
+        let mut message = NsidMessage::default();
+        message.attributes.push(NsidAttribute::Fd(other.file().as_raw_fd() as u32));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(message));
+        request.header.flags = NLM_F_REQUEST;
+        let mut responses =
+            self.handle.clone().request(request).map_err(|e| net_error("asking for a namespace id", e))?;
+        while let Some(response) = responses.next().await {
+            match response.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(answer)) => {
+                    let id = answer.attributes.iter().find_map(|a| match a {
+                        NsidAttribute::Id(id) => Some(*id),
+                        _ => None,
+                    });
+                    return Ok(id.filter(|&id| id >= 0));
+                }
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    return Err(net_error("asking for a namespace id", rtnetlink::Error::NetlinkError(e)))
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    pub async fn add_ifb(&self, name: &str) -> NetResult<Link> {
+        let action = format!("creating ifb device {name}");
+        self.handle
+            .link()
+            .add(LinkIfb::new(name).build())
+            .execute()
+            .await
+            .map_err(|e| net_error(&action, e))?;
+        self.link_by_name(name).await?.ok_or_else(|| NetError {
+            action,
+            errno: None,
+            detail: "the device vanished right after it was created".into(),
+        })
+    }
+
+    pub async fn set_up(&self, link: &Link) -> NetResult<()> {
+        let mut message = LinkUnspec::new_with_index(link.index).build();
+        message.header.flags |= LinkFlags::Up;
+        message.header.change_mask |= LinkFlags::Up;
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("bringing {} up", link.name), e))
+    }
+
+    pub async fn delete_link(&self, link: &Link) -> NetResult<()> {
+        self.handle
+            .link()
+            .del(link.index)
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("deleting {}", link.name), e))
+    }
+
+    pub async fn add_root_tbf(&self, link: &Link, tbf: &Tbf) -> NetResult<()> {
+        let mut message = TcMessage::with_index(link.index as i32);
+        message.header.parent = TcHandle::ROOT;
+        message.header.handle = TcHandle { major: 1, minor: 0 };
+        message.attributes.push(TcAttribute::Kind("tbf".into()));
+        message.attributes.push(TcAttribute::Options(tbf_options(tbf)));
+        self.ack(RouteNetlinkMessage::NewQueueDiscipline(message), NLM_F_CREATE | NLM_F_EXCL)
+            .await
+            .map_err(|e| net_error(format!("adding a tbf root qdisc to {}", link.name), e))
+    }
+
+    pub async fn add_ingress_qdisc(&self, link: &Link) -> NetResult<()> {
+        self.handle
+            .qdisc()
+            .add(link.index as i32)
+            .ingress()
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("adding an ingress qdisc to {}", link.name), e))
+    }
+
+    /// Redirects every frame arriving on `from`, whatever its EtherType, to
+    /// the egress of `to`: `u32 match u32 0 0` with `mirred egress redirect`.
+    pub async fn redirect_all(&self, from: &Link, to: &Link) -> NetResult<()> {
+        let action = format!("redirecting {} to {}", from.name, to.name);
+        self.handle
+            .traffic_filter(from.index as i32)
+            .add()
+            .ingress()
+            .priority(1)
+            // rtnetlink puts this value into tcm_info as it is; the kernel
+            // reads the protocol there in network byte order.
+            .protocol(ETH_P_ALL.to_be())
+            .redirect(to.index)
+            .map_err(|e| net_error(&action, e))?
+            .execute()
+            .await
+            .map_err(|e| net_error(&action, e))
+    }
+
+    pub async fn delete_root_qdisc(&self, link: &Link) -> NetResult<()> {
+        self.delete_qdisc(link, TcHandle::ROOT, "root").await
+    }
+
+    pub async fn delete_ingress_qdisc(&self, link: &Link) -> NetResult<()> {
+        self.delete_qdisc(link, TcHandle::INGRESS, "ingress").await
+    }
+
+    async fn delete_qdisc(&self, link: &Link, parent: TcHandle, which: &str) -> NetResult<()> {
+        let mut message = TcMessage::with_index(link.index as i32);
+        message.header.parent = parent;
+        self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0)
+            .await
+            .map_err(|e| net_error(format!("deleting the {which} qdisc of {}", link.name), e))
+    }
+
+    pub async fn qdiscs(&self, link: &Link) -> NetResult<Vec<QdiscInfo>> {
+        let messages: Vec<TcMessage> = self
+            .handle
+            .qdisc()
+            .get()
+            .index(link.index as i32)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error(format!("listing the qdiscs of {}", link.name), e))?;
+        Ok(messages
+            .iter()
+            .filter(|m| m.header.index == link.index as i32)
+            .map(qdisc_info)
+            .collect())
+    }
+
+    async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
+        let mut request = NetlinkMessage::from(payload);
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut responses = self.handle.clone().request(request)?;
+        while let Some(response) = responses.next().await {
+            if let NetlinkPayload::Error(e) = response.payload {
+                if e.code.is_some() {
+                    return Err(rtnetlink::Error::NetlinkError(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn route_table(route: &RouteMessage) -> u32 {
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(route.header.table as u32)
+}
+
+fn route_metric(route: &RouteMessage) -> u32 {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Priority(p) => Some(*p),
+        _ => None,
+    }).unwrap_or(0)
+}
+
+fn route_oif(route: &RouteMessage) -> Option<u32> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(oif) => Some(*oif),
+        RouteAttribute::MultiPath(hops) => hops.first().map(|hop| hop.interface_index),
+        _ => None,
+    })
+}
+
+/// TCA_OPTIONS of a tbf qdisc: TCA_TBF_PARMS, TCA_TBF_BURST and, for rates
+/// that do not fit the 32-bit field, TCA_TBF_RATE64.
+pub fn tbf_options(tbf: &Tbf) -> Vec<TcOption> {
+    let mut options = vec![
+        TcOption::Other(DefaultNla::new(TCA_TBF_PARMS, tbf_parms(tbf).to_vec())),
+        TcOption::Other(DefaultNla::new(TCA_TBF_BURST, tbf.burst_bytes.to_ne_bytes().to_vec())),
+    ];
+    if tbf.rate_bytes_per_s > u32::MAX as u64 {
+        options.push(TcOption::Other(DefaultNla::new(TCA_TBF_RATE64, tbf.rate_bytes_per_s.to_ne_bytes().to_vec())));
+    }
+    options
+}
+
+/// `struct tc_tbf_qopt`: rate and peak-rate `tc_ratespec`s, then limit,
+/// buffer (the burst as transmit time, in scheduler ticks) and mtu.
+fn tbf_parms(tbf: &Tbf) -> [u8; 36] {
+    let mut bytes = [0u8; 36];
+    let rate32 = tbf.rate_bytes_per_s.min(u32::MAX as u64) as u32;
+    let buffer_ns = tbf.burst_bytes as u128 * 1_000_000_000 / tbf.rate_bytes_per_s.max(1) as u128;
+    let buffer_ticks = (buffer_ns / PSCHED_TICK_NS).min(u32::MAX as u128) as u32;
+    // rate tc_ratespec: cell_log, linklayer, overhead, cell_align, mpu, rate
+    bytes[1] = TC_LINKLAYER_ETHERNET;
+    bytes[8..12].copy_from_slice(&rate32.to_ne_bytes());
+    // peakrate tc_ratespec (bytes 12..24) stays zero: no peak rate.
+    bytes[24..28].copy_from_slice(&tbf.limit_bytes.to_ne_bytes());
+    bytes[28..32].copy_from_slice(&buffer_ticks.to_ne_bytes());
+    // mtu (bytes 32..36) is only used with a peak rate.
+    bytes
+}
+
+/// Reads back what `tbf_options` wrote, from a qdisc dump.
+fn parse_tbf(nested: &[u8]) -> Option<Tbf> {
+    let mut rate = None;
+    let mut rate64 = None;
+    let mut burst = None;
+    let mut limit = None;
+    for nla in NlasIterator::new(nested).flatten() {
+        let value = nla.value();
+        match nla.kind() {
+            TCA_TBF_PARMS if value.len() >= 36 => {
+                rate = Some(u32::from_ne_bytes(value[8..12].try_into().ok()?) as u64);
+                limit = Some(u32::from_ne_bytes(value[24..28].try_into().ok()?));
+                let ticks = u32::from_ne_bytes(value[28..32].try_into().ok()?) as u128;
+                burst = burst.or(Some(ticks));
+            }
+            TCA_TBF_RATE64 if value.len() >= 8 => rate64 = Some(u64::from_ne_bytes(value[..8].try_into().ok()?)),
+            _ => {}
+        }
+    }
+    let rate_bytes_per_s = rate64.or(rate)?;
+    let buffer_ticks = burst?;
+    let burst_bytes = (buffer_ticks * PSCHED_TICK_NS * rate_bytes_per_s as u128 / 1_000_000_000) as u32;
+    Some(Tbf { rate_bytes_per_s, burst_bytes, limit_bytes: limit? })
+}
+
+fn qdisc_info(message: &TcMessage) -> QdiscInfo {
+    let mut info = QdiscInfo {
+        parent: u32::from(message.header.parent),
+        handle: u32::from(message.header.handle),
+        ..QdiscInfo::default()
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            TcAttribute::Kind(kind) => info.kind = kind.clone(),
+            TcAttribute::Stats(stats) => {
+                info.bytes = stats.bytes;
+                info.packets = stats.packets;
+                info.drops = stats.drops;
+                info.overlimits = stats.overlimits;
+                info.backlog_bytes = stats.backlog;
+            }
+            _ => {}
+        }
+    }
+    if info.kind == "tbf" {
+        info.tbf = message.attributes.iter().find_map(|a| match a {
+            TcAttribute::Options(options) => options.iter().find_map(|o| match o {
+                TcOption::Other(nla) if nla.kind() == TCA_OPTIONS => parse_tbf(&nla_value(nla)),
+                _ => None,
+            }),
+            _ => None,
+        });
+    }
+    info
+}
+
+fn nla_value(nla: &DefaultNla) -> Vec<u8> {
+    let mut value = vec![0u8; nla.value_len()];
+    nla.emit_value(&mut value);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_core::Emitable;
+    use rtnetlink::packet_route::tc::TcMessage;
+
+    fn emitted(options: Vec<TcOption>) -> Vec<u8> {
+        let attribute = TcAttribute::Options(options);
+        let mut bytes = vec![0u8; attribute.buffer_len()];
+        attribute.emit(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn tbf_bytes_for_10mbit() {
+        let tbf = Tbf { rate_bytes_per_s: 1_250_000, burst_bytes: 25_000, limit_bytes: 56_250 };
+        let bytes = emitted(tbf_options(&tbf));
+        #[rustfmt::skip]
+        let expected: Vec<u8> = [
+            &[52, 0, 2, 0][..],                 // TCA_OPTIONS, 4 + 40 + 8 bytes
+            &[40, 0, 1, 0],                     // TCA_TBF_PARMS, 36 bytes of tc_tbf_qopt
+            &[0, 1, 0, 0, 0, 0, 0, 0],          // rate: cell_log 0, linklayer ethernet, no overhead
+            &0x0013_12d0u32.to_le_bytes(),      // rate 1,250,000 B/s
+            &[0; 12],                           // no peak rate
+            &56_250u32.to_le_bytes(),           // limit
+            &312_500u32.to_le_bytes(),          // buffer: 20 ms = 312,500 ticks of 64 ns
+            &[0; 4],                            // mtu
+            &[8, 0, 6, 0],                      // TCA_TBF_BURST
+            &25_000u32.to_le_bytes(),
+        ].concat();
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn tbf_uses_rate64_above_32_bits() {
+        let tbf = Tbf { rate_bytes_per_s: 12_500_000_000, burst_bytes: 250_000_000, limit_bytes: 562_500_000 };
+        let bytes = emitted(tbf_options(&tbf));
+        assert_eq!(&bytes[16..20], &u32::MAX.to_le_bytes(), "32-bit rate saturates");
+        let tail = &bytes[bytes.len() - 12..];
+        assert_eq!(&tail[..4], &[12, 0, 4, 0], "TCA_TBF_RATE64 follows");
+        assert_eq!(&tail[4..], &12_500_000_000u64.to_le_bytes());
+    }
+
+    #[test]
+    fn tbf_round_trips_through_a_dump() {
+        let tbf = Tbf { rate_bytes_per_s: 125_000, burst_bytes: 2_500, limit_bytes: 5_625 };
+        let bytes = emitted(tbf_options(&tbf));
+        let parsed = parse_tbf(&bytes[4..]).unwrap();
+        assert_eq!(parsed.rate_bytes_per_s, 125_000);
+        assert_eq!(parsed.limit_bytes, 5_625);
+        assert!((2_499..=2_500).contains(&parsed.burst_bytes), "{parsed:?}");
+    }
+
+    #[test]
+    fn qdisc_info_reads_kind_and_tbf() {
+        let tbf = Tbf { rate_bytes_per_s: 1_000_000, burst_bytes: 20_000, limit_bytes: 45_000 };
+        let mut message = TcMessage::with_index(3);
+        message.attributes.push(TcAttribute::Kind("tbf".into()));
+        let nested = emitted(tbf_options(&tbf));
+        message.attributes.push(TcAttribute::Options(vec![TcOption::Other(DefaultNla::new(TCA_OPTIONS, nested[4..].to_vec()))]));
+        let info = qdisc_info(&message);
+        assert_eq!(info.kind, "tbf");
+        assert_eq!(info.tbf.unwrap().rate_bytes_per_s, 1_000_000);
+    }
+
+    #[test]
+    fn filter_protocol_is_sent_in_network_order() {
+        assert_eq!(ETH_P_ALL.to_be().to_ne_bytes(), [0x00, 0x03]);
+    }
+}

@@ -1,0 +1,300 @@
+//! Applies a plan's limits to a container's interface, each step recorded so
+//! that a failure undoes exactly what was done, and removes them again.
+//!
+//! Where a container's interface is a veth whose peer is in the hook's own
+//! namespace, shaping happens on that host-side peer, out of the container's
+//! reach: container ingress is a tbf root qdisc on the host veth; container
+//! egress is redirected from the host veth's ingress to an ifb carrying the
+//! tbf. Otherwise both limits are set inside the container's namespace.
+
+use crate::fault;
+use crate::netlink::{Link, NetError, NetResult, Netlink};
+use crate::netns::NetNs;
+use crate::plan::{Direction, Plan, Shaper, Tbf};
+use crate::record::{Created, Side};
+
+/// The two sockets setup works through.
+pub struct Sockets {
+    pub host: Netlink,
+    /// None at teardown when the container's namespace is gone.
+    pub container: Option<Netlink>,
+}
+
+impl Sockets {
+    fn on(&self, side: Side) -> Option<&Netlink> {
+        match side {
+            Side::Host => Some(&self.host),
+            Side::Container => self.container.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// The interface's veth peer is on the host: shape there.
+    HostSide { interface: Link, host_veth: Link },
+    /// No host-side peer: shape inside the container's namespace.
+    InNamespace { interface: Link },
+}
+
+impl Placement {
+    pub fn interface(&self) -> &Link {
+        match self {
+            Placement::HostSide { interface, .. } | Placement::InNamespace { interface } => interface,
+        }
+    }
+
+    pub fn host_veth(&self) -> Option<&Link> {
+        match self {
+            Placement::HostSide { host_veth, .. } => Some(host_veth),
+            Placement::InNamespace { .. } => None,
+        }
+    }
+
+    /// The largest frame the shaper will see.
+    pub fn frame_bytes(&self) -> u32 {
+        let interface = self.interface().frame_bytes();
+        self.host_veth().map_or(interface, |veth| veth.frame_bytes().max(interface))
+    }
+}
+
+/// Name of the ifb that carries a container's limit, from its id: `nrti`
+/// and 11 hex digits of the id's FNV-1a hash (interface names hold 15 bytes).
+pub fn ifb_name(container_id: &str) -> String {
+    let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("nrti{:011x}", hash >> 20)
+}
+
+/// Finds the interface to shape and where its limits belong.
+pub async fn locate(sockets: &Sockets, host_ns: &NetNs, container_ns: &NetNs) -> Result<Placement, String> {
+    let container = sockets.container.as_ref().expect("setup has the container's socket");
+    let text = |e: NetError| e.to_string();
+    let index = container.default_route_interface().await.map_err(text)?.ok_or(
+        "the container has no default route (IPv4 or IPv6), so there is no interface to shape",
+    )?;
+    let interface = container
+        .link_by_index(index)
+        .await
+        .map_err(text)?
+        .ok_or("the interface of the container's default route vanished")?;
+    let host_veth = match (interface.is_veth(), interface.peer_index, interface.peer_netnsid) {
+        (true, Some(peer), Some(_)) => sockets.host.link_by_index(peer).await.map_err(text)?,
+        _ => None,
+    };
+    if let Some(host_veth) = host_veth {
+        if is_peer_pair(sockets, &interface, &host_veth, host_ns, container_ns).await.map_err(text)? {
+            return Ok(Placement::HostSide { interface, host_veth });
+        }
+    }
+    Ok(Placement::InNamespace { interface })
+}
+
+/// True only if `host_veth` is, beyond doubt, the veth peer of `interface`:
+/// each names the other's index, and each names the other's namespace. An
+/// index alone could be a host interface that merely shares the number.
+async fn is_peer_pair(
+    sockets: &Sockets,
+    interface: &Link,
+    host_veth: &Link,
+    host_ns: &NetNs,
+    container_ns: &NetNs,
+) -> NetResult<bool> {
+    if !host_veth.is_veth() || host_veth.peer_index != Some(interface.index) {
+        return Ok(false);
+    }
+    let container = sockets.container.as_ref().expect("setup has the container's socket");
+    let host_seen_from_container = container.netnsid_of(host_ns).await?;
+    let container_seen_from_host = sockets.host.netnsid_of(container_ns).await?;
+    Ok(host_seen_from_container.is_some()
+        && interface.peer_netnsid == host_seen_from_container
+        && container_seen_from_host.is_some()
+        && host_veth.peer_netnsid == container_seen_from_host)
+}
+
+/// The token buckets for each planned direction, checked against the
+/// interface's frame size before anything changes.
+pub fn token_buckets(plan: &Plan, placement: &Placement) -> Result<Vec<(Shaper, Tbf)>, crate::error::KeyError> {
+    plan.shapers().map(|s| Ok((s.clone(), s.tbf(placement.frame_bytes())?))).collect()
+}
+
+/// Everything setup will create, in order, for the write-ahead record.
+pub fn planned_objects(plan: &Plan, placement: &Placement, ifb: &str) -> Vec<Created> {
+    let mut objects = vec![];
+    for shaper in plan.shapers() {
+        let (side, link, via_ifb) = layout(shaper.direction, placement);
+        if via_ifb {
+            objects.push(Created::Ifb { side, name: ifb.to_string() });
+            objects.push(Created::IngressQdisc { side, index: link.index, name: link.name.clone() });
+        } else {
+            objects.push(Created::RootQdisc { side, index: link.index, name: link.name.clone() });
+        }
+    }
+    objects
+}
+
+/// Which namespace and interface a direction is shaped on, and whether it
+/// takes the detour through an ifb (shaping what the interface receives).
+fn layout(direction: Direction, placement: &Placement) -> (Side, &Link, bool) {
+    match (placement, direction) {
+        (Placement::HostSide { host_veth, .. }, Direction::Ingress) => (Side::Host, host_veth, false),
+        (Placement::HostSide { host_veth, .. }, Direction::Egress) => (Side::Host, host_veth, true),
+        (Placement::InNamespace { interface }, Direction::Egress) => (Side::Container, interface, false),
+        (Placement::InNamespace { interface }, Direction::Ingress) => (Side::Container, interface, true),
+    }
+}
+
+/// Applies the limits. On failure, the error names the direction whose step
+/// failed; `done` holds what was created, for the caller to undo.
+pub async fn apply(
+    buckets: &[(Shaper, Tbf)],
+    placement: &Placement,
+    ifb: &str,
+    sockets: &Sockets,
+    done: &mut Vec<Created>,
+) -> Result<(), (Direction, NetError)> {
+    let mut steps = 0u32;
+    for (shaper, tbf) in buckets {
+        let (side, link, via_ifb) = layout(shaper.direction, placement);
+        let on = sockets.on(side).expect("setup has both sockets");
+        let result = if via_ifb {
+            shape_through_ifb(on, side, link, ifb, tbf, done, &mut steps).await
+        } else {
+            shape_root(on, side, link, tbf, done, &mut steps).await
+        };
+        result.map_err(|e| (shaper.direction, e))?;
+    }
+    Ok(())
+}
+
+async fn shape_root(on: &Netlink, side: Side, link: &Link, tbf: &Tbf, done: &mut Vec<Created>, steps: &mut u32) -> NetResult<()> {
+    on.add_root_tbf(link, tbf).await.map_err(|e| explain_exists(e, link))?;
+    done.push(Created::RootQdisc { side, index: link.index, name: link.name.clone() });
+    step_done(steps)
+}
+
+async fn shape_through_ifb(
+    on: &Netlink,
+    side: Side,
+    link: &Link,
+    ifb_name: &str,
+    tbf: &Tbf,
+    done: &mut Vec<Created>,
+    steps: &mut u32,
+) -> NetResult<()> {
+    let ifb = on.add_ifb(ifb_name).await?;
+    done.push(Created::Ifb { side, name: ifb.name.clone() });
+    step_done(steps)?;
+    on.set_up(&ifb).await?;
+    step_done(steps)?;
+    on.add_root_tbf(&ifb, tbf).await?;
+    step_done(steps)?;
+    on.add_ingress_qdisc(link).await.map_err(|e| explain_exists(e, link))?;
+    done.push(Created::IngressQdisc { side, index: link.index, name: link.name.clone() });
+    step_done(steps)?;
+    on.redirect_all(link, &ifb).await?;
+    step_done(steps)
+}
+
+fn step_done(steps: &mut u32) -> NetResult<()> {
+    *steps += 1;
+    fault::after_step(*steps).map_err(|detail| NetError { action: "setup".into(), errno: None, detail })
+}
+
+fn explain_exists(mut e: NetError, link: &Link) -> NetError {
+    if e.errno == Some(libc::EEXIST) {
+        e.detail = format!("{} already has such a qdisc, set up by someone else; netrt does not replace it", link.name);
+    }
+    e
+}
+
+/// Removes one object netrt made, after checking it is still that object.
+/// Returns whether anything was removed; a missing object is not an error.
+pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
+    let (side, index, name, root) = match object {
+        Created::Ifb { side, name } => {
+            let Some(on) = sockets.on(*side) else { return Ok(false) };
+            return match on.link_by_name(name).await? {
+                Some(link) if link.kind.as_deref() == Some("ifb") => on.delete_link(&link).await.map(|_| true),
+                _ => Ok(false),
+            };
+        }
+        Created::RootQdisc { side, index, name } => (side, index, name, true),
+        Created::IngressQdisc { side, index, name } => (side, index, name, false),
+    };
+    let Some(on) = sockets.on(*side) else { return Ok(false) };
+    let Some(link) = on.link_by_index(*index).await?.filter(|link| &link.name == name) else {
+        return Ok(false);
+    };
+    let wanted = if root { "tbf" } else { "ingress" };
+    if !on.qdiscs(&link).await?.iter().any(|q| q.kind == wanted) {
+        return Ok(false);
+    }
+    if root { on.delete_root_qdisc(&link).await? } else { on.delete_ingress_qdisc(&link).await? }
+    Ok(true)
+}
+
+/// Undoes objects in reverse order; returns the failures, having tried all.
+pub async fn undo_all(objects: &[Created], sockets: &Sockets) -> Vec<NetError> {
+    let mut failures = vec![];
+    for object in objects.iter().rev() {
+        if let Err(e) = undo(object, sockets).await {
+            failures.push(e);
+        }
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::from_words;
+
+    fn link(index: u32, name: &str, mtu: u32) -> Link {
+        Link { index, name: name.into(), kind: Some("veth".into()), peer_index: None, peer_netnsid: None, mtu }
+    }
+
+    fn plan(words: &[&str]) -> Plan {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        crate::plan::build(&from_words(&words).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ifb_names_fit_and_differ() {
+        let a = ifb_name("test-container-1");
+        let b = ifb_name("test-container-2");
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("nrti"));
+        assert_ne!(a, b);
+        assert_eq!(a, ifb_name("test-container-1"));
+    }
+
+    #[test]
+    fn host_side_layout() {
+        let placement = Placement::HostSide { interface: link(2, "eth0", 1500), host_veth: link(9, "veth9", 1500) };
+        let objects = planned_objects(&plan(&["net.egress=1mbit", "net.ingress=2mbit"]), &placement, "nrtiX");
+        assert_eq!(objects, vec![
+            Created::Ifb { side: Side::Host, name: "nrtiX".into() },
+            Created::IngressQdisc { side: Side::Host, index: 9, name: "veth9".into() },
+            Created::RootQdisc { side: Side::Host, index: 9, name: "veth9".into() },
+        ]);
+    }
+
+    #[test]
+    fn in_namespace_layout() {
+        let placement = Placement::InNamespace { interface: link(2, "eth0", 1500) };
+        let objects = planned_objects(&plan(&["net.egress=1mbit", "net.ingress=2mbit"]), &placement, "nrtiX");
+        assert_eq!(objects, vec![
+            Created::RootQdisc { side: Side::Container, index: 2, name: "eth0".into() },
+            Created::Ifb { side: Side::Container, name: "nrtiX".into() },
+            Created::IngressQdisc { side: Side::Container, index: 2, name: "eth0".into() },
+        ]);
+    }
+
+    #[test]
+    fn frame_size_is_the_larger_mtu() {
+        let placement = Placement::HostSide { interface: link(2, "eth0", 1500), host_veth: link(9, "veth9", 9000) };
+        assert_eq!(placement.frame_bytes(), 9014);
+        let buckets = token_buckets(&plan(&["net.ingress=1mbit", "net.ingress.burst=2k"]), &placement);
+        assert!(buckets.unwrap_err().to_string().contains("smaller than one frame on the shaped interface (9014 bytes)"));
+    }
+}

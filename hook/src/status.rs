@@ -1,0 +1,160 @@
+//! `netrt-hook status`: the containers netrt manages, from their records,
+//! with the live counters of their shapers.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::plan::Direction;
+use crate::record::{Record, Store};
+use crate::shaping::ifb_name;
+use crate::units::format_rate;
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub id: String,
+    pub interface: String,
+    pub host_veth: Option<String>,
+    /// `host` or `container`: where the shapers sit.
+    pub shaped_in: &'static str,
+    pub complete: bool,
+    pub limits: Vec<Limit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Limit {
+    pub direction: Direction,
+    /// The device that carries the tbf.
+    pub device: String,
+    pub configured_rate_bps: u64,
+    /// What the kernel has in force; None when the shaper is missing.
+    pub rate_bps: Option<u64>,
+    pub burst_bytes: Option<u32>,
+    pub limit_bytes: Option<u32>,
+    pub sent_bytes: u64,
+    pub sent_packets: u32,
+    pub dropped_packets: u32,
+    pub overlimits: u32,
+    pub backlog_bytes: u32,
+}
+
+pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
+    let store = Store::system();
+    let records: Vec<Record> = store.all()?.into_iter().filter(|r| id.is_none_or(|id| r.id == id)).collect();
+    if let Some(id) = id {
+        if records.is_empty() {
+            return Err(Error::Input(format!("no container {id:?} is managed by netrt")));
+        }
+    }
+    if records.is_empty() {
+        return Ok(vec![]);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Error::System(format!("cannot start the netlink runtime: {e}")))?;
+    runtime.block_on(async {
+        let host_ns = NetNs::current().map_err(Error::System)?;
+        let host = Netlink::open_in(&host_ns).map_err(Error::System)?;
+        let mut entries = vec![];
+        for record in &records {
+            entries.push(entry(record, &host).await);
+        }
+        Ok(entries)
+    })
+}
+
+async fn entry(record: &Record, host: &Netlink) -> Entry {
+    let on_host = record.host_veth.is_some();
+    let container = if on_host {
+        None
+    } else {
+        match NetNs::open(&record.netns_path) {
+            Ok(ns) if ns.id() == record.netns => Netlink::open_in(&ns).ok(),
+            _ => None,
+        }
+    };
+    let mut limits = vec![];
+    for shaper in record.plan.shapers() {
+        let device = match (&record.host_veth, shaper.direction) {
+            (Some(veth), Direction::Ingress) => veth.clone(),
+            (None, Direction::Egress) => record.interface.clone(),
+            _ => ifb_name(&record.id),
+        };
+        let socket = if on_host { Some(host) } else { container.as_ref() };
+        let mut limit = Limit {
+            direction: shaper.direction,
+            device,
+            configured_rate_bps: shaper.rate_bps,
+            rate_bps: None,
+            burst_bytes: None,
+            limit_bytes: None,
+            sent_bytes: 0,
+            sent_packets: 0,
+            dropped_packets: 0,
+            overlimits: 0,
+            backlog_bytes: 0,
+        };
+        if let Some(socket) = socket {
+            if let Ok(Some(link)) = socket.link_by_name(&limit.device).await {
+                if let Some(q) = socket.qdiscs(&link).await.unwrap_or_default().into_iter().find(|q| q.kind == "tbf") {
+                    limit.rate_bps = q.tbf.map(|t| t.rate_bytes_per_s * 8);
+                    limit.burst_bytes = q.tbf.map(|t| t.burst_bytes);
+                    limit.limit_bytes = q.tbf.map(|t| t.limit_bytes);
+                    limit.sent_bytes = q.bytes;
+                    limit.sent_packets = q.packets;
+                    limit.dropped_packets = q.drops;
+                    limit.overlimits = q.overlimits;
+                    limit.backlog_bytes = q.backlog_bytes;
+                }
+            }
+        }
+        limits.push(limit);
+    }
+    Entry {
+        id: record.id.clone(),
+        interface: record.interface.clone(),
+        host_veth: record.host_veth.clone(),
+        shaped_in: if on_host { "host" } else { "container" },
+        complete: record.complete,
+        limits,
+    }
+}
+
+pub fn render_table(entries: &[Entry]) -> String {
+    let mut out = format!(
+        "{:<20} {:<9} {:<16} {:<16} {:>10} {:>10} {:>14} {:>10} {:>8}\n",
+        "CONTAINER", "DIRECTION", "INTERFACE", "SHAPER DEVICE", "RATE", "BURST", "SENT BYTES", "PACKETS", "DROPS"
+    );
+    for entry in entries {
+        let interface = match &entry.host_veth {
+            Some(veth) => format!("{}@{}", entry.interface, veth),
+            None => entry.interface.clone(),
+        };
+        for limit in &entry.limits {
+            let rate = match limit.rate_bps {
+                Some(bps) => format_rate(bps),
+                None => format!("MISSING ({})", format_rate(limit.configured_rate_bps)),
+            };
+            let burst = limit.burst_bytes.map_or("-".to_string(), |b| format!("{b}b"));
+            out += &format!(
+                "{:<20} {:<9} {:<16} {:<16} {:>10} {:>10} {:>14} {:>10} {:>8}\n",
+                short(&entry.id),
+                limit.direction.name(),
+                interface,
+                limit.device,
+                rate,
+                burst,
+                limit.sent_bytes,
+                limit.sent_packets,
+                limit.dropped_packets
+            );
+        }
+    }
+    out
+}
+
+fn short(id: &str) -> String {
+    if id.len() > 20 { format!("{}…", &id[..19]) } else { id.to_string() }
+}
