@@ -39,7 +39,7 @@ fn setup(container: &Container) -> Result<()> {
     if plan.is_empty() {
         return Ok(());
     }
-    privilege::check_and_drop()?;
+    privilege::check()?;
     let refuse = |reason: String| -> Error {
         let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
         KeyError::new(key, value, reason).into()
@@ -47,6 +47,7 @@ fn setup(container: &Container) -> Result<()> {
     let pid = container.pid.ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
     let container_ns = NetNs::of_pid(pid).map_err(refuse)?;
     let host_ns = NetNs::current().map_err(refuse)?;
+    privilege::drop_to_kept()?;
     if container_ns.id() == host_ns.id() {
         return Err(refuse(
             "the container shares the host's network namespace (--network host); netrt never changes the host's own interfaces".into(),
@@ -152,7 +153,8 @@ fn teardown(id: &str) -> Result<()> {
     if store.load(id)?.is_none() {
         return Ok(());
     }
-    privilege::check_and_drop()?;
+    privilege::check()?;
+    privilege::drop_to_kept()?;
     runtime()?.block_on(async {
         let _lock = store.lock()?;
         let Some(record) = store.load(id)? else { return Ok(()) };
