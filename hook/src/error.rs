@@ -33,7 +33,7 @@ impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Debug formatting quotes the value and escapes control characters,
         // so a hostile value can never split the message over two lines.
-        write!(f, "netrt: {}={:?}: {}", self.key.escape_debug(), self.value, self.reason)
+        write!(f, "netrt: {}={:?}: {}", one_line(&self.key), self.value, one_line(&self.reason))
     }
 }
 
@@ -41,12 +41,17 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Key(e) => e.fmt(f),
-            Error::Input(msg) | Error::System(msg) => write!(f, "netrt: {}", msg.escape_debug()),
+            Error::Input(msg) | Error::System(msg) => write!(f, "netrt: {}", one_line(msg)),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// Escapes control characters only, so quotes in a message stay readable.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
+}
 
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
@@ -66,6 +71,6 @@ mod tests {
 
     #[test]
     fn other_errors_are_prefixed() {
-        assert_eq!(Error::Input("no state\n".into()).to_string(), "netrt: no state\\n");
+        assert_eq!(Error::Input("no \"x\"\n".into()).to_string(), "netrt: no \"x\"\\n");
     }
 }

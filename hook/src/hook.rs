@@ -61,7 +61,7 @@ fn setup(container: &Container) -> Result<()> {
         let store = Store::system();
         let _lock = store.lock()?;
         if let Some(old) = store.load(&container.id)? {
-            if old.complete && old.netns == container_ns.id() {
+            if old.complete && old.pid == pid && old.netns == container_ns.id() {
                 return Ok(());
             }
             remove_stale(&store, &old, &host_ns).await?;
@@ -77,6 +77,7 @@ fn setup(container: &Container) -> Result<()> {
 
         let mut record = Record::new(
             &container.id,
+            pid,
             container_ns.id(),
             netns_path,
             placement.interface().name.clone(),

@@ -42,6 +42,9 @@ pub enum Created {
 pub struct Record {
     pub version: u32,
     pub id: String,
+    /// The container's init process when it was set up: a second hook call
+    /// for the same start (prestart and createRuntime) sees the same pid.
+    pub pid: i32,
     pub netns: NsId,
     /// A path that reaches the container's namespace while it exists.
     pub netns_path: String,
@@ -57,8 +60,8 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(id: &str, netns: NsId, netns_path: String, interface: String, host_veth: Option<String>, plan: Plan) -> Self {
-        Record { version: RECORD_VERSION, id: id.to_string(), netns, netns_path, interface, host_veth, plan, created: vec![], complete: false }
+    pub fn new(id: &str, pid: i32, netns: NsId, netns_path: String, interface: String, host_veth: Option<String>, plan: Plan) -> Self {
+        Record { version: RECORD_VERSION, id: id.to_string(), pid, netns, netns_path, interface, host_veth, plan, created: vec![], complete: false }
     }
 }
 
@@ -199,7 +202,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_are_removed() {
         let store = scratch("roundtrip");
-        let mut record = Record::new("c1", NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), Some("veth1".into()), Plan::default());
+        let mut record = Record::new("c1", 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), Some("veth1".into()), Plan::default());
         record.created.push(Created::Ifb { side: Side::Host, name: "nrti0".into() });
         store.save(&record).unwrap();
         assert_eq!(store.load("c1").unwrap(), Some(record.clone()));

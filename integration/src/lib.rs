@@ -1,1 +1,400 @@
-//! Test harness; see tests/.
+//! Harness for the root-only tests: a test "lab" of network namespaces, a
+//! bridge and veths made by the test itself (documentation addresses only),
+//! busybox bundles run by real runc with netrt-hook as their hook, snapshots
+//! of host state, and iperf3 runs measured at the receiver.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Runs a shell command; panics with its output if it fails.
+pub fn sh(command: &str) -> String {
+    let output = sh_output(command);
+    assert!(
+        output.status.success(),
+        "`{command}` failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn sh_output(command: &str) -> Output {
+    Command::new("sh").arg("-c").arg(command).output().expect("sh runs")
+}
+
+/// Runs a command and ignores its failure (cleanup of what may be gone).
+pub fn sh_quiet(command: &str) {
+    let _ = Command::new("sh").arg("-c").arg(command).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The release hook, as installed (`NETRT_HOOK` overrides).
+pub fn hook_binary() -> PathBuf {
+    binary("NETRT_HOOK", "target/release/netrt-hook")
+}
+
+/// The hook built with the `fault-injection` feature (`NETRT_FAULT_HOOK`).
+pub fn fault_hook_binary() -> PathBuf {
+    binary("NETRT_FAULT_HOOK", "target/fault/debug/netrt-hook")
+}
+
+fn binary(variable: &str, default: &str) -> PathBuf {
+    let path = std::env::var_os(variable).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
+    assert!(path.exists(), "{} is missing: build it first (integration/run does) or set {variable}", path.display());
+    path
+}
+
+/// A busybox root filesystem, made once per test process.
+pub fn rootfs() -> PathBuf {
+    static ONCE: Once = Once::new();
+    let dir = std::env::temp_dir().join(format!("netrt-it-rootfs-{}", std::process::id()));
+    ONCE.call_once(|| {
+        let _ = fs::remove_dir_all(&dir);
+        for sub in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed");
+        for applet in ["sh", "sleep", "ip", "cat", "true"] {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+        }
+    });
+    dir
+}
+
+/// A test network, torn down on drop:
+///
+/// ```text
+///   server netns (192.0.2.1, 2001:db8:N::1) ── bridge ── host veth ── container netns (…2, …::2)
+/// ```
+///
+/// With `direct`, there is no bridge: the container's veth peer sits in the
+/// server namespace, so the container's interface has no host-side peer.
+pub struct Lab {
+    pub tag: String,
+    pub server_ns: String,
+    pub container_ns: String,
+    pub bridge: Option<String>,
+    pub host_veth: Option<String>,
+    pub server_ip4: String,
+    pub server_ip6: String,
+    pub container_ip4: String,
+    pub container_ip6: String,
+    forward_rule: Option<String>,
+}
+
+impl Lab {
+    pub fn bridged(tag: &str) -> Lab {
+        Lab::new(tag, false)
+    }
+
+    pub fn direct(tag: &str) -> Lab {
+        Lab::new(tag, true)
+    }
+
+    fn new(tag: &str, direct: bool) -> Lab {
+        assert!(tag.len() <= 6, "tags keep interface names under 15 bytes");
+        let net = 1 + tag.bytes().map(u32::from).sum::<u32>() % 200;
+        let mut lab = Lab {
+            tag: tag.to_string(),
+            server_ns: format!("nrt{tag}s"),
+            container_ns: format!("nrt{tag}c"),
+            bridge: (!direct).then(|| format!("nrt{tag}br")),
+            host_veth: (!direct).then(|| format!("nrt{tag}h")),
+            server_ip4: "192.0.2.1".into(),
+            server_ip6: format!("2001:db8:{net:x}::1"),
+            container_ip4: "192.0.2.2".into(),
+            container_ip6: format!("2001:db8:{net:x}::2"),
+            forward_rule: None,
+        };
+        lab.remove();
+        let (s, c) = (&lab.server_ns, &lab.container_ns);
+        sh(&format!("ip netns add {s} && ip netns add {c}"));
+        sh(&format!("ip -n {s} link set lo up && ip -n {c} link set lo up"));
+        match (&lab.bridge, &lab.host_veth) {
+            (Some(br), Some(hv)) => {
+                let sv = format!("nrt{tag}sv");
+                sh(&format!("ip link add {br} type bridge && ip link set {br} up"));
+                sh(&format!("ip link add {sv} type veth peer name eth0 netns {s} && ip link set {sv} master {br} up"));
+                sh(&format!("ip link add {hv} type veth peer name eth0 netns {c} && ip link set {hv} master {br} up"));
+                // Once dockerd has run, bridged IPv4 passes iptables FORWARD
+                // (policy DROP); let this bridge's own traffic through.
+                let rule = format!("FORWARD -i {br} -o {br} -j ACCEPT");
+                if sh_output(&format!("iptables -I {rule}")).status.success() {
+                    lab.forward_rule = Some(rule);
+                }
+            }
+            _ => {
+                sh(&format!("ip -n {s} link add eth0 type veth peer name eth0 netns {c}"));
+            }
+        }
+        for (ns, ip4, ip6) in [(s, &lab.server_ip4, &lab.server_ip6), (c, &lab.container_ip4, &lab.container_ip6)] {
+            sh(&format!(
+                "ip -n {ns} addr add {ip4}/24 dev eth0 && ip -n {ns} addr add {ip6}/64 dev eth0 nodad && ip -n {ns} link set eth0 up"
+            ));
+        }
+        sh(&format!(
+            "ip -n {c} route add default via {} && ip -n {c} -6 route add default via {}",
+            lab.server_ip4, lab.server_ip6
+        ));
+        lab
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/run/netns/{}", self.container_ns)
+    }
+
+    fn remove(&mut self) {
+        sh_quiet(&format!("ip netns del {}", self.server_ns));
+        sh_quiet(&format!("ip netns del {}", self.container_ns));
+        if let Some(br) = &self.bridge {
+            sh_quiet(&format!("ip link del nrt{}sv", self.tag));
+            sh_quiet(&format!("ip link del {}", self.host_veth.as_ref().unwrap()));
+            sh_quiet(&format!("ip link del {br}"));
+        }
+        if let Some(rule) = self.forward_rule.take() {
+            sh_quiet(&format!("iptables -D {rule}"));
+        }
+    }
+
+    /// Goodput in bit/s per second of a bounded iperf3 run from the
+    /// container namespace, measured where the data arrives.
+    pub fn iperf(&self, ipv6: bool, container_receives: bool, seconds: u32) -> Vec<f64> {
+        let server = if ipv6 { &self.server_ip6 } else { &self.server_ip4 };
+        iperf(&self.server_ns, &self.container_ns, server, ipv6, container_receives, seconds)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Runs iperf3 between two namespaces and returns the receiver's per-second
+/// goodput. The server prints JSON (`-J`) so that the client can fetch the
+/// receiver's side with `--get-server-output` when the client sends.
+pub fn iperf(server_ns: &str, client_ns: &str, server_ip: &str, ipv6: bool, reverse: bool, seconds: u32) -> Vec<f64> {
+    let port = 5201 + (std::process::id() % 500) as u16;
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 server starts");
+    sleep(Duration::from_millis(300));
+    let family = if ipv6 { "-6" } else { "-4" };
+    let mut args = vec!["netns", "exec", client_ns, "timeout", "60", "iperf3", family, "-c", server_ip];
+    let port_text = port.to_string();
+    let time_text = seconds.to_string();
+    args.extend(["-p", &port_text, "-t", &time_text, "-i", "1", "-J", "--connect-timeout", "3000"]);
+    args.push(if reverse { "-R" } else { "--get-server-output" });
+    let output = Command::new("ip").args(&args).output().expect("iperf3 client runs");
+    let _ = server.wait();
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(report.get("error").is_none(), "iperf3 failed: {}", report["error"]);
+    let receiver = if reverse { &report } else { &report["server_output_json"] };
+    // A last, short interval holds what was still queued when the sender
+    // stopped; over a few milliseconds it reads as a huge rate.
+    receiver["intervals"]
+        .as_array()
+        .expect("iperf3 reports intervals")
+        .iter()
+        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
+        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
+        .collect()
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted[sorted.len() / 2]
+}
+
+/// A runc bundle whose network namespace is `netns` (None: the host's).
+pub struct Bundle {
+    pub dir: PathBuf,
+}
+
+pub struct BundleSpec<'a> {
+    pub netns: Option<&'a str>,
+    pub annotations: &'a [(&'a str, &'a str)],
+    pub env: &'a [&'a str],
+    pub hook: PathBuf,
+    /// Environment of the hook process itself (the fault switch).
+    pub hook_env: &'a [&'a str],
+    pub poststop: bool,
+    pub command: &'a str,
+}
+
+impl<'a> BundleSpec<'a> {
+    pub fn new(netns: Option<&'a str>, annotations: &'a [(&'a str, &'a str)]) -> Self {
+        BundleSpec { netns, annotations, env: &[], hook: hook_binary(), hook_env: &[], poststop: true, command: "sleep 30" }
+    }
+}
+
+impl Bundle {
+    pub fn create(id: &str, spec: &BundleSpec) -> Bundle {
+        let dir = std::env::temp_dir().join(format!("netrt-it-bundle-{id}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+        if let Some(netns) = spec.netns {
+            namespaces.push(json!({"type": "network", "path": netns}));
+        }
+        let hook = spec.hook.display().to_string();
+        let hook_env: Vec<&str> = spec.hook_env.to_vec();
+        let mut hooks = json!({
+            "createRuntime": [{"path": hook, "args": ["netrt-hook", "createRuntime"], "env": hook_env}],
+        });
+        if spec.poststop {
+            hooks["poststop"] = json!([{"path": hook, "args": ["netrt-hook", "poststop"], "env": hook_env}]);
+        }
+        let mut env = vec!["PATH=/bin"];
+        env.extend(spec.env);
+        let annotations: BTreeMap<&str, &str> = spec.annotations.iter().cloned().collect();
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["sh", "-c", spec.command],
+                        "env": env, "cwd": "/", "noNewPrivileges": true},
+            "root": {"path": rootfs().display().to_string(), "readonly": true},
+            "hostname": id,
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
+            "annotations": annotations,
+            "hooks": hooks,
+            "linux": {"namespaces": namespaces, "maskedPaths": [], "readonlyPaths": []},
+        });
+        fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Bundle { dir }
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A container started with `runc run` in the background.
+pub struct Container {
+    pub id: String,
+    child: Option<Child>,
+}
+
+impl Container {
+    /// Starts the container and waits until it runs, or returns runc's
+    /// output if it does not start.
+    pub fn start(id: &str, bundle: &Bundle) -> Result<Container, String> {
+        sh_quiet(&format!("runc delete -f {id}"));
+        let child = Command::new("runc")
+            .args(["run", "--bundle", &bundle.dir.display().to_string(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runc starts");
+        let mut container = Container { id: id.to_string(), child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = container.child.as_mut().unwrap().try_wait().unwrap() {
+                let output = container.child.take().unwrap().wait_with_output().unwrap();
+                return Err(format!(
+                    "runc exited ({status}): {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            if sh_output(&format!("runc state {id}")).stdout.windows(9).any(|w| w == b"\"running\"") {
+                return Ok(container);
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!("container {id} did not start within 20 s");
+    }
+
+    /// Runs a container to completion; Err carries runc's output.
+    pub fn run_to_end(id: &str, bundle: &Bundle) -> Result<String, String> {
+        sh_quiet(&format!("runc delete -f {id}"));
+        let output = Command::new("runc")
+            .args(["run", "--bundle", &bundle.dir.display().to_string(), id])
+            .stdin(Stdio::null())
+            .output()
+            .expect("runc runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if output.status.success() { Ok(text) } else { Err(text) }
+    }
+
+    /// Kills the process and waits for runc to finish, poststop included.
+    pub fn stop(mut self) {
+        self.kill_and_wait();
+    }
+
+    fn kill_and_wait(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sh_quiet(&format!("runc kill {} KILL", self.id));
+            let _ = child.wait();
+        }
+        sh_quiet(&format!("runc delete -f {}", self.id));
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.kill_and_wait();
+    }
+}
+
+/// What netrt could leave behind, as text to compare: every link with its
+/// kind and master, every qdisc and ingress filter on the host and in the
+/// given namespaces, and the files under /run/netrt/containers.
+pub fn snapshot(namespaces: &[&str]) -> String {
+    let mut out = String::new();
+    let mut prefixes = vec![String::new()];
+    prefixes.extend(namespaces.iter().map(|ns| format!("ip netns exec {ns} ")));
+    for prefix in prefixes {
+        let links: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j -d link show"))).unwrap();
+        for link in links.as_array().unwrap() {
+            out += &format!(
+                "link {} kind {} master {} mtu {}\n",
+                link["ifname"], link["linkinfo"]["info_kind"], link["master"], link["mtu"]
+            );
+        }
+        out += &sh(&format!("{prefix}tc qdisc show"));
+        let links = sh(&format!("{prefix}ip -o link show | cut -d: -f2 | cut -d@ -f1"));
+        for link in links.split_whitespace() {
+            out += &sh(&format!("{prefix}tc filter show dev {link} ingress"));
+        }
+    }
+    out += &sh("ls -1 /run/netrt/containers 2>/dev/null || true");
+    out
+}
+
+/// The qdiscs of one device, `tc qdisc show` style.
+pub fn qdiscs(netns: Option<&str>, device: &str) -> String {
+    match netns {
+        Some(ns) => sh(&format!("ip netns exec {ns} tc qdisc show dev {device}")),
+        None => sh(&format!("tc qdisc show dev {device}")),
+    }
+}
+
+pub fn link_exists(netns: Option<&str>, device: &str) -> bool {
+    let prefix = netns.map(|ns| format!("ip -n {ns} ")).unwrap_or_else(|| "ip ".into());
+    sh_output(&format!("{prefix}link show dev {device}")).status.success()
+}
+
+pub use netrt::shaping::ifb_name;
+
+pub fn record_exists(id: &str) -> bool {
+    Path::new(&format!("/run/netrt/containers/{id}.json")).exists()
+}

@@ -1,0 +1,142 @@
+//! Bad input, faults and restarts through real runc: a refused container
+//! does not start, runc's error carries the `netrt:` line, and the host is
+//! exactly as before. Needs root.
+
+use netrt_integration::*;
+
+fn refused(lab: &Lab, id: &str, spec: &BundleSpec) -> String {
+    let before = snapshot(&[&lab.container_ns]);
+    let bundle = Bundle::create(id, spec);
+    let error = Container::run_to_end(id, &bundle).expect_err("the container must not start");
+    assert_eq!(snapshot(&[&lab.container_ns]), before, "host state changed after refusing {id}: {error}");
+    error
+}
+
+#[test]
+fn bad_values_are_refused_naming_key_value_and_reason() {
+    let lab = Lab::bridged("bad");
+    let netns = lab.netns_path();
+    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+        (&[("net.egress", "10mbps")], &[], r#"netrt: net.egress=\"10mbps\": mbps is bytes per second"#),
+        (&[("net.ingress", "fast")], &[], r#"netrt: net.ingress=\"fast\": expected a number"#),
+        (&[("net.egress", "1kbit")], &[], r#"netrt: net.egress=\"1kbit\": rate must be between 8kbit and 100gbit"#),
+        (&[("net.egres", "1mbit")], &[], r#"netrt: net.egres=\"1mbit\": unknown key; did you mean net.egress?"#),
+        (&[("net.bridge", "br0")], &[], r#"netrt: net.bridge=\"br0\": not supported yet"#),
+        (&[("net.egress.burst", "32k")], &[], r#"netrt: net.egress.burst=\"32k\": needs net.egress"#),
+        (&[("net.ingress", "1mbit"), ("net.ingress.latency", "25")], &[], r#"net.ingress.latency=\"25\": a duration needs a unit"#),
+        (&[], &["NETRT_EGRESS=10 mbit"], r#"netrt: NETRT_EGRESS=\"10 mbit\": unknown rate unit"#),
+        // Checked against the interface's frame size, still before any change.
+        (&[("net.ingress", "1mbit"), ("net.ingress.burst", "1000")], &[], r#"net.ingress.burst=\"1000\": burst of 1000 bytes is smaller than one frame"#),
+    ];
+    for (n, (annotations, env, expected)) in cases.iter().enumerate() {
+        let mut spec = BundleSpec::new(Some(&netns), annotations);
+        spec.env = env;
+        let error = refused(&lab, &format!("nrt-bad{n}"), &spec);
+        assert!(error.contains(expected), "case {n}: expected {expected} in: {error}");
+    }
+}
+
+#[test]
+fn the_host_network_namespace_is_refused() {
+    let lab = Lab::bridged("hostn");
+    let annotations = [("net.egress", "1mbit")];
+    let error = refused(&lab, "nrt-hostns", &BundleSpec::new(None, &annotations));
+    assert!(error.contains(r#"netrt: net.egress=\"1mbit\": the container shares the host's network namespace"#), "{error}");
+}
+
+#[test]
+fn a_namespace_without_default_route_is_refused() {
+    let lab = Lab::bridged("nort");
+    sh(&format!("ip -n {0} route del default && ip -n {0} -6 route del default", lab.container_ns));
+    let netns = lab.netns_path();
+    let annotations = [("net.ingress", "1mbit")];
+    let error = refused(&lab, "nrt-noroute", &BundleSpec::new(Some(&netns), &annotations));
+    assert!(error.contains("the container has no default route"), "{error}");
+}
+
+#[test]
+fn a_qdisc_set_up_by_someone_else_is_not_replaced() {
+    let lab = Lab::bridged("taken");
+    let host_veth = lab.host_veth.clone().unwrap();
+    sh(&format!("tc qdisc add dev {host_veth} root handle 5: tbf rate 1mbit burst 5k latency 10ms"));
+    let netns = lab.netns_path();
+    let annotations = [("net.ingress", "2mbit")];
+    let error = refused(&lab, "nrt-taken", &BundleSpec::new(Some(&netns), &annotations));
+    assert!(error.contains("already has such a qdisc, set up by someone else"), "{error}");
+    assert!(qdiscs(None, &host_veth).contains("tbf 5: root"), "the other tool's qdisc is kept");
+}
+
+/// Every step of setup, made to fail in turn, is undone completely.
+#[test]
+fn a_fault_after_any_step_is_rolled_back() {
+    let annotations = [("net.egress", "4mbit"), ("net.ingress", "6mbit")];
+    for (lab, steps) in [(Lab::bridged("fault"), 6), (Lab::direct("faulti"), 6)] {
+        let netns = lab.netns_path();
+        for step in 1..=steps {
+            let fault = format!("NETRT_FAULT_AFTER_STEP={step}");
+            let hook_env = [fault.as_str()];
+            let mut spec = BundleSpec::new(Some(&netns), &annotations);
+            spec.hook = fault_hook_binary();
+            spec.hook_env = &hook_env;
+            let error = refused(&lab, "nrt-fault", &spec);
+            assert!(error.contains(&format!("injected fault after step {step}")), "step {step}: {error}");
+            assert!(error.contains(r#"netrt: net."#), "step {step}: {error}");
+        }
+        // One step further than setup has: no fault, the container runs.
+        let fault = format!("NETRT_FAULT_AFTER_STEP={}", steps + 1);
+        let hook_env = [fault.as_str()];
+        let mut spec = BundleSpec::new(Some(&netns), &annotations);
+        spec.hook = fault_hook_binary();
+        spec.hook_env = &hook_env;
+        spec.command = "true";
+        let bundle = Bundle::create("nrt-fault", &spec);
+        Container::run_to_end("nrt-fault", &bundle).expect("setup has exactly this many steps");
+    }
+}
+
+#[test]
+fn a_restart_after_a_lost_poststop_is_set_up_cleanly() {
+    let lab = Lab::bridged("rst");
+    let before = snapshot(&[&lab.container_ns]);
+    let netns = lab.netns_path();
+    let host_veth = lab.host_veth.clone().unwrap();
+
+    let first = [("net.egress", "3mbit"), ("net.ingress", "5mbit")];
+    let mut spec = BundleSpec::new(Some(&netns), &first);
+    spec.poststop = false;
+    spec.command = "true";
+    let bundle = Bundle::create("nrt-rst", &spec);
+    Container::run_to_end("nrt-rst", &bundle).expect("first run");
+    assert!(record_exists("nrt-rst") && qdiscs(None, &host_veth).contains("rate 5Mbit"), "poststop never ran: all left");
+
+    let second = [("net.egress", "7mbit"), ("net.ingress", "9mbit")];
+    let bundle = Bundle::create("nrt-rst", &BundleSpec::new(Some(&netns), &second));
+    let container = Container::start("nrt-rst", &bundle).expect("the same id starts again");
+    assert!(qdiscs(None, &host_veth).contains("rate 9Mbit"), "the new ingress limit is in force");
+    assert!(qdiscs(None, &ifb_name("nrt-rst")).contains("rate 7Mbit"), "the new egress limit is in force");
+    container.stop();
+    assert_eq!(snapshot(&[&lab.container_ns]), before);
+}
+
+#[test]
+fn a_stray_ifb_of_the_same_id_is_replaced() {
+    let lab = Lab::bridged("stray");
+    let ifb = ifb_name("nrt-stray");
+    sh(&format!("ip link add {ifb} type ifb"));
+    let netns = lab.netns_path();
+    let annotations = [("net.egress", "2mbit")];
+    let bundle = Bundle::create("nrt-stray", &BundleSpec::new(Some(&netns), &annotations));
+    let container = Container::start("nrt-stray", &bundle).expect("starts despite the leftover ifb");
+    assert!(qdiscs(None, &ifb).contains("rate 2Mbit"));
+    container.stop();
+    assert!(!link_exists(None, &ifb));
+}
+
+#[test]
+fn teardown_without_a_record_is_a_no_op() {
+    let hook = hook_binary().display().to_string();
+    let output = sh_output(&format!(
+        r#"echo '{{"ociVersion":"1.0.2","id":"nrt-never","status":"stopped","bundle":"/nonexistent"}}' | {hook} poststop"#
+    ));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
