@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(stage(Some("poststop"), &c), Ok(Stage::Teardown));
         assert_eq!(stage(Some("prestart"), &c), Ok(Stage::Setup));
         assert_eq!(stage(Some("createRuntime"), &c), Ok(Stage::Setup));
-        assert!(stage(Some("startContainer"), &c).unwrap_err().to_string().contains("\\\"startContainer\\\""));
+        assert!(stage(Some("startContainer"), &c).unwrap_err().to_string().contains("stage \"startContainer\" is not"));
     }
 
     #[test]

@@ -54,18 +54,26 @@ fn binary(variable: &str, default: &str) -> PathBuf {
     path
 }
 
-/// A busybox root filesystem, made once per test process.
+/// A busybox root filesystem, shared by the tests (read-only to them).
 pub fn rootfs() -> PathBuf {
     static ONCE: Once = Once::new();
-    let dir = std::env::temp_dir().join(format!("netrt-it-rootfs-{}", std::process::id()));
+    let dir = std::env::temp_dir().join("netrt-it-rootfs");
     ONCE.call_once(|| {
-        let _ = fs::remove_dir_all(&dir);
-        for sub in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
+        if dir.join("bin/sleep").exists() {
+            return;
         }
-        fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed");
+        let scratch = std::env::temp_dir().join(format!("netrt-it-rootfs.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&scratch);
+        for sub in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            fs::create_dir_all(scratch.join(sub)).unwrap();
+        }
+        fs::copy("/bin/busybox", scratch.join("bin/busybox")).expect("busybox-static is installed");
         for applet in ["sh", "sleep", "ip", "cat", "true"] {
-            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+            std::os::unix::fs::symlink("busybox", scratch.join("bin").join(applet)).unwrap();
+        }
+        // Another test process may have made it meanwhile; either is fine.
+        if fs::rename(&scratch, &dir).is_err() {
+            let _ = fs::remove_dir_all(&scratch);
         }
     });
     dir
