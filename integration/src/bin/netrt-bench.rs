@@ -1,0 +1,238 @@
+//! netrt's benchmark: shaping accuracy and hook latency, side by side with
+//! Debian's CNI `bandwidth` plugin in the same run, on the same test lab.
+//! Run it through integration/bench (root; it installs what it needs).
+
+use std::fs;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use netrt_integration::*;
+use serde_json::json;
+
+const CNI_PLUGIN: &str = "/usr/lib/cni/bandwidth";
+const RATES_BPS: [u64; 4] = [1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
+const SECONDS: u32 = 5;
+/// The burst Kubernetes runtimes pass to the CNI plugin: 2^32−1 bits.
+const KUBERNETES_BURST_BITS: u64 = u32::MAX as u64;
+
+#[derive(Clone, Copy)]
+enum Shaper {
+    Netrt,
+    CniKubernetesBurst,
+    CniOneMsBurst,
+}
+
+impl Shaper {
+    fn label(self) -> &'static str {
+        match self {
+            Shaper::Netrt => "netrt",
+            Shaper::CniKubernetesBurst => "CNI, k8s burst",
+            Shaper::CniOneMsBurst => "CNI, 1 ms burst",
+        }
+    }
+}
+
+fn main() {
+    let iterations: usize = std::env::var("NETRT_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let lab = Lab::bridged("bench");
+    // An earlier run that stopped half-way may have left the plugin's ifb.
+    let _ = cni_command(&lab, "DEL", &cni_config(&lab, 1, 1)).wait_with_output();
+    println!("netrt benchmark: {} and {CNI_PLUGIN} on the same veth, one run\n", hook_binary().display());
+    accuracy(&lab);
+    println!();
+    latency(&lab, iterations);
+}
+
+fn accuracy(lab: &Lab) {
+    let shapers = [Shaper::Netrt, Shaper::CniKubernetesBurst, Shaper::CniOneMsBurst];
+    println!("Accuracy: iperf3 goodput measured at the receiver, % of the configured rate,");
+    println!("as 'first second / median of seconds 2-{SECONDS}' (IPv4, TCP, {SECONDS} s per run)\n");
+    print!("{:<8} {:<9}", "rate", "direction");
+    for shaper in shapers {
+        print!(" {:>17}", shaper.label());
+    }
+    println!();
+    for rate in RATES_BPS {
+        let mut rows = [String::new(), String::new()];
+        for shaper in shapers {
+            let applied = apply(lab, shaper, rate);
+            for (row, receives) in rows.iter_mut().zip([false, true]) {
+                let cell = match lab.try_iperf(false, receives, SECONDS) {
+                    Ok(seconds) => {
+                        let first = 100.0 * seconds[0] / rate as f64;
+                        let steady = 100.0 * median(&seconds[1..]) / rate as f64;
+                        format!("{first:.0}% / {steady:.1}%")
+                    }
+                    // A burst smaller than one frame drops every full-sized packet.
+                    Err(_) => "no transfer".to_string(),
+                };
+                *row += &format!(" {cell:>17}");
+            }
+            remove(lab, shaper, applied);
+        }
+        let rate_text = netrt::units::format_rate(rate);
+        println!("{rate_text:<8} {:<9}{}", "egress", rows[0]);
+        println!("{rate_text:<8} {:<9}{}", "ingress", rows[1]);
+    }
+}
+
+/// What has to be stopped to remove a shaper again.
+enum Applied {
+    Container(Container, Bundle),
+    Cni,
+}
+
+fn apply(lab: &Lab, shaper: Shaper, rate_bps: u64) -> Applied {
+    match shaper {
+        Shaper::Netrt => {
+            let netns = lab.netns_path();
+            let rate = rate_bps.to_string();
+            let annotations = [("net.egress", rate.as_str()), ("net.ingress", rate.as_str())];
+            let mut spec = BundleSpec::new(Some(&netns), &annotations);
+            spec.command = "sleep 600";
+            let bundle = Bundle::create("nrt-bench", &spec);
+            let container = Container::start("nrt-bench", &bundle).expect("netrt container starts");
+            Applied::Container(container, bundle)
+        }
+        Shaper::CniKubernetesBurst => cni(lab, "ADD", rate_bps, KUBERNETES_BURST_BITS),
+        Shaper::CniOneMsBurst => cni(lab, "ADD", rate_bps, rate_bps / 1000),
+    }
+}
+
+fn remove(lab: &Lab, shaper: Shaper, applied: Applied) {
+    match applied {
+        Applied::Container(container, _bundle) => container.stop(),
+        Applied::Cni => {
+            cni(lab, "DEL", 1, 1);
+            remove_cni_leftovers(lab);
+            let _ = shaper;
+        }
+    }
+}
+
+/// The plugin's DEL removes its ifb only: the tbf and the ingress qdisc it
+/// put on the host veth stay until the veth goes.
+fn remove_cni_leftovers(lab: &Lab) {
+    let host_veth = lab.host_veth.as_deref().unwrap();
+    sh_quiet(&format!("tc qdisc del dev {host_veth} root; tc qdisc del dev {host_veth} ingress"));
+}
+
+fn cni_config(lab: &Lab, rate_bps: u64, burst_bits: u64) -> String {
+    json!({
+        "cniVersion": "0.4.0",
+        "name": "netrt-bench",
+        "type": "bandwidth",
+        "ingressRate": rate_bps, "ingressBurst": burst_bits,
+        "egressRate": rate_bps, "egressBurst": burst_bits,
+        "prevResult": {
+            "cniVersion": "0.4.0",
+            "interfaces": [{"name": lab.host_veth.as_deref().unwrap()}, {"name": "eth0", "sandbox": lab.netns_path()}],
+            "ips": [],
+        },
+    })
+    .to_string()
+}
+
+fn cni_command(lab: &Lab, command: &str, config: &str) -> Child {
+    let mut child = Command::new(CNI_PLUGIN)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", "nrt-bench")
+        .env("CNI_NETNS", lab.netns_path())
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the CNI bandwidth plugin runs (containernetworking-plugins)");
+    child.stdin.take().unwrap().write_all(config.as_bytes()).unwrap();
+    child
+}
+
+fn cni(lab: &Lab, command: &str, rate_bps: u64, burst_bits: u64) -> Applied {
+    let output = cni_command(lab, command, &cni_config(lab, rate_bps, burst_bits)).wait_with_output().unwrap();
+    assert!(output.status.success(), "CNI {command} failed: {}", String::from_utf8_lossy(&output.stdout));
+    Applied::Cni
+}
+
+fn latency(lab: &Lab, iterations: usize) {
+    println!("Latency of one whole process, stdin to exit, over {iterations} runs (both directions limited to 10mbit)\n");
+    println!("{:<34} {:>10} {:>10}", "", "median", "p95");
+    let (setup, teardown) = netrt_latency(lab, iterations);
+    let (add, del) = cni_latency(lab, iterations);
+    for (label, samples) in [
+        ("netrt-hook setup (createRuntime)", setup),
+        ("netrt-hook teardown (poststop)", teardown),
+        ("CNI bandwidth ADD", add),
+        ("CNI bandwidth DEL", del),
+    ] {
+        println!("{label:<34} {:>8.2}ms {:>8.2}ms", percentile(&samples, 50), percentile(&samples, 95));
+    }
+}
+
+/// Times netrt-hook itself, given the state of a process living in the
+/// lab's container namespace, as runc would give it.
+fn netrt_latency(lab: &Lab, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &lab.container_ns, "sleep", "600"])
+        .spawn()
+        .expect("a process in the container namespace");
+    let own = fs::read_link("/proc/self/ns/net").unwrap();
+    while fs::read_link(format!("/proc/{}/ns/net", holder.id())).map_or(true, |ns| ns == own) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let bundle = std::env::temp_dir().join("netrt-bench-bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    let config = json!({"ociVersion": "1.0.2", "annotations": {"net.egress": "10mbit", "net.ingress": "10mbit"}});
+    fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let state = |status: &str| {
+        json!({"ociVersion": "1.0.2", "id": "nrt-bench-lat", "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
+    };
+    let (creating, stopped) = (state("creating"), state("stopped"));
+    let hook = hook_binary();
+    let mut setup = vec![];
+    let mut teardown = vec![];
+    for _ in 0..iterations {
+        setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
+        teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = fs::remove_dir_all(&bundle);
+    (setup, teardown)
+}
+
+fn cni_latency(lab: &Lab, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+    let config = cni_config(lab, 10_000_000, 10_000_000 / 1000 * 20);
+    let mut add = vec![];
+    let mut del = vec![];
+    for _ in 0..iterations {
+        let start = Instant::now();
+        let output = cni_command(lab, "ADD", &config).wait_with_output().unwrap();
+        add.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(output.status.success(), "CNI ADD: {}", String::from_utf8_lossy(&output.stdout));
+        let start = Instant::now();
+        let output = cni_command(lab, "DEL", &config).wait_with_output().unwrap();
+        del.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(output.status.success(), "CNI DEL: {}", String::from_utf8_lossy(&output.stdout));
+        remove_cni_leftovers(lab);
+    }
+    (add, del)
+}
+
+fn time_process(command: &mut Command, stdin: &str) -> f64 {
+    let start = Instant::now();
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let elapsed = start.elapsed().as_secs_f64() * 1e3;
+    assert!(output.status.success(), "netrt-hook failed: {}", String::from_utf8_lossy(&output.stderr));
+    elapsed
+}
+
+fn percentile(samples: &[f64], p: usize) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    sorted[((sorted.len() - 1) * p + 50) / 100]
+}
