@@ -11,7 +11,7 @@ use crate::plan::{self, Plan};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
 use crate::shaping::{self, Placement, Sockets};
-use crate::{log, privilege};
+use crate::{log, privilege, reap};
 
 /// Runs the hook on the OCI state read from `input`.
 pub fn run(stage_argument: Option<&str>, input: impl Read) -> Result<()> {
@@ -73,7 +73,7 @@ fn setup(container: &Container) -> Result<()> {
         let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
         let buckets = shaping::token_buckets(&plan, &placement)?;
         let ifb = shaping::ifb_name(&container.id);
-        remove_stray_ifb(&sockets, &placement, &ifb).await.map_err(|e| refuse(e.to_string()))?;
+        remove_stray_ifb(&sockets, &placement, &container.id).await.map_err(|e| refuse(e.to_string()))?;
 
         let mut record = Record::new(
             &container.id,
@@ -118,13 +118,17 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
 }
 
 /// An ifb with this container's name but no record is a leftover of a run
-/// whose record is gone; it would make the new setup fail.
-async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, ifb: &str) -> crate::netlink::NetResult<()> {
+/// whose record is gone; it would make the new setup fail. A retired one
+/// whose background deletion never finished goes too.
+async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, id: &str) -> crate::netlink::NetResult<()> {
     let side = match placement {
         Placement::HostSide { .. } => Side::Host,
         Placement::InNamespace { .. } => Side::Container,
     };
-    shaping::undo(&Created::Ifb { side, name: ifb.to_string() }, sockets).await.map(|_| ())
+    for name in [shaping::ifb_name(id), shaping::retired_ifb_name(id)] {
+        shaping::undo(&Created::Ifb { side, name }, sockets).await?;
+    }
+    Ok(())
 }
 
 async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
@@ -156,12 +160,13 @@ fn teardown(id: &str) -> Result<()> {
     }
     privilege::check()?;
     privilege::drop_to_kept()?;
-    runtime()?.block_on(async {
+    let retired = shaping::retired_ifb_name(id);
+    let retired_one = runtime()?.block_on(async {
         let _lock = store.lock()?;
-        let Some(record) = store.load(id)? else { return Ok(()) };
+        let Some(record) = store.load(id)? else { return Ok(false) };
         let host_ns = NetNs::current().map_err(Error::System)?;
         let sockets = sockets_for_record(&record, &host_ns)?;
-        let failures = shaping::undo_all(&record.created, &sockets).await;
+        let (failures, retired_one) = shaping::undo_all_retiring(&record.created, &sockets, &retired).await;
         if let Some(e) = failures.first() {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);
@@ -169,6 +174,10 @@ fn teardown(id: &str) -> Result<()> {
         }
         store.remove(id)?;
         log::info(&format!("tore down {id}"));
-        Ok(())
-    })
+        Ok(retired_one)
+    })?;
+    if retired_one {
+        reap::delete_in_background(retired);
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod oci;
 pub mod plan;
 pub mod privilege;
+pub mod reap;
 pub mod record;
 pub mod settings;
 pub mod shaping;

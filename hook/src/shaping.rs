@@ -65,6 +65,12 @@ pub fn ifb_name(container_id: &str) -> String {
     format!("nrti{:011x}", hash >> 20)
 }
 
+/// Name an ifb takes at teardown while its deletion finishes in the
+/// background: `nrtx` and the same digits as `ifb_name`.
+pub fn retired_ifb_name(container_id: &str) -> String {
+    format!("nrtx{}", &ifb_name(container_id)[4..])
+}
+
 /// Finds the interface to shape and where its limits belong.
 pub async fn locate(sockets: &Sockets, host_ns: &NetNs, container_ns: &NetNs) -> Result<Placement, String> {
     let container = sockets.container.as_ref().expect("setup has the container's socket");
@@ -213,10 +219,7 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     let (side, index, name, root) = match object {
         Created::Ifb { side, name } => {
             let Some(on) = sockets.on(*side) else { return Ok(false) };
-            return match on.link_by_name(name).await? {
-                Some(link) if link.kind.as_deref() == Some("ifb") => on.delete_link(&link).await.map(|_| true),
-                _ => Ok(false),
-            };
+            return delete_ifb_named(on, name).await;
         }
         Created::RootQdisc { side, index, name } => (side, index, name, true),
         Created::IngressQdisc { side, index, name } => (side, index, name, false),
@@ -244,6 +247,50 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets) -> Vec<NetError> {
     failures
 }
 
+/// Teardown's undo: like `undo_all`, except that a host-side ifb is only
+/// taken down and renamed to `retired`; the caller deletes it after the hook
+/// has answered, because unregistering a device waits for an RCU grace
+/// period (about 17 ms here) and the runtime waits for poststop.
+/// Returns the failures and whether an ifb was retired.
+pub async fn undo_all_retiring(objects: &[Created], sockets: &Sockets, retired: &str) -> (Vec<NetError>, bool) {
+    let mut failures = vec![];
+    let mut retired_one = false;
+    for object in objects.iter().rev() {
+        let result = match object {
+            Created::Ifb { side: Side::Host, name } => retire_ifb(&sockets.host, name, retired).await,
+            _ => undo(object, sockets).await,
+        };
+        match result {
+            Ok(done) => retired_one |= done && matches!(object, Created::Ifb { side: Side::Host, .. }),
+            Err(e) => failures.push(e),
+        }
+    }
+    (failures, retired_one)
+}
+
+async fn retire_ifb(host: &Netlink, name: &str, retired: &str) -> NetResult<bool> {
+    // A retired ifb of an earlier teardown whose deletion never finished
+    // would block the rename.
+    delete_ifb_named(host, retired).await?;
+    match host.link_by_name(name).await? {
+        Some(link) if link.kind.as_deref() == Some("ifb") => host.retire_link(&link, retired).await.map(|_| true),
+        _ => Ok(false),
+    }
+}
+
+/// Deletes the ifb called `name`, if there is one. One that vanishes
+/// between the look-up and the delete (a background deletion finishing) is
+/// not an error.
+pub async fn delete_ifb_named(on: &Netlink, name: &str) -> NetResult<bool> {
+    match on.link_by_name(name).await? {
+        Some(link) if link.kind.as_deref() == Some("ifb") => match on.delete_link(&link).await {
+            Err(e) if e.errno == Some(libc::ENODEV) => Ok(false),
+            other => other.map(|_| true),
+        },
+        _ => Ok(false),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +313,7 @@ mod tests {
         assert!(a.starts_with("nrti"));
         assert_ne!(a, b);
         assert_eq!(a, ifb_name("test-container-1"));
+        assert_eq!(retired_ifb_name("test-container-1"), format!("nrtx{}", &a[4..]));
     }
 
     #[test]

@@ -259,12 +259,14 @@ pub struct BundleSpec<'a> {
     /// Environment of the hook process itself (the fault switch).
     pub hook_env: &'a [&'a str],
     pub poststop: bool,
+    /// Also list the hook under prestart (runtimes run both).
+    pub prestart: bool,
     pub command: &'a str,
 }
 
 impl<'a> BundleSpec<'a> {
     pub fn new(netns: Option<&'a str>, annotations: &'a [(&'a str, &'a str)]) -> Self {
-        BundleSpec { netns, annotations, env: &[], hook: hook_binary(), hook_env: &[], poststop: true, command: "sleep 30" }
+        BundleSpec { netns, annotations, env: &[], hook: hook_binary(), hook_env: &[], poststop: true, prestart: false, command: "sleep 30" }
     }
 }
 
@@ -282,6 +284,9 @@ impl Bundle {
         let mut hooks = json!({
             "createRuntime": [{"path": hook, "args": ["netrt-hook", "createRuntime"], "env": hook_env}],
         });
+        if spec.prestart {
+            hooks["prestart"] = json!([{"path": hook, "args": ["netrt-hook", "prestart"], "env": hook_env}]);
+        }
         if spec.poststop {
             hooks["poststop"] = json!([{"path": hook, "args": ["netrt-hook", "poststop"], "env": hook_env}]);
         }
@@ -356,6 +361,7 @@ impl Container {
             .stdin(Stdio::null())
             .output()
             .expect("runc runs");
+        wait_for_retired_ifbs();
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if output.status.success() { Ok(text) } else { Err(text) }
     }
@@ -371,12 +377,23 @@ impl Container {
             let _ = child.wait();
         }
         sh_quiet(&format!("runc delete -f {}", self.id));
+        wait_for_retired_ifbs();
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
         self.kill_and_wait();
+    }
+}
+
+/// Teardown leaves the deletion of a retired ifb (`nrtx…`) to a background
+/// child; wait for it, so that snapshots compare the finished state. A child
+/// that never deletes it makes the snapshot comparisons fail.
+pub fn wait_for_retired_ifbs() {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && sh("ip -o link show type ifb").contains(": nrtx") {
+        sleep(Duration::from_millis(10));
     }
 }
 

@@ -120,7 +120,7 @@ fn status_shows_the_limits_and_live_counters() {
     let annotations = limits();
     let bundle = Bundle::create("nrt-st", &BundleSpec::new(Some(&netns), &annotations));
     let container = Container::start("nrt-st", &bundle).expect("container starts");
-    lab.iperf(false, false, 1);
+    lab.iperf(false, false, 2);
     let hook = hook_binary().display().to_string();
     let status: serde_json::Value = serde_json::from_str(&sh(&format!("{hook} status nrt-st --json"))).unwrap();
     let entry = &status[0];
@@ -135,4 +135,19 @@ fn status_shows_the_limits_and_live_counters() {
     container.stop();
     let after = sh_output(&format!("{hook} status nrt-st"));
     assert!(!after.status.success() && String::from_utf8_lossy(&after.stderr).contains("no container \"nrt-st\""));
+}
+
+#[test]
+fn a_hook_listed_for_prestart_and_create_runtime_applies_once() {
+    let lab = Lab::bridged("twice");
+    let before = snapshot(&[&lab.container_ns]);
+    let netns = lab.netns_path();
+    let annotations = limits();
+    let mut spec = BundleSpec::new(Some(&netns), &annotations);
+    spec.prestart = true;
+    let bundle = Bundle::create("nrt-twice", &spec);
+    let container = Container::start("nrt-twice", &bundle).expect("the second call finds its own record and succeeds");
+    assert_eq!(qdiscs(None, lab.host_veth.as_deref().unwrap()).matches("tbf").count(), 1);
+    container.stop();
+    assert_eq!(snapshot(&[&lab.container_ns]), before);
 }

@@ -140,3 +140,31 @@ fn teardown_without_a_record_is_a_no_op() {
     ));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
+    let lab = Lab::bridged("priv");
+    let before = snapshot(&[&lab.container_ns]);
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.container_ns, "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let bundle = std::env::temp_dir().join("netrt-it-priv");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), r#"{"annotations":{"net.egress":"1mbit"}}"#).unwrap();
+    sh(&format!("chmod 755 {0} && chmod 644 {0}/config.json", bundle.display()));
+    let state = format!(
+        r#"{{"ociVersion":"1.0.2","id":"nrt-priv","status":"creating","pid":{},"bundle":"{}"}}"#,
+        holder.id(),
+        bundle.display()
+    );
+    let hook = hook_binary().display().to_string();
+    let output = sh_output(&format!("echo '{state}' | setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {hook} createRuntime"));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = std::fs::remove_dir_all(&bundle);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE") && stderr.contains("lacks CAP_NET_ADMIN"), "{stderr}");
+    assert_eq!(snapshot(&[&lab.container_ns]), before);
+}

@@ -1,0 +1,35 @@
+//! Setup and teardown reach syslog. The test listens on /dev/log itself, so
+//! it needs a machine without a syslog daemon (as CI's is); with one, the
+//! daemon owns the socket and the test says it is skipped.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::Duration;
+
+use netrt_integration::*;
+
+#[test]
+fn setup_and_teardown_are_logged_to_syslog() {
+    if Path::new("/dev/log").exists() {
+        eprintln!("SKIPPED setup_and_teardown_are_logged_to_syslog: /dev/log belongs to this host's syslog daemon");
+        return;
+    }
+    let socket = UnixDatagram::bind("/dev/log").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let lab = Lab::bridged("log");
+    let netns = lab.netns_path();
+    let annotations = [("net.egress", "5mbit")];
+    let bundle = Bundle::create("nrt-log", &BundleSpec::new(Some(&netns), &annotations));
+    let container = Container::start("nrt-log", &bundle).expect("container starts");
+    container.stop();
+    let mut messages = vec![];
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
+    }
+    let _ = std::fs::remove_file("/dev/log");
+    let setup = messages.iter().find(|m| m.contains("set up nrt-log")).unwrap_or_else(|| panic!("{messages:?}"));
+    assert!(setup.starts_with("<30>") && setup.contains("netrt-hook["), "daemon.info, ident netrt-hook: {setup}");
+    assert!(setup.contains("egress: rate 5mbit"), "{setup}");
+    assert!(messages.iter().any(|m| m.contains("tore down nrt-log")), "{messages:?}");
+}
