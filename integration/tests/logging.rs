@@ -15,6 +15,7 @@ fn setup_and_teardown_are_logged_to_syslog() {
         return;
     }
     let socket = UnixDatagram::bind("/dev/log").unwrap();
+    let _remove = RemoveOnDrop("/dev/log");
     socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let lab = Lab::bridged("log");
     let netns = lab.netns_path();
@@ -27,9 +28,18 @@ fn setup_and_teardown_are_logged_to_syslog() {
     while let Ok(n) = socket.recv(&mut buffer) {
         messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned());
     }
-    let _ = std::fs::remove_file("/dev/log");
     let setup = messages.iter().find(|m| m.contains("set up nrt-log")).unwrap_or_else(|| panic!("{messages:?}"));
     assert!(setup.starts_with("<30>") && setup.contains("netrt-hook["), "daemon.info, ident netrt-hook: {setup}");
     assert!(setup.contains("egress: rate 5mbit"), "{setup}");
     assert!(messages.iter().any(|m| m.contains("tore down nrt-log")), "{messages:?}");
+}
+
+/// Removes the listening socket even when an assertion fails, so that a
+/// failed run leaves no dead /dev/log behind.
+struct RemoveOnDrop(&'static str);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
