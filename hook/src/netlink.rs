@@ -168,18 +168,6 @@ impl Netlink {
         }
     }
 
-    pub async fn links(&self) -> NetResult<Vec<Link>> {
-        let messages: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error("listing interfaces", e))?;
-        Ok(messages.iter().map(Link::from_message).collect())
-    }
-
     /// The interface of the default route: IPv4 first, then IPv6; among
     /// several routes of a family the one with the lowest metric.
     pub async fn default_route_interface(&self) -> NetResult<Option<u32>> {

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -173,10 +173,6 @@ impl Store {
         ids.sort();
         ids.iter().filter_map(|id| self.load(id).transpose()).collect()
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 #[cfg(test)]
@@ -212,7 +208,7 @@ mod tests {
         assert_eq!(store.load("c1").unwrap(), None);
         let leftovers: Vec<_> = fs::read_dir(store.containers()).unwrap().collect();
         assert!(leftovers.is_empty(), "no temporary file stays behind");
-        fs::remove_dir_all(store.dir()).unwrap();
+        fs::remove_dir_all(store.dir).unwrap();
     }
 
     #[test]
@@ -221,18 +217,18 @@ mod tests {
         store.ensure_dirs().unwrap();
         fs::write(store.path_of("c2"), "{").unwrap();
         assert!(store.load("c2").unwrap_err().to_string().contains("damaged"));
-        fs::remove_dir_all(store.dir()).unwrap();
+        fs::remove_dir_all(store.dir).unwrap();
     }
 
     #[test]
     fn the_lock_is_exclusive() {
         let store = scratch("lock");
         let held = store.lock().unwrap();
-        let other = File::open(store.dir().join("lock")).unwrap();
+        let other = File::open(store.dir.join("lock")).unwrap();
         assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_err());
         drop(held);
-        let other = File::open(store.dir().join("lock")).unwrap();
+        let other = File::open(store.dir.join("lock")).unwrap();
         assert!(Flock::lock(other, FlockArg::LockExclusiveNonblock).is_ok());
-        fs::remove_dir_all(store.dir()).unwrap();
+        fs::remove_dir_all(store.dir).unwrap();
     }
 }
