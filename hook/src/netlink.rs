@@ -315,20 +315,31 @@ impl Netlink {
             .map_err(|e| net_error(&action, e))
     }
 
-    pub async fn delete_root_qdisc(&self, link: &Link) -> NetResult<()> {
-        self.delete_qdisc(link, TcHandle::ROOT, "root").await
+/// Deletes the root qdisc of `link` only if it is netrt's: a tbf with
+    /// handle 1:. The kernel checks kind and handle in the same request, so
+    /// no other tool's qdisc can be removed. Returns whether one was deleted.
+    pub async fn delete_own_root_tbf(&self, link: &Link) -> NetResult<bool> {
+        self.delete_qdisc_if(link, TcHandle::ROOT, TcHandle { major: 1, minor: 0 }, "tbf").await
     }
 
-    pub async fn delete_ingress_qdisc(&self, link: &Link) -> NetResult<()> {
-        self.delete_qdisc(link, TcHandle::INGRESS, "ingress").await
+    /// Deletes the ingress qdisc of `link` (and the filters on it).
+    pub async fn delete_ingress_qdisc(&self, link: &Link) -> NetResult<bool> {
+        self.delete_qdisc_if(link, TcHandle::INGRESS, TcHandle { major: 0xffff, minor: 0 }, "ingress").await
     }
 
-    async fn delete_qdisc(&self, link: &Link, parent: TcHandle, which: &str) -> NetResult<()> {
+    async fn delete_qdisc_if(&self, link: &Link, parent: TcHandle, handle: TcHandle, kind: &str) -> NetResult<bool> {
         let mut message = TcMessage::with_index(link.index as i32);
         message.header.parent = parent;
-        self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0)
-            .await
-            .map_err(|e| net_error(format!("deleting the {which} qdisc of {}", link.name), e))
+        message.header.handle = handle;
+        message.attributes.push(TcAttribute::Kind(kind.into()));
+        match self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = net_error(format!("deleting the {kind} qdisc of {}", link.name), e);
+                // ENOENT: no such qdisc; EINVAL: one of another kind or handle.
+                if matches!(e.errno, Some(libc::ENOENT) | Some(libc::EINVAL)) { Ok(false) } else { Err(e) }
+            }
+        }
     }
 
     pub async fn qdiscs(&self, link: &Link) -> NetResult<Vec<QdiscInfo>> {

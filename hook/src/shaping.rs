@@ -225,15 +225,11 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
         Created::IngressQdisc { side, index, name } => (side, index, name, false),
     };
     let Some(on) = sockets.on(*side) else { return Ok(false) };
+    // An index can be reused by a new interface; the name must match too.
     let Some(link) = on.link_by_index(*index).await?.filter(|link| &link.name == name) else {
         return Ok(false);
     };
-    let wanted = if root { "tbf" } else { "ingress" };
-    if !on.qdiscs(&link).await?.iter().any(|q| q.kind == wanted) {
-        return Ok(false);
-    }
-    if root { on.delete_root_qdisc(&link).await? } else { on.delete_ingress_qdisc(&link).await? }
-    Ok(true)
+    if root { on.delete_own_root_tbf(&link).await } else { on.delete_ingress_qdisc(&link).await }
 }
 
 /// Undoes objects in reverse order; returns the failures, having tried all.
@@ -269,12 +265,17 @@ pub async fn undo_all_retiring(objects: &[Created], sockets: &Sockets, retired: 
 }
 
 async fn retire_ifb(host: &Netlink, name: &str, retired: &str) -> NetResult<bool> {
-    // A retired ifb of an earlier teardown whose deletion never finished
-    // would block the rename.
-    delete_ifb_named(host, retired).await?;
-    match host.link_by_name(name).await? {
-        Some(link) if link.kind.as_deref() == Some("ifb") => host.retire_link(&link, retired).await.map(|_| true),
-        _ => Ok(false),
+    let Some(link) = host.link_by_name(name).await?.filter(|link| link.kind.as_deref() == Some("ifb")) else {
+        return Ok(false);
+    };
+    match host.retire_link(&link, retired).await {
+        // A retired ifb of an earlier teardown whose deletion never
+        // finished holds the name: delete it, then rename.
+        Err(e) if e.errno == Some(libc::EEXIST) => {
+            delete_ifb_named(host, retired).await?;
+            host.retire_link(&link, retired).await.map(|_| true)
+        }
+        other => other.map(|_| true),
     }
 }
 

@@ -168,3 +168,32 @@ fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
     assert!(stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE") && stderr.contains("lacks CAP_NET_ADMIN"), "{stderr}");
     assert_eq!(snapshot(&[&lab.container_ns]), before);
 }
+
+#[test]
+fn teardown_removes_only_what_is_still_netrts() {
+    let lab = Lab::bridged("frgn");
+    let host_veth = lab.host_veth.clone().unwrap();
+    let netns = lab.netns_path();
+    let annotations = [("net.ingress", "2mbit")];
+    let bundle = Bundle::create("nrt-foreign", &BundleSpec::new(Some(&netns), &annotations));
+    let container = Container::start("nrt-foreign", &bundle).expect("container starts");
+    // Another tool replaces netrt's tbf while the container runs.
+    sh(&format!("tc qdisc replace dev {host_veth} root handle 7: tbf rate 3mbit burst 5k latency 10ms"));
+    container.stop();
+    assert!(qdiscs(None, &host_veth).contains("tbf 7: root"), "the other tool's qdisc stays");
+    assert!(!record_exists("nrt-foreign"));
+}
+
+#[test]
+fn a_leftover_retired_ifb_does_not_block_teardown() {
+    let lab = Lab::bridged("retire");
+    let netns = lab.netns_path();
+    let annotations = [("net.egress", "2mbit")];
+    let bundle = Bundle::create("nrt-retire", &BundleSpec::new(Some(&netns), &annotations));
+    let container = Container::start("nrt-retire", &bundle).expect("container starts");
+    let retired = format!("nrtx{}", &ifb_name("nrt-retire")[4..]);
+    sh(&format!("ip link add {retired} type ifb"));
+    container.stop();
+    assert!(!record_exists("nrt-retire"), "teardown finished");
+    assert!(!link_exists(None, &ifb_name("nrt-retire")) && !link_exists(None, &retired), "both ifbs are gone");
+}
