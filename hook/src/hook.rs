@@ -85,7 +85,7 @@ fn setup(container: &Container) -> Result<()> {
             plan.clone(),
         );
         record.created = shaping::planned_objects(&plan, &placement, &ifb);
-        store.save(&record)?;
+        store.begin(&record)?;
         let mut done = vec![];
         if let Err((direction, e)) = shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done).await {
             let failures = shaping::undo_all(&done, &sockets).await;
@@ -94,15 +94,14 @@ fn setup(container: &Container) -> Result<()> {
             } else {
                 // Keep the write-ahead record so teardown or gc can finish.
                 record.created = done;
-                store.save(&record)?;
+                store.update_partial(&record)?;
             }
             let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
             let error = Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()));
             log::error(&format!("setup of {} failed and was undone: {error}", container.id));
             return Err(error);
         }
-        record.complete = true;
-        store.save(&record)?;
+        store.commit(&container.id)?;
         log::info(&describe_setup(&container.id, &plan, &placement));
         Ok(())
     })

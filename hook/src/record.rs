@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,8 @@ pub struct Record {
     pub plan: Plan,
     /// Everything setup makes, written before the first change.
     pub created: Vec<Created>,
-    /// False until setup has finished.
+    /// False until setup has finished: kept in the file's name, not in it.
+    #[serde(skip)]
     pub complete: bool,
 }
 
@@ -96,8 +97,14 @@ impl Store {
         self.dir.join("containers")
     }
 
+    /// A finished setup's record.
     fn path_of(&self, id: &str) -> PathBuf {
         self.containers().join(format!("{id}.json"))
+    }
+
+    /// The record of a setup under way, or of one that died under way.
+    fn partial_path_of(&self, id: &str) -> PathBuf {
+        self.containers().join(format!("{id}.partial"))
     }
 
     fn ensure_dirs(&self) -> Result<()> {
@@ -124,39 +131,58 @@ impl Store {
             .map_err(|(_, e)| Error::System(format!("cannot lock {}: {e}", path.display())))
     }
 
+    /// The record of `id`: a finished one, else one under way. A partial
+    /// record that is not valid JSON was cut short while it was first
+    /// written, before setup changed anything, so it is dropped.
     pub fn load(&self, id: &str) -> Result<Option<Record>> {
-        let path = self.path_of(id);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::System(format!("cannot read {}: {e}", path.display()))),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::System(format!("record {} is damaged ({e}); remove it by hand", path.display())))
+        if let Some(mut record) = read(&self.path_of(id))? {
+            record.complete = true;
+            return Ok(Some(record));
+        }
+        let partial = self.partial_path_of(id);
+        match fs::read_to_string(&partial) {
+            Ok(text) => match serde_json::from_str::<Record>(&text) {
+                Ok(record) => Ok(Some(record)),
+                Err(_) => self.remove(id).map(|_| None),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::System(format!("cannot read {}: {e}", partial.display()))),
+        }
     }
 
-    /// Writes the record atomically: a reader sees the old or the new one.
-    pub fn save(&self, record: &Record) -> Result<()> {
+    /// Writes the record of a setup before its first change. One plain
+    /// write: should the hook die during it, nothing has changed yet.
+    pub fn begin(&self, record: &Record) -> Result<()> {
         self.ensure_dirs()?;
-        let path = self.path_of(&record.id);
-        let temporary = path.with_extension("json.tmp");
-        let text = serde_json::to_vec_pretty(record).expect("a record always serialises");
-        let write = || -> std::io::Result<()> {
-            let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&temporary)?;
-            file.write_all(&text)?;
-            fs::rename(&temporary, &path)
-        };
-        write().map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+        let path = self.partial_path_of(&record.id);
+        write_file(&path, record).map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Rewrites a partial record atomically, once changes exist.
+    pub fn update_partial(&self, record: &Record) -> Result<()> {
+        let path = self.partial_path_of(&record.id);
+        let temporary = path.with_extension("partial.tmp");
+        write_file(&temporary, record)
+            .and_then(|_| fs::rename(&temporary, &path))
+            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Marks a setup finished: one rename, atomic.
+    pub fn commit(&self, id: &str) -> Result<()> {
+        fs::rename(self.partial_path_of(id), self.path_of(id))
+            .map_err(|e| Error::System(format!("cannot complete the record of {id}: {e}")))
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
-        match fs::remove_file(self.path_of(id)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::System(format!("cannot remove the record of {id}: {e}")))
+        for path in [self.path_of(id), self.partial_path_of(id)] {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::System(format!("cannot remove {}: {e}", path.display())))
+                }
+                _ => {}
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Every record, in id order; damaged ones are reported, not skipped.
@@ -168,11 +194,31 @@ impl Store {
         };
         let mut ids: Vec<String> = entries
             .filter_map(|entry| entry.ok())
-            .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                name.strip_suffix(".json").or_else(|| name.strip_suffix(".partial")).map(str::to_string)
+            })
             .collect();
         ids.sort();
+        ids.dedup();
         ids.iter().filter_map(|id| self.load(id).transpose()).collect()
     }
+}
+
+fn read(path: &Path) -> Result<Option<Record>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::System(format!("cannot read {}: {e}", path.display()))),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::System(format!("record {} is damaged ({e}); remove it by hand", path.display())))
+}
+
+fn write_file(path: &Path, record: &Record) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(record).expect("a record always serialises");
+    OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?.write_all(&text)
 }
 
 #[cfg(test)]
@@ -195,20 +241,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_round_trip_and_are_removed() {
-        let store = scratch("roundtrip");
-        let mut record = Record::new("c1", 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), Some("veth1".into()), Plan::default());
+    fn record(id: &str) -> Record {
+        let mut record = Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), Some("veth1".into()), Plan::default());
         record.created.push(Created::Ifb { side: Side::Host, name: "nrti0".into() });
-        store.save(&record).unwrap();
-        assert_eq!(store.load("c1").unwrap(), Some(record.clone()));
-        assert_eq!(store.all().unwrap(), vec![record]);
+        record
+    }
+
+    #[test]
+    fn a_record_is_partial_until_committed_and_then_removed() {
+        let store = scratch("lifecycle");
+        let record = record("c1");
+        store.begin(&record).unwrap();
+        let partial = store.load("c1").unwrap().unwrap();
+        assert!(!partial.complete);
+        assert_eq!(partial.created, record.created);
+        store.commit("c1").unwrap();
+        let complete = store.load("c1").unwrap().unwrap();
+        assert!(complete.complete);
+        assert_eq!(store.all().unwrap(), vec![complete]);
+        assert!(!store.partial_path_of("c1").exists());
         store.remove("c1").unwrap();
         store.remove("c1").unwrap();
         assert_eq!(store.load("c1").unwrap(), None);
-        let leftovers: Vec<_> = fs::read_dir(store.containers()).unwrap().collect();
-        assert!(leftovers.is_empty(), "no temporary file stays behind");
-        fs::remove_dir_all(store.dir).unwrap();
+        assert_eq!(fs::read_dir(store.containers()).unwrap().count(), 0, "nothing stays behind");
+        fs::remove_dir_all(&store.dir).unwrap();
+    }
+
+    #[test]
+    fn a_partial_record_can_be_rewritten_atomically() {
+        let store = scratch("partial");
+        let mut record = record("c3");
+        store.begin(&record).unwrap();
+        record.created.clear();
+        store.update_partial(&record).unwrap();
+        assert!(store.load("c3").unwrap().unwrap().created.is_empty());
+        assert_eq!(fs::read_dir(store.containers()).unwrap().count(), 1, "no temporary file stays behind");
+        fs::remove_dir_all(&store.dir).unwrap();
+    }
+
+    #[test]
+    fn a_cut_short_partial_record_is_dropped() {
+        let store = scratch("cut");
+        store.ensure_dirs().unwrap();
+        fs::write(store.partial_path_of("c4"), "{\"version\":1,\"id\":").unwrap();
+        assert_eq!(store.load("c4").unwrap(), None);
+        assert!(!store.partial_path_of("c4").exists());
+        fs::remove_dir_all(&store.dir).unwrap();
     }
 
     #[test]
@@ -216,7 +294,7 @@ mod tests {
         let store = scratch("damaged");
         store.ensure_dirs().unwrap();
         fs::write(store.path_of("c2"), "{").unwrap();
-        assert!(store.load("c2").unwrap_err().to_string().contains("damaged"));
+        assert!(store.load("c2").unwrap_err().to_string().contains("damaged"), "a finished record is never dropped silently");
         fs::remove_dir_all(store.dir).unwrap();
     }
 

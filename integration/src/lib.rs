@@ -437,6 +437,7 @@ pub fn link_exists(netns: Option<&str>, device: &str) -> bool {
 
 pub use netrt::shaping::ifb_name;
 
+/// Whether netrt holds a record for `id`, finished or partial.
 pub fn record_exists(id: &str) -> bool {
-    Path::new(&format!("/run/netrt/containers/{id}.json")).exists()
+    ["json", "partial"].iter().any(|ext| Path::new(&format!("/run/netrt/containers/{id}.{ext}")).exists())
 }
