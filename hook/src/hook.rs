@@ -87,23 +87,28 @@ fn setup(container: &Container) -> Result<()> {
         record.created = shaping::planned_objects(&plan, &placement, &ifb);
         store.begin(&record)?;
         let mut done = vec![];
-        if let Err((direction, e)) = shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done).await {
-            let failures = shaping::undo_all(&done, &sockets).await;
-            if failures.is_empty() {
-                store.remove(&container.id)?;
-            } else {
-                // Keep the write-ahead record so teardown or gc can finish.
-                record.created = done;
-                store.update_partial(&record)?;
+        let applied = shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done).await;
+        let failure = match applied {
+            Ok(()) => store.commit(&container.id).err(),
+            Err((direction, e)) => {
+                let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
+                Some(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()).into())
             }
-            let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
-            let error = Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()));
-            log::error(&format!("setup of {} failed and was undone: {error}", container.id));
-            return Err(error);
+        };
+        let Some(error) = failure else {
+            log::info(&describe_setup(&container.id, &plan, &placement));
+            return Ok(());
+        };
+        let failures = shaping::undo_all(&done, &sockets).await;
+        if failures.is_empty() {
+            store.remove(&container.id)?;
+        } else {
+            // Keep the write-ahead record so teardown or gc can finish.
+            record.created = done;
+            store.update_partial(&record)?;
         }
-        store.commit(&container.id)?;
-        log::info(&describe_setup(&container.id, &plan, &placement));
-        Ok(())
+        log::error(&format!("setup of {} failed and was undone: {error}", container.id));
+        Err(error)
     })
 }
 
@@ -154,7 +159,7 @@ fn teardown(id: &str) -> Result<()> {
     let store = Store::system();
     // Nothing recorded: a container netrt never touched. Do not even ask for
     // privileges, so that poststop of untouched containers always succeeds.
-    if store.load(id)?.is_none() {
+    if !store.exists(id) {
         return Ok(());
     }
     privilege::check()?;
@@ -162,7 +167,11 @@ fn teardown(id: &str) -> Result<()> {
     let retired = shaping::retired_ifb_name(id);
     let retired_one = runtime()?.block_on(async {
         let _lock = store.lock()?;
-        let Some(record) = store.load(id)? else { return Ok(false) };
+        let Some(record) = store.load(id)? else {
+            // A partial record cut short before setup changed anything.
+            store.remove(id)?;
+            return Ok(false);
+        };
         let host_ns = NetNs::current().map_err(Error::System)?;
         let sockets = sockets_for_record(&record, &host_ns)?;
         let (failures, retired_one) = shaping::undo_all_retiring(&record.created, &sockets, &retired).await;

@@ -131,9 +131,15 @@ impl Store {
             .map_err(|(_, e)| Error::System(format!("cannot lock {}: {e}", path.display())))
     }
 
+    /// Whether any record of `id` exists, finished, partial or cut short.
+    pub fn exists(&self, id: &str) -> bool {
+        self.path_of(id).exists() || self.partial_path_of(id).exists()
+    }
+
     /// The record of `id`: a finished one, else one under way. A partial
-    /// record that is not valid JSON was cut short while it was first
-    /// written, before setup changed anything, so it is dropped.
+    /// record that is not valid JSON is being written right now (readers do
+    /// not hold the lock) or was cut short before setup changed anything:
+    /// either way it lists nothing made, and counts as absent.
     pub fn load(&self, id: &str) -> Result<Option<Record>> {
         if let Some(mut record) = read(&self.path_of(id))? {
             record.complete = true;
@@ -141,10 +147,7 @@ impl Store {
         }
         let partial = self.partial_path_of(id);
         match fs::read_to_string(&partial) {
-            Ok(text) => match serde_json::from_str::<Record>(&text) {
-                Ok(record) => Ok(Some(record)),
-                Err(_) => self.remove(id).map(|_| None),
-            },
+            Ok(text) => Ok(serde_json::from_str::<Record>(&text).ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::System(format!("cannot read {}: {e}", partial.display()))),
         }
@@ -280,12 +283,14 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_short_partial_record_is_dropped() {
+    fn a_cut_short_partial_record_counts_as_absent_but_exists() {
         let store = scratch("cut");
         store.ensure_dirs().unwrap();
         fs::write(store.partial_path_of("c4"), "{\"version\":1,\"id\":").unwrap();
         assert_eq!(store.load("c4").unwrap(), None);
-        assert!(!store.partial_path_of("c4").exists());
+        assert!(store.exists("c4"), "a reader never removes it; teardown does, under the lock");
+        store.remove("c4").unwrap();
+        assert!(!store.exists("c4"));
         fs::remove_dir_all(&store.dir).unwrap();
     }
 

@@ -204,15 +204,17 @@ pub fn iperf(
     seconds: u32,
 ) -> Result<Vec<f64>, String> {
     let port = 5201 + (std::process::id() % 500) as u16;
+    // A stalled transfer (every packet dropped) ends at these bounds.
+    let (server_limit, client_limit) = ((seconds + 15).to_string(), (seconds + 10).to_string());
     let mut server = Command::new("ip")
-        .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
+        .args(["netns", "exec", server_ns, "timeout", &server_limit, "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("iperf3 server starts");
     sleep(Duration::from_millis(300));
     let family = if ipv6 { "-6" } else { "-4" };
-    let mut args = vec!["netns", "exec", client_ns, "timeout", "60", "iperf3", family, "-c", server_ip];
+    let mut args = vec!["netns", "exec", client_ns, "timeout", &client_limit, "iperf3", family, "-c", server_ip];
     let port_text = port.to_string();
     let time_text = seconds.to_string();
     args.extend(["-p", &port_text, "-t", &time_text, "-i", "1", "-J", "--connect-timeout", "3000"]);

@@ -197,3 +197,26 @@ fn a_leftover_retired_ifb_does_not_block_teardown() {
     assert!(!record_exists("nrt-retire"), "teardown finished");
     assert!(!link_exists(None, &ifb_name("nrt-retire")) && !link_exists(None, &retired), "both ifbs are gone");
 }
+
+/// A partial record that is not JSON: a setup died while writing it, before
+/// it changed anything.
+#[test]
+fn a_record_cut_short_before_any_change_is_cleaned_up() {
+    let partial = "/run/netrt/containers/nrt-cut.partial";
+    let lab = Lab::bridged("cut");
+    let before = snapshot(&[&lab.container_ns]);
+    std::fs::create_dir_all("/run/netrt/containers").unwrap();
+    std::fs::write(partial, r#"{"version":1,"id":"#).unwrap();
+    let netns = lab.netns_path();
+    let annotations = [("net.egress", "2mbit")];
+    let bundle = Bundle::create("nrt-cut", &BundleSpec::new(Some(&netns), &annotations));
+    let container = Container::start("nrt-cut", &bundle).expect("setup writes over it");
+    assert!(qdiscs(None, &ifb_name("nrt-cut")).contains("rate 2Mbit"));
+    container.stop();
+    assert_eq!(snapshot(&[&lab.container_ns]), before);
+
+    std::fs::write(partial, r#"{"version":1,"id":"#).unwrap();
+    let hook = hook_binary().display().to_string();
+    sh(&format!(r#"echo '{{"ociVersion":"1.0.2","id":"nrt-cut","status":"stopped","bundle":"/nonexistent"}}' | {hook} poststop"#));
+    assert!(!std::path::Path::new(partial).exists(), "poststop removes it");
+}

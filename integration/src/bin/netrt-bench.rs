@@ -164,7 +164,7 @@ fn cni(lab: &Lab, command: &str, rate_bps: u64, burst_bits: u64) -> Applied {
 fn latency(lab: &Lab, iterations: usize) {
     println!("Latency of one whole process, stdin to exit, over {iterations} runs (both directions limited to 10mbit)");
     let filesystem = sh("mkdir -p /run/netrt && stat -f -c %T /run/netrt");
-    println!("(/run/netrt, where netrt writes its record twice per setup, is on {})\n", filesystem.trim());
+    println!("(/run/netrt, where netrt writes a record per setup, is on {})\n", filesystem.trim());
     println!("{:<34} {:>10} {:>10}", "", "median", "p95");
     let (setup, teardown) = netrt_latency(lab, iterations);
     let (add, del) = cni_latency(lab, iterations);
