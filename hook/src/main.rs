@@ -9,8 +9,21 @@ use netrt::{hook, plan, settings, status};
 /// createRuntime or prestart it applies the settings inside the container's
 /// network namespace before the process starts; from poststop it removes
 /// everything it made. Without a stage it goes by the state's status.
+const SETTINGS_HELP: &str = "\
+Settings, as annotations or as NETRT_* variables of the container (NETRT_EGRESS, ...):
+  net.egress=RATE           limit on what the container sends: 10mbit, 1.5gbit, 500k, 10M, 1Gi
+  net.ingress=RATE          limit on what the container receives
+  net.egress.burst=SIZE     token bucket, e.g. 64k (default: 20 ms at the rate, at least one frame)
+  net.ingress.burst=SIZE
+  net.egress.latency=TIME   longest wait in the queue, e.g. 5ms (default 25ms)
+  net.ingress.latency=TIME
+Byte rates (10mbps) are refused: tc reads them as bytes per second.
+
+Records: /run/netrt/containers. A refusal is one line on stderr,
+netrt: KEY=\"VALUE\": reason, and exit status 1; the runtime then does not start the container.";
+
 #[derive(Parser)]
-#[command(name = "netrt-hook", version, after_help = "See netrt-hook(8) for every annotation and example.")]
+#[command(name = "netrt-hook", version, after_help = SETTINGS_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
