@@ -161,6 +161,15 @@ impl Lab {
         format!("/run/netns/{}", self.container_ns)
     }
 
+    /// Starts a container (`sleep 30`) in this lab's container namespace
+    /// with netrt-hook and these annotations. Keep the bundle while it runs.
+    pub fn start(&self, id: &str, annotations: &[(&str, &str)]) -> (Container, Bundle) {
+        let netns = self.netns_path();
+        let bundle = Bundle::create(id, &BundleSpec::new(Some(&netns), annotations));
+        let container = Container::start(id, &bundle).unwrap_or_else(|e| panic!("container {id} does not start: {e}"));
+        (container, bundle)
+    }
+
     fn remove(&mut self) {
         sh_quiet(&format!("ip netns del {}", self.server_ns));
         sh_quiet(&format!("ip netns del {}", self.container_ns));

@@ -15,10 +15,8 @@ fn limits() -> [(&'static str, &'static str); 2] {
 fn limits_are_on_the_host_veth_while_running_and_gone_after() {
     let lab = Lab::bridged("up");
     let before = snapshot(&[&lab.container_ns]);
-    let netns = lab.netns_path();
     let annotations = limits();
-    let bundle = Bundle::create("nrt-up", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-up", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-up", &annotations);
 
     let host_veth = lab.host_veth.as_deref().unwrap();
     let ifb = ifb_name("nrt-up");
@@ -41,10 +39,8 @@ fn limits_are_on_the_host_veth_while_running_and_gone_after() {
 #[test]
 fn egress_and_ingress_hold_over_ipv4_and_ipv6() {
     let lab = Lab::bridged("bw");
-    let netns = lab.netns_path();
     let annotations = limits();
-    let bundle = Bundle::create("nrt-bw", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-bw", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-bw", &annotations);
     for ipv6 in [false, true] {
         for (receives, limit) in [(false, EGRESS_BPS), (true, INGRESS_BPS)] {
             let seconds = lab.iperf(ipv6, receives, 4);
@@ -62,10 +58,8 @@ fn egress_and_ingress_hold_over_ipv4_and_ipv6() {
 fn without_a_host_peer_the_limits_go_inside_the_namespace() {
     let lab = Lab::direct("in");
     let before = snapshot(&[&lab.container_ns, &lab.server_ns]);
-    let netns = lab.netns_path();
     let annotations = limits();
-    let bundle = Bundle::create("nrt-in", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-in", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-in", &annotations);
 
     let ns = Some(lab.container_ns.as_str());
     let ifb = ifb_name("nrt-in");
@@ -116,10 +110,8 @@ fn a_container_without_settings_is_not_touched() {
 #[test]
 fn status_shows_the_limits_and_live_counters() {
     let lab = Lab::bridged("st");
-    let netns = lab.netns_path();
     let annotations = limits();
-    let bundle = Bundle::create("nrt-st", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-st", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-st", &annotations);
     lab.iperf(false, false, 2);
     let hook = hook_binary().display().to_string();
     let status: serde_json::Value = serde_json::from_str(&sh(&format!("{hook} status nrt-st --json"))).unwrap();

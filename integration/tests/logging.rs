@@ -18,10 +18,8 @@ fn setup_and_teardown_are_logged_to_syslog() {
     let _remove = RemoveOnDrop("/dev/log");
     socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let lab = Lab::bridged("log");
-    let netns = lab.netns_path();
     let annotations = [("net.egress", "5mbit")];
-    let bundle = Bundle::create("nrt-log", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-log", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-log", &annotations);
     container.stop();
     let mut messages = vec![];
     let mut buffer = [0u8; 4096];

@@ -110,8 +110,7 @@ fn a_restart_after_a_lost_poststop_is_set_up_cleanly() {
     assert!(record_exists("nrt-rst") && qdiscs(None, &host_veth).contains("rate 5Mbit"), "poststop never ran: all left");
 
     let second = [("net.egress", "7mbit"), ("net.ingress", "9mbit")];
-    let bundle = Bundle::create("nrt-rst", &BundleSpec::new(Some(&netns), &second));
-    let container = Container::start("nrt-rst", &bundle).expect("the same id starts again");
+    let (container, _bundle) = lab.start("nrt-rst", &second);
     assert!(qdiscs(None, &host_veth).contains("rate 9Mbit"), "the new ingress limit is in force");
     assert!(qdiscs(None, &ifb_name("nrt-rst")).contains("rate 7Mbit"), "the new egress limit is in force");
     container.stop();
@@ -123,10 +122,8 @@ fn a_stray_ifb_of_the_same_id_is_replaced() {
     let lab = Lab::bridged("stray");
     let ifb = ifb_name("nrt-stray");
     sh(&format!("ip link add {ifb} type ifb"));
-    let netns = lab.netns_path();
     let annotations = [("net.egress", "2mbit")];
-    let bundle = Bundle::create("nrt-stray", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-stray", &bundle).expect("starts despite the leftover ifb");
+    let (container, _bundle) = lab.start("nrt-stray", &annotations);
     assert!(qdiscs(None, &ifb).contains("rate 2Mbit"));
     container.stop();
     assert!(!link_exists(None, &ifb));
@@ -173,10 +170,8 @@ fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
 fn teardown_removes_only_what_is_still_netrts() {
     let lab = Lab::bridged("frgn");
     let host_veth = lab.host_veth.clone().unwrap();
-    let netns = lab.netns_path();
     let annotations = [("net.ingress", "2mbit")];
-    let bundle = Bundle::create("nrt-foreign", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-foreign", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-foreign", &annotations);
     // Another tool replaces netrt's tbf while the container runs.
     sh(&format!("tc qdisc replace dev {host_veth} root handle 7: tbf rate 3mbit burst 5k latency 10ms"));
     container.stop();
@@ -187,10 +182,8 @@ fn teardown_removes_only_what_is_still_netrts() {
 #[test]
 fn a_leftover_retired_ifb_does_not_block_teardown() {
     let lab = Lab::bridged("retire");
-    let netns = lab.netns_path();
     let annotations = [("net.egress", "2mbit")];
-    let bundle = Bundle::create("nrt-retire", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-retire", &bundle).expect("container starts");
+    let (container, _bundle) = lab.start("nrt-retire", &annotations);
     let retired = format!("nrtx{}", &ifb_name("nrt-retire")[4..]);
     sh(&format!("ip link add {retired} type ifb"));
     container.stop();
@@ -207,10 +200,8 @@ fn a_record_cut_short_before_any_change_is_cleaned_up() {
     let before = snapshot(&[&lab.container_ns]);
     std::fs::create_dir_all("/run/netrt/containers").unwrap();
     std::fs::write(partial, r#"{"version":1,"id":"#).unwrap();
-    let netns = lab.netns_path();
     let annotations = [("net.egress", "2mbit")];
-    let bundle = Bundle::create("nrt-cut", &BundleSpec::new(Some(&netns), &annotations));
-    let container = Container::start("nrt-cut", &bundle).expect("setup writes over it");
+    let (container, _bundle) = lab.start("nrt-cut", &annotations);
     assert!(qdiscs(None, &ifb_name("nrt-cut")).contains("rate 2Mbit"));
     container.stop();
     assert_eq!(snapshot(&[&lab.container_ns]), before);
