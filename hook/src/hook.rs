@@ -73,7 +73,7 @@ fn setup(container: &Container) -> Result<()> {
         let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
         let buckets = shaping::token_buckets(&plan, &placement)?;
         let ifb = shaping::ifb_name(&container.id);
-        remove_stray_ifb(&sockets, &placement, &container.id).await.map_err(|e| refuse(e.to_string()))?;
+        remove_stray_ifb(&sockets, &placement, &ifb).await.map_err(|e| refuse(e.to_string()))?;
 
         let mut record = Record::new(
             &container.id,
@@ -121,18 +121,15 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
     format!("set up {id}: {place}: {}", limits.join("; "))
 }
 
-/// An ifb with this container's name but no record is a leftover of a run
-/// whose record is gone; it would make the new setup fail. A retired one
-/// whose background deletion never finished goes too.
-async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, id: &str) -> crate::netlink::NetResult<()> {
+/// An ifb with this container's name is a leftover: of a run whose record
+/// is gone, or of a teardown whose background deletion has not finished. It
+/// would make the new setup fail.
+async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, ifb: &str) -> crate::netlink::NetResult<()> {
     let side = match placement {
         Placement::HostSide { .. } => Side::Host,
         Placement::InNamespace { .. } => Side::Container,
     };
-    for name in [shaping::ifb_name(id), shaping::retired_ifb_name(id)] {
-        shaping::undo(&Created::Ifb { side, name }, sockets).await?;
-    }
-    Ok(())
+    shaping::undo(&Created::Ifb { side, name: ifb.to_string() }, sockets).await.map(|_| ())
 }
 
 async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
@@ -164,17 +161,16 @@ fn teardown(id: &str) -> Result<()> {
     }
     privilege::check()?;
     privilege::drop_to_kept()?;
-    let retired = shaping::retired_ifb_name(id);
-    let retired_one = runtime()?.block_on(async {
+    let host_ifb = runtime()?.block_on(async {
         let _lock = store.lock()?;
         let Some(record) = store.load(id)? else {
             // A partial record cut short before setup changed anything.
             store.remove(id)?;
-            return Ok(false);
+            return Ok(None);
         };
         let host_ns = NetNs::current().map_err(Error::System)?;
         let sockets = sockets_for_record(&record, &host_ns)?;
-        let (failures, retired_one) = shaping::undo_all_retiring(&record.created, &sockets, &retired).await;
+        let (failures, host_ifb) = shaping::undo_all_but_host_ifb(&record.created, &sockets).await;
         if let Some(e) = failures.first() {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);
@@ -182,10 +178,10 @@ fn teardown(id: &str) -> Result<()> {
         }
         store.remove(id)?;
         log::info(&format!("tore down {id}"));
-        Ok(retired_one)
+        Ok(host_ifb)
     })?;
-    if retired_one {
-        reap::delete_in_background(retired);
+    if let Some(ifb) = host_ifb {
+        reap::delete_in_background(ifb);
     }
     Ok(())
 }

@@ -251,21 +251,6 @@ impl Netlink {
             .map_err(|e| net_error(format!("bringing {} up", link.name), e))
     }
 
-    /// Takes a link down and renames it, so that nothing uses it and its
-    /// name is free again; both are quick, unlike unregistering it.
-    pub async fn retire_link(&self, link: &Link, new_name: &str) -> NetResult<()> {
-        let mut down = LinkUnspec::new_with_index(link.index).build();
-        down.header.change_mask |= LinkFlags::Up;
-        self.handle.link().set(down).execute().await.map_err(|e| net_error(format!("taking {} down", link.name), e))?;
-        let rename = LinkUnspec::new_with_index(link.index).name(new_name).build();
-        self.handle
-            .link()
-            .set(rename)
-            .execute()
-            .await
-            .map_err(|e| net_error(format!("renaming {} to {new_name}", link.name), e))
-    }
-
     pub async fn delete_link(&self, link: &Link) -> NetResult<()> {
         self.handle
             .link()

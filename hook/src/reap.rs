@@ -1,27 +1,28 @@
-//! Deletes a retired ifb after the hook has exited. Unregistering a network
-//! device waits for an RCU grace period; the runtime need not wait for it,
-//! since teardown already took the device down, out of every path and name.
+//! Deletes a container's ifb after the hook has exited. Unregistering a
+//! network device waits for an RCU grace period; the runtime need not wait
+//! for it, since teardown already removed the redirect into the device.
+//! The ifb is deleted by index, and only if it still has its name: a new
+//! ifb a restart makes under the same name has another index.
 
 use nix::unistd::{fork, setsid, ForkResult};
 
-use crate::netlink::Netlink;
+use crate::netlink::{Link, Netlink};
 use crate::netns::NetNs;
-use crate::shaping::delete_ifb_named;
 
-/// Forks a detached child that deletes the host ifb `name`, and returns at
+/// Forks a detached child that deletes the host ifb `ifb`, and returns at
 /// once. Call it with no runtime and no other thread alive: after `fork`
 /// only the calling thread exists in the child.
-pub fn delete_in_background(name: String) {
+pub fn delete_in_background(ifb: Link) {
     // SAFETY: the hook is single-threaded here (its current-thread runtime
     // is gone), so the child inherits no lock held by another thread.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             detach();
-            let deleted = delete(&name);
+            let deleted = delete(&ifb);
             std::process::exit(if deleted { 0 } else { 1 });
         }
-        // A failed fork only means the retired ifb waits for `gc` or for
-        // the next setup of this container, which remove it too.
+        // A failed fork only means the ifb waits for `gc` or for the next
+        // setup of this container, which removes it as a stray.
         Ok(ForkResult::Parent { .. }) | Err(_) => {}
     }
 }
@@ -38,16 +39,21 @@ fn detach() {
     }
 }
 
-fn delete(name: &str) -> bool {
+fn delete(ifb: &Link) -> bool {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return false };
     runtime.block_on(async {
         let Ok(host_ns) = NetNs::current() else { return false };
         let Ok(host) = Netlink::open_in(&host_ns) else { return false };
-        let result = delete_ifb_named(&host, name).await;
+        let result = match host.link_by_index(ifb.index).await {
+            Ok(Some(link)) if link.name == ifb.name => host.delete_link(&link).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         match &result {
-            Ok(_) => crate::log::info(&format!("deleted retired ifb {name}")),
-            Err(e) => crate::log::error(&format!("cannot delete retired ifb {name}: {e}")),
+            Ok(_) => crate::log::info(&format!("deleted ifb {}", ifb.name)),
+            Err(e) if e.errno == Some(libc::ENODEV) => {}
+            Err(e) => crate::log::error(&format!("cannot delete ifb {}: {e}", ifb.name)),
         }
-        result.is_ok()
+        result.is_ok() || result.is_err_and(|e| e.errno == Some(libc::ENODEV))
     })
 }

@@ -65,12 +65,6 @@ pub fn ifb_name(container_id: &str) -> String {
     format!("nrti{:011x}", hash >> 20)
 }
 
-/// Name an ifb takes at teardown while its deletion finishes in the
-/// background: `nrtx` and the same digits as `ifb_name`.
-pub fn retired_ifb_name(container_id: &str) -> String {
-    format!("nrtx{}", &ifb_name(container_id)[4..])
-}
-
 /// Finds the interface to shape and where its limits belong.
 pub async fn locate(sockets: &Sockets, host_ns: &NetNs, container_ns: &NetNs) -> Result<Placement, String> {
     let container = sockets.container.as_ref().expect("setup has the container's socket");
@@ -244,39 +238,26 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets) -> Vec<NetError> {
 }
 
 /// Teardown's undo: like `undo_all`, except that a host-side ifb is only
-/// taken down and renamed to `retired`; the caller deletes it after the hook
-/// has answered, because unregistering a device waits for an RCU grace
-/// period (about 17 ms here) and the runtime waits for poststop.
-/// Returns the failures and whether an ifb was retired.
-pub async fn undo_all_retiring(objects: &[Created], sockets: &Sockets, retired: &str) -> (Vec<NetError>, bool) {
+/// looked up and returned, for the caller to delete after the hook has
+/// answered: unregistering a device waits for an RCU grace period (about
+/// 17 ms here) and the runtime waits for poststop. Once the ingress qdisc
+/// is gone, nothing is redirected to the ifb any more.
+pub async fn undo_all_but_host_ifb(objects: &[Created], sockets: &Sockets) -> (Vec<NetError>, Option<Link>) {
     let mut failures = vec![];
-    let mut retired_one = false;
+    let mut host_ifb = None;
     for object in objects.iter().rev() {
         let result = match object {
-            Created::Ifb { side: Side::Host, name } => retire_ifb(&sockets.host, name, retired).await,
+            Created::Ifb { side: Side::Host, name } => sockets.host.link_by_name(name).await.map(|link| {
+                host_ifb = link.filter(|link| link.kind.as_deref() == Some("ifb"));
+                true
+            }),
             _ => undo(object, sockets).await,
         };
-        match result {
-            Ok(done) => retired_one |= done && matches!(object, Created::Ifb { side: Side::Host, .. }),
-            Err(e) => failures.push(e),
+        if let Err(e) = result {
+            failures.push(e);
         }
     }
-    (failures, retired_one)
-}
-
-async fn retire_ifb(host: &Netlink, name: &str, retired: &str) -> NetResult<bool> {
-    let Some(link) = host.link_by_name(name).await?.filter(|link| link.kind.as_deref() == Some("ifb")) else {
-        return Ok(false);
-    };
-    match host.retire_link(&link, retired).await {
-        // A retired ifb of an earlier teardown whose deletion never
-        // finished holds the name: delete it, then rename.
-        Err(e) if e.errno == Some(libc::EEXIST) => {
-            delete_ifb_named(host, retired).await?;
-            host.retire_link(&link, retired).await.map(|_| true)
-        }
-        other => other.map(|_| true),
-    }
+    (failures, host_ifb)
 }
 
 /// Deletes the ifb called `name`, if there is one. One that vanishes
@@ -314,7 +295,6 @@ mod tests {
         assert!(a.starts_with("nrti"));
         assert_ne!(a, b);
         assert_eq!(a, ifb_name("test-container-1"));
-        assert_eq!(retired_ifb_name("test-container-1"), format!("nrtx{}", &a[4..]));
     }
 
     #[test]

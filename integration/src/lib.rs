@@ -372,7 +372,7 @@ impl Container {
             .stdin(Stdio::null())
             .output()
             .expect("runc runs");
-        wait_for_retired_ifbs();
+        wait_for_ifb_gone(id);
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if output.status.success() { Ok(text) } else { Err(text) }
     }
@@ -388,7 +388,7 @@ impl Container {
             let _ = child.wait();
         }
         sh_quiet(&format!("runc delete -f {}", self.id));
-        wait_for_retired_ifbs();
+        wait_for_ifb_gone(&self.id);
     }
 }
 
@@ -398,12 +398,12 @@ impl Drop for Container {
     }
 }
 
-/// Teardown leaves the deletion of a retired ifb (`nrtx…`) to a background
+/// Teardown leaves the deletion of a container's ifb to a background
 /// child; wait for it, so that snapshots compare the finished state. A child
 /// that never deletes it makes the snapshot comparisons fail.
-pub fn wait_for_retired_ifbs() {
+pub fn wait_for_ifb_gone(id: &str) {
     let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline && sh("ip -o link show type ifb").contains(": nrtx") {
+    while Instant::now() < deadline && link_exists(None, &ifb_name(id)) {
         sleep(Duration::from_millis(10));
     }
 }

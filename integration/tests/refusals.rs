@@ -179,18 +179,6 @@ fn teardown_removes_only_what_is_still_netrts() {
     assert!(!record_exists("nrt-foreign"));
 }
 
-#[test]
-fn a_leftover_retired_ifb_does_not_block_teardown() {
-    let lab = Lab::bridged("retire");
-    let annotations = [("net.egress", "2mbit")];
-    let (container, _bundle) = lab.start("nrt-retire", &annotations);
-    let retired = format!("nrtx{}", &ifb_name("nrt-retire")[4..]);
-    sh(&format!("ip link add {retired} type ifb"));
-    container.stop();
-    assert!(!record_exists("nrt-retire"), "teardown finished");
-    assert!(!link_exists(None, &ifb_name("nrt-retire")) && !link_exists(None, &retired), "both ifbs are gone");
-}
-
 /// A partial record that is not JSON: a setup died while writing it, before
 /// it changed anything.
 #[test]
