@@ -213,8 +213,10 @@ pub fn iperf(
     seconds: u32,
 ) -> Result<Vec<f64>, String> {
     let port = 5201 + (std::process::id() % 500) as u16;
-    // A stalled transfer (every packet dropped) ends at these bounds.
-    let (server_limit, client_limit) = ((seconds + 15).to_string(), (seconds + 10).to_string());
+    // Bounds for a stalled transfer (every packet dropped). Generous: after
+    // a huge burst, the sender's socket buffers drain at the shaped rate,
+    // and at 1mbit that takes tens of seconds.
+    let (server_limit, client_limit) = ((seconds + 60).to_string(), (seconds + 55).to_string());
     let mut server = Command::new("ip")
         .args(["netns", "exec", server_ns, "timeout", &server_limit, "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
         .stdout(Stdio::null())
