@@ -10,7 +10,7 @@ use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
-use crate::shaping::{self, Placement, Sockets};
+use crate::shaping::{self, HostIfb, Placement, Sockets};
 use crate::{log, privilege, reap};
 
 /// Runs the hook on the OCI state read from `input`.
@@ -99,7 +99,7 @@ fn setup(container: &Container) -> Result<()> {
             log::info(&describe_setup(&container.id, &plan, &placement));
             return Ok(());
         };
-        let failures = shaping::undo_all(&done, &sockets).await;
+        let (failures, _) = shaping::undo_all(&done, &sockets, HostIfb::Delete).await;
         if failures.is_empty() {
             store.remove(&container.id)?;
         } else {
@@ -134,7 +134,7 @@ async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, ifb: &str) -
 
 async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
     let sockets = sockets_for_record(old, host_ns)?;
-    let failures = shaping::undo_all(&old.created, &sockets).await;
+    let (failures, _) = shaping::undo_all(&old.created, &sockets, HostIfb::Delete).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)));
     }
@@ -170,7 +170,7 @@ fn teardown(id: &str) -> Result<()> {
         };
         let host_ns = NetNs::current().map_err(Error::System)?;
         let sockets = sockets_for_record(&record, &host_ns)?;
-        let (failures, host_ifb) = shaping::undo_all_but_host_ifb(&record.created, &sockets).await;
+        let (failures, host_ifb) = shaping::undo_all(&record.created, &sockets, HostIfb::HandBack).await;
         if let Some(e) = failures.first() {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);

@@ -251,13 +251,16 @@ impl Netlink {
             .map_err(|e| net_error(format!("bringing {} up", link.name), e))
     }
 
-    pub async fn delete_link(&self, link: &Link) -> NetResult<()> {
-        self.handle
-            .link()
-            .del(link.index)
-            .execute()
-            .await
-            .map_err(|e| net_error(format!("deleting {}", link.name), e))
+    /// Deletes a link; one already gone is not an error. Returns whether
+    /// this call deleted it.
+    pub async fn delete_link(&self, link: &Link) -> NetResult<bool> {
+        match self.handle.link().del(link.index).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = net_error(format!("deleting {}", link.name), e);
+                if e.errno == Some(libc::ENODEV) { Ok(false) } else { Err(e) }
+            }
+        }
     }
 
     pub async fn add_root_tbf(&self, link: &Link, tbf: &Tbf) -> NetResult<()> {
@@ -300,7 +303,7 @@ impl Netlink {
             .map_err(|e| net_error(&action, e))
     }
 
-/// Deletes the root qdisc of `link` only if it is netrt's: a tbf with
+    /// Deletes the root qdisc of `link` only if it is netrt's: a tbf with
     /// handle 1:. The kernel checks kind and handle in the same request, so
     /// no other tool's qdisc can be removed. Returns whether one was deleted.
     pub async fn delete_own_root_tbf(&self, link: &Link) -> NetResult<bool> {

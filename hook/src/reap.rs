@@ -46,14 +46,13 @@ fn delete(ifb: &Link) -> bool {
         let Ok(host) = Netlink::open_in(&host_ns) else { return false };
         let result = match host.link_by_index(ifb.index).await {
             Ok(Some(link)) if link.name == ifb.name => host.delete_link(&link).await,
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
+            other => other.map(|_| false),
         };
         match &result {
-            Ok(_) => crate::log::info(&format!("deleted ifb {}", ifb.name)),
-            Err(e) if e.errno == Some(libc::ENODEV) => {}
+            Ok(true) => crate::log::info(&format!("deleted ifb {}", ifb.name)),
+            Ok(false) => {}
             Err(e) => crate::log::error(&format!("cannot delete ifb {}: {e}", ifb.name)),
         }
-        result.is_ok() || result.is_err_and(|e| e.errno == Some(libc::ENODEV))
+        result.is_ok()
     })
 }

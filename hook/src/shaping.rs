@@ -226,49 +226,43 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     if root { on.delete_own_root_tbf(&link).await } else { on.delete_ingress_qdisc(&link).await }
 }
 
-/// Undoes objects in reverse order; returns the failures, having tried all.
-pub async fn undo_all(objects: &[Created], sockets: &Sockets) -> Vec<NetError> {
-    let mut failures = vec![];
-    for object in objects.iter().rev() {
-        if let Err(e) = undo(object, sockets).await {
-            failures.push(e);
-        }
-    }
-    failures
+/// What undoing does with a host-side ifb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostIfb {
+    Delete,
+    /// Only look it up and return it, for the caller to delete after the
+    /// hook has answered: unregistering a device waits for an RCU grace
+    /// period (about 17 ms here), and the runtime waits for poststop. Once
+    /// the ingress qdisc is gone, nothing is redirected to the ifb any more.
+    HandBack,
 }
 
-/// Teardown's undo: like `undo_all`, except that a host-side ifb is only
-/// looked up and returned, for the caller to delete after the hook has
-/// answered: unregistering a device waits for an RCU grace period (about
-/// 17 ms here) and the runtime waits for poststop. Once the ingress qdisc
-/// is gone, nothing is redirected to the ifb any more.
-pub async fn undo_all_but_host_ifb(objects: &[Created], sockets: &Sockets) -> (Vec<NetError>, Option<Link>) {
+/// Undoes objects in reverse order, trying all; returns the failures and,
+/// with `HostIfb::HandBack`, the host ifb left for the caller.
+pub async fn undo_all(objects: &[Created], sockets: &Sockets, host_ifb: HostIfb) -> (Vec<NetError>, Option<Link>) {
     let mut failures = vec![];
-    let mut host_ifb = None;
+    let mut handed_back = None;
     for object in objects.iter().rev() {
         let result = match object {
-            Created::Ifb { side: Side::Host, name } => sockets.host.link_by_name(name).await.map(|link| {
-                host_ifb = link.filter(|link| link.kind.as_deref() == Some("ifb"));
-                true
-            }),
+            Created::Ifb { side: Side::Host, name } if host_ifb == HostIfb::HandBack => {
+                sockets.host.link_by_name(name).await.map(|link| {
+                    handed_back = link.filter(|link| link.kind.as_deref() == Some("ifb"));
+                    true
+                })
+            }
             _ => undo(object, sockets).await,
         };
         if let Err(e) = result {
             failures.push(e);
         }
     }
-    (failures, host_ifb)
+    (failures, handed_back)
 }
 
-/// Deletes the ifb called `name`, if there is one. One that vanishes
-/// between the look-up and the delete (a background deletion finishing) is
-/// not an error.
+/// Deletes the ifb called `name`, if there is one.
 pub async fn delete_ifb_named(on: &Netlink, name: &str) -> NetResult<bool> {
     match on.link_by_name(name).await? {
-        Some(link) if link.kind.as_deref() == Some("ifb") => match on.delete_link(&link).await {
-            Err(e) if e.errno == Some(libc::ENODEV) => Ok(false),
-            other => other.map(|_| true),
-        },
+        Some(link) if link.kind.as_deref() == Some("ifb") => on.delete_link(&link).await,
         _ => Ok(false),
     }
 }
