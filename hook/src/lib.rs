@@ -7,6 +7,7 @@
 //! each recorded for undo → a record under `/run/netrt` ([`record`]).
 //! Teardown reads the record and undoes. [`hook`] ties the stages together.
 
+pub mod attachment;
 pub mod error;
 pub mod fault;
 pub mod hook;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attachment::{self, Attachment};
 use crate::error::KeyError;
 use crate::settings::{Setting, Settings};
 use crate::units;
@@ -71,11 +72,13 @@ pub struct Tbf {
 pub struct Plan {
     pub egress: Option<Shaper>,
     pub ingress: Option<Shaper>,
+    #[serde(default)]
+    pub attachment: Option<Attachment>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.egress.is_none() && self.ingress.is_none()
+        self.egress.is_none() && self.ingress.is_none() && self.attachment.is_none()
     }
 
     pub fn shapers(&self) -> impl Iterator<Item = &Shaper> {
@@ -84,6 +87,10 @@ impl Plan {
 
     /// The setting a failure that concerns the whole plan is reported against.
     pub fn lead_setting(&self) -> Option<(&str, &str)> {
+        if let Some(attachment) = &self.attachment {
+            let lead = &attachment.given[attachment.lead_key()];
+            return Some((lead.source.as_str(), lead.value.as_str()));
+        }
         self.shapers().next().map(|s| (s.rate_source.as_str(), s.rate_value.as_str()))
     }
 }
@@ -96,20 +103,17 @@ pub fn build(settings: &Settings) -> Result<Plan, KeyError> {
     Ok(Plan {
         egress: shaper(settings, Direction::Egress)?,
         ingress: shaper(settings, Direction::Ingress)?,
+        attachment: attachment::build(settings)?,
     })
 }
 
 fn check_known(key: &str, setting: &Setting) -> Result<(), KeyError> {
-    if BANDWIDTH_KEYS.contains(&key) {
+    if BANDWIDTH_KEYS.contains(&key) || ATTACHMENT_KEYS.contains(&key) {
         return Ok(());
     }
-    let reason = if ATTACHMENT_KEYS.contains(&key) {
-        "not supported yet by this version of netrt (attachments come in a later release)".to_string()
-    } else {
-        match closest_key(key) {
-            Some(known) => format!("unknown key; did you mean {known}?"),
-            None => format!("unknown key; netrt knows {}", BANDWIDTH_KEYS.join(", ")),
-        }
+    let reason = match closest_key(key) {
+        Some(known) => format!("unknown key; did you mean {known}?"),
+        None => format!("unknown key; netrt knows {}, {}", BANDWIDTH_KEYS.join(", "), ATTACHMENT_KEYS.join(", ")),
     };
     Err(refuse(setting, reason))
 }
@@ -296,11 +300,11 @@ mod tests {
     }
 
     #[test]
-    fn attachment_keys_are_not_supported_yet() {
-        for key in ATTACHMENT_KEYS {
-            let m = message(&[&format!("{key}=x"), "net.egress=1mbit"]);
-            assert!(m.starts_with(&format!("netrt: {key}=\"x\": not supported yet")), "{m}");
-        }
+    fn attachment_keys_are_known() {
+        let p = plan(&["net.bridge=br0", "net.ip=198.51.100.10/24", "net.egress=1mbit"]).unwrap();
+        assert!(p.attachment.is_some());
+        assert_eq!(p.lead_setting(), Some(("net.bridge", "br0")));
+        assert_eq!(message(&["net.brige=br0"]), "netrt: net.brige=\"br0\": unknown key; did you mean net.bridge?");
     }
 
     #[test]

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 pub const KEY_PREFIX: &str = "net.";
 pub const ENV_PREFIX: &str = "NETRT_";
 
 /// One setting as the user gave it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setting {
     /// What the user wrote: the annotation key or the variable name.
     pub source: String,
