@@ -207,6 +207,42 @@ impl Attachment {
     }
 }
 
+impl Attachment {
+    /// The attachment as `netrt-hook check` prints it.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![match &self.medium {
+            Medium::Bridge { bridge } => match self.vlan {
+                Some(vlan) => format!("attach: veth on bridge {bridge}, untagged access port of VLAN {vlan}"),
+                None => format!("attach: veth on bridge {bridge}"),
+            },
+            Medium::Macvlan { parent, mode } => format!(
+                "attach: macvlan ({}) on {}",
+                MacvlanMode::NAMES.iter().find(|(_, m)| m == mode).map_or("?", |(name, _)| name),
+                self.macvlan_lower().unwrap_or_else(|| parent.clone())
+            ),
+        }];
+        lines.push(format!("interface: {}", self.ifname.as_deref().unwrap_or("eth0, or the first free ethN")));
+        let join = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+        lines.push(format!("addresses: {}", join(self.addresses.iter().map(Cidr::to_string).collect())));
+        lines.push(format!("gateways: {}", join(self.gateways.iter().map(IpAddr::to_string).collect())));
+        lines.push(format!(
+            "routes: {}",
+            join(self.routes.iter().map(|r| match r.via {
+                Some(via) => format!("{} via {via}", r.destination),
+                None => r.destination.to_string(),
+            }).collect())
+        ));
+        if let Some(mac) = self.mac_to_set() {
+            let origin = if self.mac.is_some() { "" } else { " (derived from the IPv4 address)" };
+            lines.push(format!("mac: {}{origin}", format_mac(&mac)));
+        }
+        if let Some(mtu) = self.mtu {
+            lines.push(format!("mtu: {mtu}"));
+        }
+        lines
+    }
+}
+
 /// Validates the attachment keys; None if no attachment was asked for.
 pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
     let bridge = settings.get("net.bridge");

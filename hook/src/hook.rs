@@ -4,14 +4,14 @@
 use std::io::Read;
 
 use crate::error::{Error, KeyError, Result};
-use crate::netlink::Netlink;
+use crate::netlink::{Link, Netlink};
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
-use crate::shaping::{self, HostIfb, Placement, Sockets};
-use crate::{log, privilege, reap};
+use crate::shaping::{self, HostLinks, Placement, Sockets};
+use crate::{attach, log, policy, privilege, reap};
 
 /// Runs the hook on the OCI state read from `input`.
 pub fn run(stage_argument: Option<&str>, input: impl Read) -> Result<()> {
@@ -39,6 +39,7 @@ fn setup(container: &Container) -> Result<()> {
     if plan.is_empty() {
         return Ok(());
     }
+    policy::load()?.check(&plan)?;
     privilege::check()?;
     let refuse = |reason: String| -> Error {
         let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
@@ -70,36 +71,73 @@ fn setup(container: &Container) -> Result<()> {
             host: Netlink::open_in(&host_ns).map_err(refuse)?,
             container: Some(Netlink::open_in(&container_ns).map_err(refuse)?),
         };
-        let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
-        let buckets = shaping::token_buckets(&plan, &placement)?;
+        let others: Vec<Record> = store.all()?.into_iter().filter(|r| r.id != container.id).collect();
         let ifb = shaping::ifb_name(&container.id);
-        remove_stray_ifb(&sockets, &placement, &ifb).await.map_err(|e| refuse(e.to_string()))?;
+        let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
 
-        let mut record = Record::new(
-            &container.id,
-            pid,
-            container_ns.id(),
-            netns_path,
-            placement.interface().name.clone(),
-            placement.host_veth().map(|v| v.name.clone()),
-            plan.clone(),
-        );
-        record.created = shaping::planned_objects(&plan, &placement, &ifb);
-        store.begin(&record)?;
-        let mut done = vec![];
-        let applied = shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done).await;
-        let failure = match applied {
-            Ok(()) => store.commit(&container.id).err(),
-            Err((direction, e)) => {
-                let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
-                Some(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()).into())
+        // Everything is checked before the first change.
+        let (prepared, located, buckets) = match &plan.attachment {
+            Some(attachment) => {
+                attach::check_conflicts(attachment, &others)?;
+                let prepared = attach::prepare(attachment, &container.id, &sockets, &others).await?;
+                let buckets = shaping::token_buckets(&plan, prepared.frame_bytes)?;
+                remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
+                record.interface = prepared.ifname.clone();
+                record.host_veth = match &prepared.medium {
+                    attach::PreparedMedium::Bridge { host_veth, .. } => Some(host_veth.clone()),
+                    attach::PreparedMedium::Macvlan { .. } => None,
+                };
+                record.created = attach::planned_objects(&prepared);
+                (Some(prepared), None, buckets)
+            }
+            None => {
+                let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
+                let buckets = shaping::token_buckets(&plan, placement.frame_bytes())?;
+                remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
+                record.interface = placement.interface().name.clone();
+                record.host_veth = placement.host_veth().map(|v| v.name.clone());
+                record.created = shaping::planned_objects(&plan, &placement, &ifb);
+                (None, Some(placement), buckets)
             }
         };
-        let Some(error) = failure else {
-            log::info(&describe_setup(&container.id, &plan, &placement));
-            return Ok(());
+        store.begin(&record)?;
+
+        let mut done = vec![];
+        let mut steps = 0;
+        let applied: Result<Placement> = async {
+            let placement = match (&plan.attachment, prepared, located) {
+                (Some(attachment), Some(prepared), _) => {
+                    let placement = attach::apply(attachment, &prepared, &sockets, &container_ns, &mut done, &mut steps).await?;
+                    if !buckets.is_empty() {
+                        record.created = done.clone();
+                        record.created.extend(shaping::planned_objects(&plan, &placement, &ifb));
+                        store.update_partial(&record)?;
+                    }
+                    placement
+                }
+                (_, _, Some(placement)) => placement,
+                _ => unreachable!("either an attachment or a located interface"),
+            };
+            shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done, &mut steps).await.map_err(|(direction, e)| {
+                let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
+                Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
+            })?;
+            if record.created != done {
+                record.created = done.clone();
+                store.update_partial(&record)?;
+            }
+            store.commit(&container.id)?;
+            Ok(placement)
+        }
+        .await;
+        let error = match applied {
+            Ok(placement) => {
+                log::info(&describe_setup(&container.id, &plan, &placement));
+                return Ok(());
+            }
+            Err(error) => error,
         };
-        let (failures, _) = shaping::undo_all(&done, &sockets, HostIfb::Delete).await;
+        let (failures, _) = shaping::undo_all(&done, &sockets, HostLinks::Delete, &attach::vlans_in_use(&others)).await;
         if failures.is_empty() {
             store.remove(&container.id)?;
         } else {
@@ -121,24 +159,42 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
     format!("set up {id}: {place}: {}", limits.join("; "))
 }
 
-/// An ifb with this container's name is a leftover: of a run whose record
-/// is gone, or of a teardown whose background deletion has not finished. It
-/// would make the new setup fail.
-async fn remove_stray_ifb(sockets: &Sockets, placement: &Placement, ifb: &str) -> crate::netlink::NetResult<()> {
-    let side = match placement {
-        Placement::HostSide { .. } => Side::Host,
-        Placement::InNamespace { .. } => Side::Container,
-    };
-    shaping::undo(&Created::Ifb { side, name: ifb.to_string() }, sockets).await.map(|_| ())
+/// Host devices with this container's names are leftovers: of a run whose
+/// record is gone, or of a teardown whose background deletion has not
+/// finished. They would make the new setup fail. An ifb inside the
+/// container's namespace is one a failed earlier setup left in a namespace
+/// that lives on.
+async fn remove_strays(sockets: &Sockets, id: &str) -> crate::netlink::NetResult<()> {
+    for stray in [
+        Created::Ifb { side: Side::Host, name: shaping::ifb_name(id) },
+        Created::Ifb { side: Side::Container, name: shaping::ifb_name(id) },
+        Created::HostVeth { name: shaping::host_veth_name(id), index: None },
+    ] {
+        shaping::undo(&stray, sockets).await?;
+    }
+    Ok(())
 }
 
 async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
-    let sockets = sockets_for_record(old, host_ns)?;
-    let (failures, _) = shaping::undo_all(&old.created, &sockets, HostIfb::Delete).await;
+    undo_record(store, old, host_ns, HostLinks::Delete)
+        .await
+        .map_err(|e| Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)))
+        .map(|_| ())
+}
+
+/// Undoes everything a record lists and removes the record; on failure the
+/// record stays for a retry. Must run under the host lock. Returns the host
+/// devices handed back for deletion in the background.
+pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs, host_links: HostLinks) -> Result<Vec<Link>> {
+    let others: Vec<Record> = store.all()?.into_iter().filter(|r| r.id != record.id).collect();
+    let sockets = sockets_for_record(record, host_ns)?;
+    let (failures, handed_back) =
+        shaping::undo_all(&record.created, &sockets, host_links, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
-        return Err(Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)));
+        return Err(Error::System(e.to_string()));
     }
-    store.remove(&old.id)
+    store.remove(&record.id)?;
+    Ok(handed_back)
 }
 
 /// Sockets for undoing a record: the container's namespace only if the
@@ -161,27 +217,62 @@ fn teardown(id: &str) -> Result<()> {
     }
     privilege::check()?;
     privilege::drop_to_kept()?;
-    let host_ifb = runtime()?.block_on(async {
+    let host_links = runtime()?.block_on(async {
         let _lock = store.lock()?;
         let Some(record) = store.load(id)? else {
             // A partial record cut short before setup changed anything.
             store.remove(id)?;
-            return Ok(None);
+            return Ok::<_, Error>(vec![]);
         };
         let host_ns = NetNs::current().map_err(Error::System)?;
-        let sockets = sockets_for_record(&record, &host_ns)?;
-        let (failures, host_ifb) = shaping::undo_all(&record.created, &sockets, HostIfb::HandBack).await;
-        if let Some(e) = failures.first() {
+        let host_links = undo_record(&store, &record, &host_ns, HostLinks::HandBack).await.map_err(|e| {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);
-            return Err(Error::System(message));
-        }
-        store.remove(id)?;
+            Error::System(message)
+        })?;
         log::info(&format!("tore down {id}"));
-        Ok(host_ifb)
+        Ok(host_links)
     })?;
-    if let Some(ifb) = host_ifb {
-        reap::delete_in_background(ifb);
-    }
+    reap::delete_in_background(host_links);
     Ok(())
+}
+
+/// `netrt-hook gc`: undoes the records of containers whose namespace is
+/// gone (their poststop never ran) and returns one line per container.
+pub fn gc() -> Result<Vec<String>> {
+    let store = Store::system();
+    privilege::check()?;
+    privilege::drop_to_kept()?;
+    runtime()?.block_on(async {
+        let _lock = store.lock()?;
+        let host_ns = NetNs::current().map_err(Error::System)?;
+        let mut removed = vec![];
+        for record in store.all()? {
+            if netns::identity_of(&record.netns_path) == Some(record.netns) {
+                continue;
+            }
+            undo_record(&store, &record, &host_ns, HostLinks::Delete)
+                .await
+                .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
+            let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
+            what.dedup();
+            what.push("its record".into());
+            let line = format!("removed {}: {}", record.id, what.join(", "));
+            log::info(&line);
+            removed.push(line);
+        }
+        Ok(removed)
+    })
+}
+
+fn describe_host_object(object: &Created) -> Option<String> {
+    match object {
+        Created::Ifb { side: Side::Host, name } => Some(format!("ifb {name}")),
+        Created::HostVeth { name, .. } => Some(format!("host veth {name}")),
+        Created::VlanLink { name, .. } => Some(format!("VLAN sub-interface {name} (if no other container uses it)")),
+        Created::RootQdisc { side: Side::Host, name, .. } | Created::IngressQdisc { side: Side::Host, name, .. } => {
+            Some(format!("qdiscs on {name}"))
+        }
+        _ => None,
+    }
 }

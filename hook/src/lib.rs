@@ -7,6 +7,7 @@
 //! each recorded for undo → a record under `/run/netrt` ([`record`]).
 //! Teardown reads the record and undoes. [`hook`] ties the stages together.
 
+pub mod attach;
 pub mod attachment;
 pub mod error;
 pub mod fault;
@@ -16,6 +17,7 @@ pub mod netlink;
 pub mod netns;
 pub mod oci;
 pub mod plan;
+pub mod policy;
 pub mod privilege;
 pub mod reap;
 pub mod record;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netrt::{hook, plan, settings, status};
+use netrt::{hook, plan, policy, settings, status};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
 ///
@@ -18,6 +18,22 @@ Settings, as annotations or as NETRT_* variables of the container (NETRT_EGRESS,
   net.egress.latency=TIME   longest wait in the queue, e.g. 5ms (default 25ms)
   net.ingress.latency=TIME
 Byte rates (10mbps) are refused: tc reads them as bytes per second.
+
+Attachment (one extra interface in the container; exactly one of net.bridge, net.parent):
+  net.bridge=BRIDGE         veth pair, host end on this existing bridge, e.g. br0
+  net.parent=IFACE          macvlan child of this host interface, e.g. eth1
+  net.vlan=1-4094           with net.parent: on IFACE.VLAN (made if missing);
+                            with net.bridge: untagged access port of that VLAN
+  net.macvlan.mode=MODE     bridge (default), private, vepa, passthru
+  net.ifname=NAME           name in the container (default eth0, else first free ethN)
+  net.ip=CIDR,...           198.51.100.10/24,2001:db8::10/64
+  net.gateway=IP,...        default route per family, e.g. 198.51.100.1
+  net.routes=ROUTE,...      203.0.113.0/24 via 198.51.100.1, 192.0.2.0/24
+  net.mac=MAC               02:00:5e:10:00:01 (default: 02:42 + the IPv4 address)
+  net.mtu=68-65535          e.g. 9000
+
+Policy: /etc/netrt/netrt.json (or the file NETRT_CONFIG names) bounds bridges,
+parents, VLANs, subnets and the maximum rate.
 
 Records: /run/netrt/containers. A refusal is one line on stderr,
 netrt: KEY=\"VALUE\": reason, and exit status 1; the runtime then does not start the container.";
@@ -44,6 +60,8 @@ enum Command {
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
     },
+    /// Remove what netrt made for containers whose network namespace is gone
+    Gc,
     /// Show the containers netrt manages and the live counters of their limits
     Status {
         /// Only this container
@@ -63,6 +81,14 @@ fn main() -> ExitCode {
         Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin()),
         Some(Command::Check { settings }) => check(&settings),
         Some(Command::Status { id, json }) => show_status(id.as_deref(), json),
+        Some(Command::Gc) => hook::gc().map(|removed| {
+            if removed.is_empty() {
+                println!("nothing to remove");
+            }
+            for line in removed {
+                println!("{line}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,8 +102,12 @@ fn main() -> ExitCode {
 fn check(words: &[String]) -> netrt::error::Result<()> {
     let settings = settings::from_words(words).map_err(netrt::error::Error::Input)?;
     let plan = plan::build(&settings)?;
+    policy::load()?.check(&plan)?;
     if plan.is_empty() {
-        println!("no limits: the container would not be touched");
+        println!("no settings: the container would not be touched");
+    }
+    for line in plan.attachment.iter().flat_map(|a| a.describe()) {
+        println!("{line}");
     }
     for shaper in plan.shapers() {
         println!("{}", shaper.describe());

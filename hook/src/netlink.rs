@@ -9,14 +9,25 @@ use futures_util::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{
     DefaultNla, NetlinkMessage, NetlinkPayload, Nla, NlasIterator, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
 };
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use std::net::IpAddr;
+
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::link::{
+    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, MacVlanMode,
+};
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
-use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::{Handle, LinkIfb, LinkUnspec};
-use serde::Serialize;
+use rtnetlink::{
+    Handle, LinkBridgeVlan, LinkIfb, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
+};
+use serde::{Deserialize, Serialize};
 
+use crate::attachment::{Cidr, MacvlanMode};
 use crate::netns::NetNs;
 use crate::plan::Tbf;
 
@@ -28,8 +39,10 @@ const TC_LINKLAYER_ETHERNET: u8 = 1;
 /// The kernel's packet-scheduler clock ticks 64 ns (PSCHED_SHIFT = 6).
 const PSCHED_TICK_NS: u128 = 64;
 const ETH_P_ALL: u16 = 0x0003;
-const ETHERNET_HEADER_BYTES: u32 = 14;
+pub const ETHERNET_HEADER_BYTES: u32 = 14;
 const MAIN_TABLE: u8 = 254;
+/// The VLAN every bridge port is in until told otherwise.
+const DEFAULT_BRIDGE_VLAN: u16 = 1;
 
 /// A failed netlink call: what was being done and the kernel's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +74,7 @@ fn net_error(action: impl Into<String>, error: rtnetlink::Error) -> NetError {
 }
 
 /// What netrt needs to know about a network interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
     pub name: String,
@@ -72,17 +85,23 @@ pub struct Link {
     /// IFLA_LINK_NETNSID: the peer's namespace, as this namespace numbers it.
     pub peer_netnsid: Option<i32>,
     pub mtu: u32,
+    /// IFLA_MASTER: the bridge a port is enslaved to.
+    pub controller: Option<u32>,
+    /// For a VLAN sub-interface: its 802.1Q id.
+    pub vlan_id: Option<u16>,
+    /// For a bridge: whether VLAN filtering is on; None if the kernel does
+    /// not report it (built without bridge VLAN filtering).
+    pub vlan_filtering: Option<bool>,
+    pub mac: Vec<u8>,
+    pub up: bool,
 }
 
 impl Link {
     fn from_message(message: &LinkMessage) -> Link {
         let mut link = Link {
             index: message.header.index,
-            name: String::new(),
-            kind: None,
-            peer_index: None,
-            peer_netnsid: None,
-            mtu: 0,
+            up: message.header.flags.contains(LinkFlags::Up),
+            ..Link::default()
         };
         for attribute in &message.attributes {
             match attribute {
@@ -90,10 +109,25 @@ impl Link {
                 LinkAttribute::Link(peer) => link.peer_index = Some(*peer),
                 LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(*id),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::Controller(index) => link.controller = Some(*index),
+                LinkAttribute::Address(mac) => link.mac = mac.clone(),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            link.kind = Some(kind.to_string());
+                        match info {
+                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Vlan(data)) => {
+                                link.vlan_id = data.iter().find_map(|d| match d {
+                                    InfoVlan::Id(id) => Some(*id),
+                                    _ => None,
+                                })
+                            }
+                            LinkInfo::Data(InfoData::Bridge(data)) => {
+                                link.vlan_filtering = data.iter().find_map(|d| match d {
+                                    InfoBridge::VlanFiltering(on) => Some(*on),
+                                    _ => None,
+                                })
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -347,6 +381,208 @@ impl Netlink {
             .collect())
     }
 
+
+    pub async fn links(&self) -> NetResult<Vec<Link>> {
+        let messages: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error("listing interfaces", e))?;
+        Ok(messages.iter().map(Link::from_message).collect())
+    }
+
+    /// Creates a veth pair in one request: `host_name` here, `peer_name`
+    /// born directly in `peer_ns` (so it cannot clash with a host name).
+    pub async fn add_veth_into(&self, host_name: &str, peer_name: &str, peer_ns: &NetNs, shape: &LinkShape) -> NetResult<Link> {
+        let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd());
+        if let Some(mtu) = shape.mtu {
+            peer = peer.mtu(mtu);
+        }
+        if let Some(mac) = shape.mac {
+            peer = peer.address(mac.to_vec());
+        }
+        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(rtnetlink::packet_route::link::InfoKind::Veth)
+            .name(host_name.to_string())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+        if let Some(mtu) = shape.mtu {
+            host = host.mtu(mtu);
+        }
+        let action = format!("creating veth pair {host_name} (host) and {peer_name} (container)");
+        self.handle.link().add(host.build()).execute().await.map_err(|e| net_error(&action, e))?;
+        self.must_find(host_name, action).await
+    }
+
+    /// Creates a macvlan child of `lower`, born directly in `ns` as `name`.
+    pub async fn add_macvlan_into(&self, name: &str, lower: &Link, mode: MacvlanMode, ns: &NetNs, shape: &LinkShape) -> NetResult<()> {
+        let mode = match mode {
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+        };
+        let mut builder = LinkMacVlan::new(name, lower.index, mode).setns_by_fd(ns.file().as_raw_fd());
+        if let Some(mtu) = shape.mtu {
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = shape.mac {
+            builder = builder.address(mac.to_vec());
+        }
+        self.handle
+            .link()
+            .add(builder.build())
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("creating macvlan {name} on {}", lower.name), e))
+    }
+
+    /// Creates the 802.1Q sub-interface `name` of `parent`, and brings it up.
+    pub async fn add_vlan(&self, name: &str, parent: &Link, vlan_id: u16) -> NetResult<Link> {
+        let action = format!("creating VLAN sub-interface {name}");
+        let message = LinkVlan::new(name, parent.index, vlan_id).up().build();
+        self.handle.link().add(message).execute().await.map_err(|e| {
+            let mut e = net_error(&action, e);
+            if e.errno == Some(libc::EOPNOTSUPP) {
+                e.detail = "this kernel has no 802.1Q VLAN support (8021q); load the module or use a kernel with it".into();
+            }
+            e
+        })?;
+        self.must_find(name, action).await
+    }
+
+    async fn must_find(&self, name: &str, action: String) -> NetResult<Link> {
+        self.link_by_name(name).await?.ok_or_else(|| NetError {
+            action,
+            errno: None,
+            detail: "the device vanished right after it was created".into(),
+        })
+    }
+
+    /// Enslaves `port` to `bridge` and brings it up.
+    pub async fn attach_to_bridge(&self, port: &Link, bridge: &Link) -> NetResult<()> {
+        let message = LinkUnspec::new_with_index(port.index).controller(bridge.index).up().build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("adding {} to bridge {}", port.name, bridge.name), e))
+    }
+
+    /// Makes `port` an untagged access port of `vlan_id` (its PVID) and
+    /// takes it out of the default VLAN, as `bridge vlan add/del` would.
+    pub async fn make_access_port(&self, port: &Link, vlan_id: u16) -> NetResult<()> {
+        let action = format!("making {} an access port of VLAN {vlan_id}", port.name);
+        let add = LinkBridgeVlan::new(port.index).vlan(vlan_id, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
+        self.ack(RouteNetlinkMessage::SetLink(add.build()), 0).await.map_err(|e| net_error(&action, e))?;
+        if vlan_id != DEFAULT_BRIDGE_VLAN {
+            let leave = LinkBridgeVlan::new(port.index).vlan(DEFAULT_BRIDGE_VLAN, BridgeVlanInfoFlags::empty());
+            self.ack(RouteNetlinkMessage::DelLink(leave.build()), 0).await.map_err(|e| net_error(&action, e))?;
+        }
+        Ok(())
+    }
+
+    /// Brings `link` up, with its MAC and MTU if given.
+    pub async fn configure(&self, link: &Link, shape: &LinkShape) -> NetResult<()> {
+        let mut builder = LinkUnspec::new_with_index(link.index).up();
+        if let Some(mtu) = shape.mtu {
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = shape.mac {
+            builder = builder.address(mac.to_vec());
+        }
+        self.handle
+            .link()
+            .set(builder.build())
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("configuring {}", link.name), e))
+    }
+
+    /// Adds an address; an IPv6 one without duplicate address detection,
+    /// so the container can use it from its first instruction.
+    pub async fn add_address(&self, link: &Link, cidr: &Cidr) -> NetResult<()> {
+        let mut request = self.handle.address().add(link.index, cidr.address, cidr.prefix);
+        if cidr.address.is_ipv6() {
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request.execute().await.map_err(|e| net_error(format!("adding address {cidr} to {}", link.name), e))
+    }
+
+    /// The default routes of one family in the main table.
+    pub async fn default_routes(&self, ipv6: bool) -> NetResult<Vec<RouteSpec>> {
+        let mut query = RouteMessage::default();
+        query.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error("listing routes", e))?;
+        Ok(routes
+            .iter()
+            .filter(|r| {
+                r.header.destination_prefix_length == 0
+                    && r.header.kind == RouteType::Unicast
+                    && route_table(r) == MAIN_TABLE as u32
+            })
+            .filter_map(|r| {
+                let unspecified: IpAddr = if ipv6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+                Some(RouteSpec {
+                    destination: Cidr { address: unspecified, prefix: 0 },
+                    via: route_gateway(r),
+                    oif: route_oif(r)?,
+                    metric: route_metric(r),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn add_route(&self, route: &RouteSpec) -> NetResult<()> {
+        let message = route_message(route, false).map_err(|detail| NetError { action: format!("adding route {route}"), errno: None, detail })?;
+        self.handle.route().add(message).execute().await.map_err(|e| net_error(format!("adding route {route}"), e))
+    }
+
+    /// Deletes a route; one already gone is not an error.
+    pub async fn delete_route(&self, route: &RouteSpec) -> NetResult<bool> {
+        let action = format!("deleting route {route}");
+        let message = route_message(route, true).map_err(|detail| NetError { action: action.clone(), errno: None, detail })?;
+        match self.handle.route().del(message).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e = net_error(action, e);
+                if matches!(e.errno, Some(libc::ESRCH) | Some(libc::ENODEV)) { Ok(false) } else { Err(e) }
+            }
+        }
+    }
+
+    /// The addresses on `link`, for status.
+    pub async fn addresses(&self, link: &Link) -> NetResult<Vec<Cidr>> {
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                let address = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                Some(Cidr { address, prefix: m.header.prefix_len })
+            })
+            .collect())
+    }
+
     async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
         let mut request = NetlinkMessage::from(payload);
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
@@ -360,6 +596,73 @@ impl Netlink {
         }
         Ok(())
     }
+}
+
+/// MAC and MTU to give an interface as it is made or configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkShape {
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+}
+
+/// One route through one interface, as netrt adds, removes and restores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    pub destination: Cidr,
+    pub via: Option<IpAddr>,
+    pub oif: u32,
+    pub metric: u32,
+}
+
+impl fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.destination.prefix {
+            0 => write!(f, "default")?,
+            _ => write!(f, "{}", self.destination)?,
+        }
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        write!(f, " dev #{}", self.oif)?;
+        if self.metric != 0 {
+            write!(f, " metric {}", self.metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// The message for a route in the main table. A deletion leaves protocol,
+/// scope and type open, as `ip route del` does, so that routes made by the
+/// kernel or another tool match too.
+fn route_message(route: &RouteSpec, delete: bool) -> Result<RouteMessage, String> {
+    fn invalid(e: impl fmt::Display) -> String {
+        e.to_string()
+    }
+    let mut builder = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(route.destination.address, route.destination.prefix)
+        .map_err(invalid)?
+        .output_interface(route.oif)
+        .priority(route.metric);
+    if let Some(via) = route.via {
+        builder = builder.gateway(via).map_err(invalid)?;
+    }
+    let mut message = builder.build();
+    if delete {
+        message.header.protocol = RouteProtocol::Unspec;
+        message.header.scope = RouteScope::NoWhere;
+        message.header.kind = RouteType::Unspec;
+    } else if route.via.is_none() && route.destination.address.is_ipv4() {
+        message.header.scope = RouteScope::Link;
+    }
+    Ok(message)
+}
+
+fn route_gateway(route: &RouteMessage) -> Option<IpAddr> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    })
 }
 
 fn route_table(route: &RouteMessage) -> u32 {

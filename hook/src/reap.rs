@@ -1,28 +1,32 @@
-//! Deletes a container's ifb after the hook has exited. Unregistering a
-//! network device waits for an RCU grace period; the runtime need not wait
-//! for it, since teardown already removed the redirect into the device.
-//! The ifb is deleted by index, and only if it still has its name: a new
-//! ifb a restart makes under the same name has another index.
+//! Deletes a container's own host devices (its ifb, its bridge veth) after
+//! the hook has exited. Unregistering a network device waits for an RCU
+//! grace period; the runtime need not wait for it, since teardown already
+//! cut every path into them. A device is deleted by index, and only if it
+//! still has its name: one a restart makes under the same name has another
+//! index.
 
 use nix::unistd::{fork, setsid, ForkResult};
 
 use crate::netlink::{Link, Netlink};
 use crate::netns::NetNs;
 
-/// Forks a detached child that deletes the host ifb `ifb`, and returns at
-/// once. Call it with no runtime and no other thread alive: after `fork`
-/// only the calling thread exists in the child.
-pub fn delete_in_background(ifb: Link) {
+/// Forks a detached child that deletes the host devices `links`, and
+/// returns at once. Call it with no runtime and no other thread alive:
+/// after `fork` only the calling thread exists in the child.
+pub fn delete_in_background(links: Vec<Link>) {
+    if links.is_empty() {
+        return;
+    }
     // SAFETY: the hook is single-threaded here (its current-thread runtime
     // is gone), so the child inherits no lock held by another thread.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             detach();
-            let deleted = delete(&ifb);
+            let deleted = delete(&links);
             std::process::exit(if deleted { 0 } else { 1 });
         }
-        // A failed fork only means the ifb waits for `gc` or for the next
-        // setup of this container, which removes it as a stray.
+        // A failed fork only means the devices wait for `gc` or for the
+        // next setup of this container, which removes them as strays.
         Ok(ForkResult::Parent { .. }) | Err(_) => {}
     }
 }
@@ -39,20 +43,24 @@ fn detach() {
     }
 }
 
-fn delete(ifb: &Link) -> bool {
+fn delete(links: &[Link]) -> bool {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return false };
     runtime.block_on(async {
         let Ok(host_ns) = NetNs::current() else { return false };
         let Ok(host) = Netlink::open_in(&host_ns) else { return false };
-        let result = match host.link_by_index(ifb.index).await {
-            Ok(Some(link)) if link.name == ifb.name => host.delete_link(&link).await,
-            other => other.map(|_| false),
-        };
-        match &result {
-            Ok(true) => crate::log::info(&format!("deleted ifb {}", ifb.name)),
-            Ok(false) => {}
-            Err(e) => crate::log::error(&format!("cannot delete ifb {}: {e}", ifb.name)),
+        let mut all_ok = true;
+        for device in links {
+            let result = match host.link_by_index(device.index).await {
+                Ok(Some(link)) if link.name == device.name => host.delete_link(&link).await,
+                other => other.map(|_| false),
+            };
+            match &result {
+                Ok(true) => crate::log::info(&format!("deleted {}", device.name)),
+                Ok(false) => {}
+                Err(e) => crate::log::error(&format!("cannot delete {}: {e}", device.name)),
+            }
+            all_ok &= result.is_ok();
         }
-        result.is_ok()
+        all_ok
     })
 }

@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::netlink::RouteSpec;
 use crate::netns::NsId;
 use crate::plan::Plan;
 
@@ -36,6 +37,17 @@ pub enum Created {
     RootQdisc { side: Side, index: u32, name: String },
     /// The ingress qdisc of an interface, with the redirect filter on it.
     IngressQdisc { side: Side, index: u32, name: String },
+    /// The host end of a bridge attachment's veth pair; deleting it deletes
+    /// both ends. The index is None until the pair exists.
+    HostVeth { name: String, index: Option<u32> },
+    /// An interface netrt made inside the container's namespace (macvlan).
+    ContainerLink { name: String, index: Option<u32> },
+    /// An 802.1Q sub-interface netrt made on the host. Every container on
+    /// it lists it; the last one to go deletes it.
+    VlanLink { name: String, index: Option<u32> },
+    /// The container's default route of one family, replaced by netrt's;
+    /// undoing deletes netrt's and puts the replaced ones back.
+    DefaultRoute { ours: RouteSpec, replaced: Vec<RouteSpec> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,8 +61,18 @@ impl Placement {
 /// Name of the ifb that carries a container's limit, from its id: `nrti`
 /// and 11 hex digits of the id's FNV-1a hash (interface names hold 15 bytes).
 pub fn ifb_name(container_id: &str) -> String {
+    device_name("nrti", container_id)
+}
+
+/// Name of the host end of a bridge attachment's veth pair: `nrtv` and the
+/// same 11 hex digits.
+pub fn host_veth_name(container_id: &str) -> String {
+    device_name("nrtv", container_id)
+}
+
+fn device_name(prefix: &str, container_id: &str) -> String {
     let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("nrti{:011x}", hash >> 20)
+    format!("{prefix}{:011x}", hash >> 20)
 }
 
 /// Finds the interface to shape and where its limits belong.
@@ -113,8 +123,8 @@ async fn is_peer_pair(
 
 /// The token buckets for each planned direction, checked against the
 /// interface's frame size before anything changes.
-pub fn token_buckets(plan: &Plan, placement: &Placement) -> Result<Vec<(Shaper, Tbf)>, crate::error::KeyError> {
-    plan.shapers().map(|s| Ok((s.clone(), s.tbf(placement.frame_bytes())?))).collect()
+pub fn token_buckets(plan: &Plan, frame_bytes: u32) -> Result<Vec<(Shaper, Tbf)>, crate::error::KeyError> {
+    plan.shapers().map(|s| Ok((s.clone(), s.tbf(frame_bytes)?))).collect()
 }
 
 /// Everything setup will create, in order, for the write-ahead record.
@@ -151,15 +161,15 @@ pub async fn apply(
     ifb: &str,
     sockets: &Sockets,
     done: &mut Vec<Created>,
+    steps: &mut u32,
 ) -> Result<(), (Direction, NetError)> {
-    let mut steps = 0u32;
     for (shaper, tbf) in buckets {
         let (side, link, via_ifb) = layout(shaper.direction, placement);
         let on = sockets.on(side).expect("setup has both sockets");
         let result = if via_ifb {
-            shape_through_ifb(on, side, link, ifb, tbf, done, &mut steps).await
+            shape_through_ifb(on, side, link, ifb, tbf, done, steps).await
         } else {
-            shape_root(on, side, link, tbf, done, &mut steps).await
+            shape_root(on, side, link, tbf, done, steps).await
         };
         result.map_err(|e| (shaper.direction, e))?;
     }
@@ -195,7 +205,9 @@ async fn shape_through_ifb(
     step_done(steps)
 }
 
-fn step_done(steps: &mut u32) -> NetResult<()> {
+/// Counts a finished step; with the test-only fault switch, fails after
+/// the step it names.
+pub fn step_done(steps: &mut u32) -> NetResult<()> {
     *steps += 1;
     fault::after_step(*steps).map_err(|detail| NetError { action: "setup".into(), errno: None, detail })
 }
@@ -213,7 +225,25 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     let (side, index, name, root) = match object {
         Created::Ifb { side, name } => {
             let Some(on) = sockets.on(*side) else { return Ok(false) };
-            return delete_ifb_named(on, name).await;
+            return delete_named(on, name, None, &["ifb"]).await;
+        }
+        Created::HostVeth { name, index } => return delete_named(&sockets.host, name, *index, &["veth"]).await,
+        Created::VlanLink { name, index } => return delete_named(&sockets.host, name, *index, &["vlan"]).await,
+        Created::ContainerLink { name, index } => {
+            let Some(on) = sockets.on(Side::Container) else { return Ok(false) };
+            return delete_named(on, name, *index, &["macvlan", "veth"]).await;
+        }
+        Created::DefaultRoute { ours, replaced } => {
+            let Some(on) = sockets.on(Side::Container) else { return Ok(false) };
+            let removed = on.delete_route(ours).await?;
+            for route in replaced {
+                match on.add_route(route).await {
+                    // Its interface is gone, or it is back already.
+                    Err(e) if matches!(e.errno, Some(libc::ENODEV) | Some(libc::EEXIST)) => {}
+                    other => other?,
+                }
+            }
+            return Ok(removed);
         }
         Created::RootQdisc { side, index, name } => (side, index, name, true),
         Created::IngressQdisc { side, index, name } => (side, index, name, false),
@@ -226,30 +256,44 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     if root { on.delete_own_root_tbf(&link).await } else { on.delete_ingress_qdisc(&link).await }
 }
 
-/// What undoing does with a host-side ifb.
+/// What undoing does with the host devices a container had to itself (its
+/// ifb and its bridge veth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostIfb {
+pub enum HostLinks {
     Delete,
-    /// Only look it up and return it, for the caller to delete after the
-    /// hook has answered: unregistering a device waits for an RCU grace
-    /// period (about 17 ms here), and the runtime waits for poststop. Once
-    /// the ingress qdisc is gone, nothing is redirected to the ifb any more.
+    /// Only look them up and return them, for the caller to delete after
+    /// the hook has answered: unregistering a device waits for an RCU grace
+    /// period (about 17 ms here), and the runtime waits for poststop. By
+    /// then nothing leads into them any more: the redirect is gone, and the
+    /// veth's container end went with the container's namespace.
     HandBack,
 }
 
 /// Undoes objects in reverse order, trying all; returns the failures and,
-/// with `HostIfb::HandBack`, the host ifb left for the caller.
-pub async fn undo_all(objects: &[Created], sockets: &Sockets, host_ifb: HostIfb) -> (Vec<NetError>, Option<Link>) {
+/// with `HostLinks::HandBack`, the host devices left for the caller. A VLAN
+/// sub-interface named in `vlans_in_use` (by another container) is kept.
+pub async fn undo_all(
+    objects: &[Created],
+    sockets: &Sockets,
+    host_links: HostLinks,
+    vlans_in_use: &[String],
+) -> (Vec<NetError>, Vec<Link>) {
     let mut failures = vec![];
-    let mut handed_back = None;
+    let mut handed_back = vec![];
     for object in objects.iter().rev() {
-        let result = match object {
-            Created::Ifb { side: Side::Host, name } if host_ifb == HostIfb::HandBack => {
-                sockets.host.link_by_name(name).await.map(|link| {
-                    handed_back = link.filter(|link| link.kind.as_deref() == Some("ifb"));
+        let own_host_device = match object {
+            Created::Ifb { side: Side::Host, name } => Some((name, None, "ifb")),
+            Created::HostVeth { name, index } => Some((name, *index, "veth")),
+            _ => None,
+        };
+        let result = match (own_host_device, object) {
+            (Some((name, index, kind)), _) if host_links == HostLinks::HandBack => {
+                find_named(&sockets.host, name, index, &[kind]).await.map(|link| {
+                    handed_back.extend(link);
                     true
                 })
             }
+            (_, Created::VlanLink { name, .. }) if vlans_in_use.contains(name) => Ok(false),
             _ => undo(object, sockets).await,
         };
         if let Err(e) = result {
@@ -259,11 +303,19 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, host_ifb: HostIfb)
     (failures, handed_back)
 }
 
-/// Deletes the ifb called `name`, if there is one.
-pub async fn delete_ifb_named(on: &Netlink, name: &str) -> NetResult<bool> {
-    match on.link_by_name(name).await? {
-        Some(link) if link.kind.as_deref() == Some("ifb") => on.delete_link(&link).await,
-        _ => Ok(false),
+/// The link called `name`, if it is of one of `kinds` and, when `index` is
+/// given, still has that index.
+async fn find_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &[&str]) -> NetResult<Option<Link>> {
+    Ok(on.link_by_name(name).await?.filter(|link| {
+        link.kind.as_deref().is_some_and(|kind| kinds.contains(&kind)) && index.is_none_or(|index| index == link.index)
+    }))
+}
+
+/// Deletes the link `find_named` finds, if any.
+pub async fn delete_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &[&str]) -> NetResult<bool> {
+    match find_named(on, name, index, kinds).await? {
+        Some(link) => on.delete_link(&link).await,
+        None => Ok(false),
     }
 }
 
@@ -273,7 +325,7 @@ mod tests {
     use crate::settings::from_words;
 
     fn link(index: u32, name: &str, mtu: u32) -> Link {
-        Link { index, name: name.into(), kind: Some("veth".into()), peer_index: None, peer_netnsid: None, mtu }
+        Link { index, name: name.into(), kind: Some("veth".into()), mtu, ..Link::default() }
     }
 
     fn plan(words: &[&str]) -> Plan {
@@ -317,7 +369,7 @@ mod tests {
     fn frame_size_is_the_larger_mtu() {
         let placement = Placement::HostSide { interface: link(2, "eth0", 1500), host_veth: link(9, "veth9", 9000) };
         assert_eq!(placement.frame_bytes(), 9014);
-        let buckets = token_buckets(&plan(&["net.ingress=1mbit", "net.ingress.burst=2k"]), &placement);
+        let buckets = token_buckets(&plan(&["net.ingress=1mbit", "net.ingress.burst=2k"]), placement.frame_bytes());
         assert!(buckets.unwrap_err().to_string().contains("smaller than one frame on the shaped interface (9014 bytes)"));
     }
 }

@@ -265,7 +265,10 @@ pub struct Bundle {
 }
 
 pub struct BundleSpec<'a> {
+    /// A namespace path to join; None: the host's, unless `new_netns`.
     pub netns: Option<&'a str>,
+    /// A fresh network namespace of the container's own (`--network none`).
+    pub new_netns: bool,
     pub annotations: &'a [(&'a str, &'a str)],
     pub env: &'a [&'a str],
     pub hook: PathBuf,
@@ -279,7 +282,22 @@ pub struct BundleSpec<'a> {
 
 impl<'a> BundleSpec<'a> {
     pub fn new(netns: Option<&'a str>, annotations: &'a [(&'a str, &'a str)]) -> Self {
-        BundleSpec { netns, annotations, env: &[], hook: hook_binary(), hook_env: &[], poststop: true, prestart: false, command: "sleep 30" }
+        BundleSpec {
+            netns,
+            new_netns: false,
+            annotations,
+            env: &[],
+            hook: hook_binary(),
+            hook_env: &[],
+            poststop: true,
+            prestart: false,
+            command: "sleep 30",
+        }
+    }
+
+    /// A container in a network namespace of its own.
+    pub fn isolated(annotations: &'a [(&'a str, &'a str)]) -> Self {
+        BundleSpec { new_netns: true, ..BundleSpec::new(None, annotations) }
     }
 }
 
@@ -291,6 +309,8 @@ impl Bundle {
         let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
         if let Some(netns) = spec.netns {
             namespaces.push(json!({"type": "network", "path": netns}));
+        } else if spec.new_netns {
+            namespaces.push(json!({"type": "network"}));
         }
         let hook = spec.hook.display().to_string();
         let hook_env: Vec<&str> = spec.hook_env.to_vec();
@@ -379,6 +399,25 @@ impl Container {
         if output.status.success() { Ok(text) } else { Err(text) }
     }
 
+    /// The container's init process.
+    pub fn pid(&self) -> u32 {
+        let state: Value = serde_json::from_str(&sh(&format!("runc state {}", self.id))).unwrap();
+        state["pid"].as_u64().expect("a running container has a pid") as u32
+    }
+
+    /// Runs a shell command in the container's network namespace.
+    pub fn net_sh(&self, command: &str) -> Output {
+        sh_output(&format!("nsenter -t {} -n sh -c '{command}'", self.pid()))
+    }
+
+    /// Gives the container's namespace a name, for `ip netns exec`; the
+    /// name is removed when the guard drops, so the namespace can die.
+    pub fn name_netns(&self, name: &str) -> NetnsName {
+        sh_quiet(&format!("ip netns del {name}"));
+        sh(&format!("ip netns attach {name} {}", self.pid()));
+        NetnsName(name.to_string())
+    }
+
     /// Kills the process and waits for runc to finish, poststop included.
     pub fn stop(mut self) {
         self.kill_and_wait();
@@ -400,12 +439,20 @@ impl Drop for Container {
     }
 }
 
-/// Teardown leaves the deletion of a container's ifb to a background
-/// child; wait for it, so that snapshots compare the finished state. A child
-/// that never deletes it makes the snapshot comparisons fail.
+pub struct NetnsName(pub String);
+
+impl Drop for NetnsName {
+    fn drop(&mut self) {
+        sh_quiet(&format!("ip netns del {}", self.0));
+    }
+}
+
+/// Teardown leaves the deletion of a container's ifb and bridge veth to a
+/// background child; wait for it, so that snapshots compare the finished
+/// state. A child that never deletes them makes the comparisons fail.
 pub fn wait_for_ifb_gone(id: &str) {
     let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline && link_exists(None, &ifb_name(id)) {
+    while Instant::now() < deadline && (link_exists(None, &ifb_name(id)) || link_exists(None, &host_veth_name(id))) {
         sleep(Duration::from_millis(10));
     }
 }
@@ -424,6 +471,21 @@ pub fn snapshot(namespaces: &[&str]) -> String {
                 "link {} kind {} master {} mtu {}\n",
                 link["ifname"], link["linkinfo"]["info_kind"], link["master"], link["mtu"]
             );
+        }
+        let addresses: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j addr show"))).unwrap();
+        for link in addresses.as_array().unwrap() {
+            for address in link["addr_info"].as_array().into_iter().flatten() {
+                out += &format!("addr {} {}/{}\n", link["ifname"], address["local"], address["prefixlen"]);
+            }
+        }
+        for family in ["-4", "-6"] {
+            let routes: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j {family} route show table all"))).unwrap();
+            for route in routes.as_array().unwrap() {
+                out += &format!(
+                    "route {} via {} dev {} table {} metric {}\n",
+                    route["dst"], route["gateway"], route["dev"], route["table"], route["metric"]
+                );
+            }
         }
         out += &sh(&format!("{prefix}tc qdisc show"));
         let links = sh(&format!("{prefix}ip -o link show | cut -d: -f2 | cut -d@ -f1"));
@@ -448,9 +510,84 @@ pub fn link_exists(netns: Option<&str>, device: &str) -> bool {
     sh_output(&format!("{prefix}link show dev {device}")).status.success()
 }
 
-pub use netrt::shaping::ifb_name;
+pub use netrt::shaping::{host_veth_name, ifb_name};
 
 /// Whether netrt holds a record for `id`, finished or partial.
 pub fn record_exists(id: &str) -> bool {
     ["json", "partial"].iter().any(|ext| Path::new(&format!("/run/netrt/containers/{id}.{ext}")).exists())
+}
+
+/// A LAN for attachment tests, made by the test: a peer namespace
+/// `nrt{tag}p` with 198.51.100.1/24 and 2001:db8:ff::1/64 on its eth0,
+/// reached through a bridge `nrt{tag}br` (`Lan::bridge`) or through a veth
+/// `nrt{tag}l` that is the macvlan parent (`Lan::parent`).
+pub struct Lan {
+    pub peer_ns: String,
+    pub bridge: Option<String>,
+    pub parent: Option<String>,
+    links: Vec<String>,
+    forward_rule: Option<String>,
+}
+
+pub const LAN_PEER4: &str = "198.51.100.1";
+pub const LAN_PEER6: &str = "2001:db8:ff::1";
+
+impl Lan {
+    pub fn bridge(tag: &str) -> Lan {
+        Lan::new(tag, true)
+    }
+
+    pub fn parent(tag: &str) -> Lan {
+        Lan::new(tag, false)
+    }
+
+    fn new(tag: &str, bridged: bool) -> Lan {
+        assert!(tag.len() <= 6, "tags keep interface names under 15 bytes");
+        let peer_ns = format!("nrt{tag}p");
+        let mut lan = Lan { peer_ns: peer_ns.clone(), bridge: None, parent: None, links: vec![], forward_rule: None };
+        let (bridge, uplink) = (format!("nrt{tag}br"), format!("nrt{tag}l"));
+        lan.links = vec![uplink.clone(), bridge.clone()];
+        lan.remove();
+        sh(&format!("ip netns add {peer_ns} && ip -n {peer_ns} link set lo up"));
+        sh(&format!("ip link add {uplink} type veth peer name eth0 netns {peer_ns}"));
+        sh(&format!(
+            "ip -n {peer_ns} addr add {LAN_PEER4}/24 dev eth0 && ip -n {peer_ns} addr add {LAN_PEER6}/64 dev eth0 nodad \
+             && ip -n {peer_ns} link set eth0 up"
+        ));
+        if bridged {
+            sh(&format!("ip link add {bridge} type bridge && ip link set {bridge} up && ip link set {uplink} master {bridge} up"));
+            let rule = format!("FORWARD -i {bridge} -o {bridge} -j ACCEPT");
+            if sh_output(&format!("iptables -I {rule}")).status.success() {
+                lan.forward_rule = Some(rule);
+            }
+            lan.bridge = Some(bridge);
+        } else {
+            sh(&format!("ip link set {uplink} up"));
+            lan.parent = Some(uplink);
+        }
+        lan
+    }
+
+    fn remove(&mut self) {
+        sh_quiet(&format!("ip netns del {}", self.peer_ns));
+        for link in &self.links {
+            sh_quiet(&format!("ip link del {link}"));
+        }
+        if let Some(rule) = self.forward_rule.take() {
+            sh_quiet(&format!("iptables -D {rule}"));
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Starts a container in a namespace of its own with these annotations.
+pub fn start_isolated(id: &str, annotations: &[(&str, &str)]) -> (Container, Bundle) {
+    let bundle = Bundle::create(id, &BundleSpec::isolated(annotations));
+    let container = Container::start(id, &bundle).unwrap_or_else(|e| panic!("container {id} does not start: {e}"));
+    (container, bundle)
 }

@@ -1,0 +1,290 @@
+//! Puts a plan's attachment into the container: a veth pair whose host end
+//! joins an existing bridge, or a macvlan child of a host interface (of its
+//! 802.1Q sub-interface, made if missing), then the interface's addresses,
+//! gateway and routes. Each step records its undo, as shaping does.
+
+use crate::attachment::{Attachment, Medium};
+use crate::error::KeyError;
+use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
+use crate::netns::NetNs;
+use crate::record::{Created, Record};
+use crate::shaping::{self, Placement, Sockets};
+
+/// An interface's MTU when nobody set one.
+const DEFAULT_MTU: u32 = 1500;
+
+/// What the host looked like when setup checked it, under the host lock.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The interface's name inside the container.
+    pub ifname: String,
+    pub medium: PreparedMedium,
+    /// The largest frame the attached interface will carry.
+    pub frame_bytes: u32,
+}
+
+#[derive(Debug)]
+pub enum PreparedMedium {
+    Bridge { bridge: Link, host_veth: String },
+    Macvlan { lower: Lower },
+}
+
+/// The host interface a macvlan is made on.
+#[derive(Debug)]
+pub enum Lower {
+    /// An interface that exists and is not netrt's: the parent itself, or
+    /// a VLAN sub-interface the admin made.
+    Existing(Link),
+    /// A VLAN sub-interface netrt made for another container.
+    SharedVlan(Link),
+    /// A VLAN sub-interface to make.
+    NewVlan { name: String, parent: Link, vlan_id: u16 },
+}
+
+/// Checks the host and the container for everything the attachment needs,
+/// before any change. `others` are the records of the other containers.
+pub async fn prepare(
+    attachment: &Attachment,
+    container_id: &str,
+    sockets: &Sockets,
+    others: &[Record],
+) -> Result<Prepared, KeyError> {
+    let host = &sockets.host;
+    let container = sockets.container.as_ref().expect("setup has the container's socket");
+    let text = |key: &str, e: NetError| attachment.refuse(key, e.to_string());
+    let lead = attachment.lead_key();
+    let (medium, default_mtu) = match &attachment.medium {
+        Medium::Bridge { bridge } => {
+            let bridge = host_link(host, bridge, attachment).await?;
+            if bridge.kind.as_deref() != Some("bridge") {
+                return Err(attachment.refuse(lead, format!("{} is not a bridge", bridge.name)));
+            }
+            if attachment.vlan.is_some() {
+                check_vlan_filtering(&bridge, attachment)?;
+            }
+            let host_veth = shaping::host_veth_name(container_id);
+            (PreparedMedium::Bridge { bridge, host_veth }, DEFAULT_MTU)
+        }
+        Medium::Macvlan { parent, .. } => {
+            let parent = host_link(host, parent, attachment).await?;
+            let lower = match (attachment.vlan_interface(), attachment.vlan) {
+                (Some(name), Some(vlan_id)) => {
+                    match host.link_by_name(&name).await.map_err(|e| text("net.vlan", e))? {
+                        None => Lower::NewVlan { name, parent, vlan_id },
+                        Some(link) => existing_vlan(link, &parent, vlan_id, others, attachment)?,
+                    }
+                }
+                _ => Lower::Existing(parent),
+            };
+            let lower_mtu = match &lower {
+                Lower::Existing(link) | Lower::SharedVlan(link) | Lower::NewVlan { parent: link, .. } => link.mtu,
+            };
+            if let Some(mtu) = attachment.mtu.filter(|mtu| *mtu > lower_mtu) {
+                return Err(attachment.refuse("net.mtu", format!(
+                    "{mtu} is larger than the MTU of the macvlan's parent ({lower_mtu})"
+                )));
+            }
+            (PreparedMedium::Macvlan { lower }, lower_mtu)
+        }
+    };
+    let names: Vec<String> = container.links().await.map_err(|e| text(lead, e))?.into_iter().map(|l| l.name).collect();
+    let ifname = match &attachment.ifname {
+        Some(name) if names.contains(name) => {
+            return Err(attachment.refuse("net.ifname", format!("the container already has an interface called {name}")))
+        }
+        Some(name) => name.clone(),
+        None => (0..).map(|n| format!("eth{n}")).find(|name| !names.contains(name)).expect("some ethN is free"),
+    };
+    let frame_bytes = attachment.mtu.unwrap_or(default_mtu) + crate::netlink::ETHERNET_HEADER_BYTES;
+    Ok(Prepared { ifname, medium, frame_bytes })
+}
+
+async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Result<Link, KeyError> {
+    let lead = attachment.lead_key();
+    host.link_by_name(name)
+        .await
+        .map_err(|e| attachment.refuse(lead, e.to_string()))?
+        .ok_or_else(|| {
+            let what = if lead == "net.bridge" { "bridge (netrt never creates one)" } else { "interface" };
+            attachment.refuse(lead, format!("the host has no {what} called {name}"))
+        })
+}
+
+fn check_vlan_filtering(bridge: &Link, attachment: &Attachment) -> Result<(), KeyError> {
+    match bridge.vlan_filtering {
+        Some(true) => Ok(()),
+        Some(false) => Err(attachment.refuse("net.vlan", format!(
+            "bridge {0} has VLAN filtering off; netrt never changes the bridge: turn it on with \
+             ip link set {0} type bridge vlan_filtering 1",
+            bridge.name
+        ))),
+        None => Err(attachment.refuse("net.vlan", format!(
+            "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), so bridge {} cannot carry VLANs",
+            bridge.name
+        ))),
+    }
+}
+
+/// A `<parent>.<vlan>` that exists already: it must be that VLAN of that
+/// parent. It is shared if netrt made it for another container.
+fn existing_vlan(link: Link, parent: &Link, vlan_id: u16, others: &[Record], attachment: &Attachment) -> Result<Lower, KeyError> {
+    if link.kind.as_deref() != Some("vlan") || link.vlan_id != Some(vlan_id) || link.peer_index != Some(parent.index) {
+        return Err(attachment.refuse("net.vlan", format!(
+            "{} exists but is not VLAN {vlan_id} of {}; netrt does not touch it",
+            link.name, parent.name
+        )));
+    }
+    let made_by_netrt = others.iter().flat_map(|r| &r.created).any(|c| {
+        matches!(c, Created::VlanLink { name, index } if *name == link.name && *index == Some(link.index))
+    });
+    Ok(if made_by_netrt { Lower::SharedVlan(link) } else { Lower::Existing(link) })
+}
+
+/// What setup will create, for the write-ahead record (indices unknown yet).
+pub fn planned_objects(prepared: &Prepared) -> Vec<Created> {
+    match &prepared.medium {
+        PreparedMedium::Bridge { host_veth, .. } => vec![Created::HostVeth { name: host_veth.clone(), index: None }],
+        PreparedMedium::Macvlan { lower } => {
+            let mut objects = match lower {
+                Lower::Existing(_) => vec![],
+                Lower::SharedVlan(link) => vec![Created::VlanLink { name: link.name.clone(), index: Some(link.index) }],
+                Lower::NewVlan { name, .. } => vec![Created::VlanLink { name: name.clone(), index: None }],
+            };
+            objects.push(Created::ContainerLink { name: prepared.ifname.clone(), index: None });
+            objects
+        }
+    }
+}
+
+/// Makes the attachment. On failure, the error names the key whose step
+/// failed; `done` holds what was created, for the caller to undo.
+pub async fn apply(
+    attachment: &Attachment,
+    prepared: &Prepared,
+    sockets: &Sockets,
+    container_ns: &NetNs,
+    done: &mut Vec<Created>,
+    steps: &mut u32,
+) -> Result<Placement, KeyError> {
+    let lead = attachment.lead_key();
+    let fail = |key: &'static str| move |e: NetError| attachment.refuse(key, e.to_string());
+    let host = &sockets.host;
+    let container = sockets.container.as_ref().expect("setup has the container's socket");
+    let shape = LinkShape { mac: attachment.mac_to_set(), mtu: attachment.mtu };
+    let step = |steps: &mut u32| shaping::step_done(steps).map_err(fail(lead));
+
+    let host_veth = match &prepared.medium {
+        PreparedMedium::Bridge { bridge, host_veth } => {
+            let veth = host.add_veth_into(host_veth, &prepared.ifname, container_ns, &shape).await.map_err(fail(lead))?;
+            done.push(Created::HostVeth { name: veth.name.clone(), index: Some(veth.index) });
+            step(steps)?;
+            host.attach_to_bridge(&veth, bridge).await.map_err(fail(lead))?;
+            step(steps)?;
+            if let Some(vlan_id) = attachment.vlan {
+                host.make_access_port(&veth, vlan_id).await.map_err(fail("net.vlan"))?;
+                step(steps)?;
+            }
+            Some(veth)
+        }
+        PreparedMedium::Macvlan { lower } => {
+            let lower = match lower {
+                Lower::Existing(link) => link.clone(),
+                Lower::SharedVlan(link) => {
+                    done.push(Created::VlanLink { name: link.name.clone(), index: Some(link.index) });
+                    link.clone()
+                }
+                Lower::NewVlan { name, parent, vlan_id } => {
+                    let vlan = host.add_vlan(name, parent, *vlan_id).await.map_err(fail("net.vlan"))?;
+                    done.push(Created::VlanLink { name: vlan.name.clone(), index: Some(vlan.index) });
+                    step(steps)?;
+                    vlan
+                }
+            };
+            let Medium::Macvlan { mode, .. } = attachment.medium else { unreachable!("a macvlan plan") };
+            let made = host.add_macvlan_into(&prepared.ifname, &lower, mode, container_ns, &shape).await;
+            // The request may have failed after the kernel made the device.
+            done.push(Created::ContainerLink { name: prepared.ifname.clone(), index: None });
+            made.map_err(fail(lead))?;
+            step(steps)?;
+            None
+        }
+    };
+
+    let interface = container
+        .link_by_name(&prepared.ifname)
+        .await
+        .map_err(fail(lead))?
+        .ok_or_else(|| attachment.refuse(lead, format!("{} vanished from the container right after it was made", prepared.ifname)))?;
+    if let Some(Created::ContainerLink { index, .. }) = done.last_mut() {
+        *index = Some(interface.index);
+    }
+    container.configure(&interface, &LinkShape::default()).await.map_err(fail(lead))?;
+    if let Some(lo) = container.link_by_name("lo").await.map_err(fail(lead))? {
+        container.configure(&lo, &LinkShape::default()).await.map_err(fail(lead))?;
+    }
+    step(steps)?;
+
+    for address in &attachment.addresses {
+        container.add_address(&interface, address).await.map_err(fail("net.ip"))?;
+    }
+    if !attachment.addresses.is_empty() {
+        step(steps)?;
+    }
+    for gateway in &attachment.gateways {
+        let replaced = container.default_routes(gateway.is_ipv6()).await.map_err(fail("net.gateway"))?;
+        for route in &replaced {
+            container.delete_route(route).await.map_err(fail("net.gateway"))?;
+        }
+        let ours = RouteSpec {
+            destination: crate::attachment::Cidr { address: unspecified_like(*gateway), prefix: 0 },
+            via: Some(*gateway),
+            oif: interface.index,
+            metric: 0,
+        };
+        let added = container.add_route(&ours).await;
+        done.push(Created::DefaultRoute { ours, replaced });
+        added.map_err(fail("net.gateway"))?;
+        step(steps)?;
+    }
+    for route in &attachment.routes {
+        let spec = RouteSpec { destination: route.destination, via: route.via, oif: interface.index, metric: 0 };
+        container.add_route(&spec).await.map_err(fail("net.routes"))?;
+    }
+    if !attachment.routes.is_empty() {
+        step(steps)?;
+    }
+    Ok(match host_veth {
+        Some(host_veth) => Placement::HostSide { interface, host_veth },
+        None => Placement::InNamespace { interface },
+    })
+}
+
+fn unspecified_like(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// Refuses static addresses that another live container already holds.
+/// A record whose namespace is gone holds nothing (gc removes it).
+pub fn check_conflicts(attachment: &Attachment, others: &[Record]) -> Result<(), KeyError> {
+    for other in others {
+        let Some(theirs) = &other.plan.attachment else { continue };
+        let clash = attachment.addresses.iter().find(|a| theirs.addresses.iter().any(|t| t.address == a.address));
+        if let Some(address) = clash {
+            if crate::netns::identity_of(&other.netns_path) == Some(other.netns) {
+                return Err(attachment.refuse("net.ip", format!(
+                    "{} is already held by container {} on this host",
+                    address.address, other.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// VLAN sub-interfaces other containers' attachments hang from.
+pub fn vlans_in_use(others: &[Record]) -> Vec<String> {
+    others.iter().filter_map(|r| r.plan.attachment.as_ref()?.vlan_interface()).collect()
+}

@@ -1,0 +1,239 @@
+//! The admin's bounds on what annotations may ask for, from
+//! `/etc/netrt/netrt.json` (`NETRT_CONFIG` names another file). A missing
+//! file or list means no bound; a file that cannot be read or understood is
+//! an error, never ignored: a typo must not open what the admin closed.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::attachment::{Cidr, Medium};
+use crate::error::{Error, KeyError, Result};
+use crate::plan::Plan;
+use crate::units;
+
+pub const CONFIG_PATH: &str = "/etc/netrt/netrt.json";
+pub const CONFIG_VARIABLE: &str = "NETRT_CONFIG";
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The real OCI runtime, for the `netrt` wrapper.
+    pub runtime: Option<String>,
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    pub bridges: Option<Vec<String>>,
+    pub parents: Option<Vec<String>>,
+    pub vlans: Option<Vec<String>>,
+    pub subnets: Option<Vec<String>>,
+    pub max_rate: Option<String>,
+}
+
+/// The policy, parsed and checked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Where it came from, for messages.
+    pub path: String,
+    pub bridges: Option<Vec<String>>,
+    pub parents: Option<Vec<String>>,
+    pub vlans: Option<Vec<(u16, u16)>>,
+    pub subnets: Option<Vec<Cidr>>,
+    pub max_rate_bps: Option<u64>,
+}
+
+pub fn config_path() -> PathBuf {
+    std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(CONFIG_PATH))
+}
+
+/// Reads the configuration file; none at all is an empty one.
+pub fn read_config() -> Result<(String, ConfigFile)> {
+    let path = config_path();
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(|config| (shown.clone(), config))
+            .map_err(|e| Error::Input(format!("{shown} is not a valid netrt configuration: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((shown, ConfigFile::default())),
+        Err(e) => Err(Error::Input(format!("cannot read {shown}: {e}"))),
+    }
+}
+
+pub fn load() -> Result<Policy> {
+    let (path, config) = read_config()?;
+    Policy::from_file(path, config.policy)
+}
+
+impl Policy {
+    pub fn from_file(path: String, file: PolicyFile) -> Result<Policy> {
+        let bad = |field: &str, value: &str, reason: String| {
+            Error::Input(format!("{path}: policy.{field} {value:?}: {reason}"))
+        };
+        let vlans = file
+            .vlans
+            .map(|ranges| ranges.iter().map(|r| vlan_range(r).map_err(|e| bad("vlans", r, e))).collect::<Result<Vec<_>>>())
+            .transpose()?;
+        let subnets = file
+            .subnets
+            .map(|nets| {
+                nets.iter()
+                    .map(|n| match Cidr::parse(n) {
+                        Ok(cidr) if cidr.is_network() => Ok(cidr),
+                        Ok(_) => Err(bad("subnets", n, "has host bits set; a subnet is a network".into())),
+                        Err(e) => Err(bad("subnets", n, e)),
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let max_rate_bps = file
+            .max_rate
+            .map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e)))
+            .transpose()?;
+        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps })
+    }
+
+    /// Refuses a plan that asks for more than the policy allows.
+    pub fn check(&self, plan: &Plan) -> Result<(), KeyError> {
+        if let Some(max) = self.max_rate_bps {
+            if let Some(shaper) = plan.shapers().find(|s| s.rate_bps > max) {
+                return Err(KeyError::new(&shaper.rate_source, &shaper.rate_value, self.rule(
+                    "max_rate",
+                    format!("above the host's maximum rate of {}", units::format_rate(max)),
+                )));
+            }
+        }
+        let Some(attachment) = &plan.attachment else { return Ok(()) };
+        let (field, name, allowed) = match &attachment.medium {
+            Medium::Bridge { bridge } => ("bridges", bridge, &self.bridges),
+            Medium::Macvlan { parent, .. } => ("parents", parent, &self.parents),
+        };
+        if let Some(allowed) = allowed {
+            if !allowed.contains(name) {
+                return Err(attachment.refuse(attachment.lead_key(), self.rule(field, list_of(allowed))));
+            }
+        }
+        if let (Some(vlan), Some(ranges)) = (attachment.vlan, &self.vlans) {
+            if !ranges.iter().any(|(low, high)| (*low..=*high).contains(&vlan)) {
+                let shown: Vec<String> = ranges.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
+                return Err(attachment.refuse("net.vlan", self.rule("vlans", list_of(&shown))));
+            }
+        }
+        if let Some(subnets) = &self.subnets {
+            if let Some(outside) = attachment.addresses.iter().find(|a| !subnets.iter().any(|s| s.covers(a))) {
+                let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
+                return Err(attachment.refuse("net.ip", format!(
+                    "{outside} {}",
+                    self.rule("subnets", list_of(&shown))
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn rule(&self, field: &str, allowed: String) -> String {
+        format!("not allowed by the host's policy (policy.{field} in {}: {allowed})", self.path)
+    }
+}
+
+fn list_of(items: &[String]) -> String {
+    if items.is_empty() { "nothing is allowed".into() } else { format!("allowed are {}", items.join(", ")) }
+}
+
+fn vlan_range(text: &str) -> Result<(u16, u16), String> {
+    let id = |t: &str| match t.trim().parse::<u16>() {
+        Ok(v) if (1..=4094).contains(&v) => Ok(v),
+        _ => Err(format!("{t:?} is not a VLAN id from 1 to 4094")),
+    };
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (id(low)?, id(high)?),
+        None => (id(text)?, id(text)?),
+    };
+    if low > high {
+        return Err("the range runs backwards".into());
+    }
+    Ok((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::from_words;
+
+    fn policy(json: &str) -> Result<Policy> {
+        let file: ConfigFile = serde_json::from_str(json).map_err(|e| Error::Input(e.to_string()))?;
+        Policy::from_file("/etc/netrt/netrt.json".into(), file.policy)
+    }
+
+    fn plan(words: &[&str]) -> Plan {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        crate::plan::build(&from_words(&words).unwrap()).unwrap()
+    }
+
+    const SPEC_EXAMPLE: &str = r#"{
+        "runtime": "/usr/sbin/runc",
+        "policy": {
+            "bridges": ["br0"], "parents": ["eth1"], "vlans": ["100-199", "300"],
+            "subnets": ["198.51.100.0/24", "2001:db8::/64"], "max_rate": "10gbit"
+        }
+    }"#;
+
+    #[test]
+    fn the_example_allows_what_it_lists() {
+        let p = policy(SPEC_EXAMPLE).unwrap();
+        assert_eq!(p.vlans, Some(vec![(100, 199), (300, 300)]));
+        for words in [
+            &["net.bridge=br0", "net.ip=198.51.100.10/24,2001:db8::10/64", "net.egress=10gbit"][..],
+            &["net.parent=eth1", "net.vlan=150"],
+            &["net.parent=eth1", "net.vlan=300"],
+            &["net.egress=1mbit"],
+        ] {
+            assert_eq!(p.check(&plan(words)), Ok(()), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn requests_outside_are_refused_naming_the_rule() {
+        let p = policy(SPEC_EXAMPLE).unwrap();
+        let refusal = |words: &[&str]| p.check(&plan(words)).unwrap_err().to_string();
+        assert_eq!(
+            refusal(&["net.bridge=br1"]),
+            "netrt: net.bridge=\"br1\": not allowed by the host's policy (policy.bridges in /etc/netrt/netrt.json: allowed are br0)"
+        );
+        assert!(refusal(&["net.parent=eth0"]).contains("net.parent=\"eth0\": not allowed by the host's policy (policy.parents"));
+        assert!(refusal(&["net.parent=eth1", "net.vlan=200"]).contains("net.vlan=\"200\": not allowed by the host's policy (policy.vlans in /etc/netrt/netrt.json: allowed are 100-199, 300)"));
+        assert!(refusal(&["net.bridge=br0", "net.ip=203.0.113.5/24"]).contains("net.ip=\"203.0.113.5/24\": 203.0.113.5/24 not allowed by the host's policy (policy.subnets"));
+        assert!(refusal(&["net.bridge=br0", "net.ip=198.51.100.5/16"]).contains("policy.subnets"), "a wider prefix leaves the subnet");
+        assert!(refusal(&["net.ingress=20gbit"]).contains("net.ingress=\"20gbit\": not allowed by the host's policy (policy.max_rate in /etc/netrt/netrt.json: above the host's maximum rate of 10gbit)"));
+    }
+
+    #[test]
+    fn an_empty_list_allows_nothing_and_a_missing_one_everything() {
+        let p = policy(r#"{"policy": {"bridges": []}}"#).unwrap();
+        assert!(p.check(&plan(&["net.bridge=br0"])).unwrap_err().to_string().contains("nothing is allowed"));
+        assert_eq!(p.check(&plan(&["net.parent=eth9", "net.vlan=7"])), Ok(()));
+        assert_eq!(policy("{}").unwrap().check(&plan(&["net.bridge=x", "net.egress=100gbit"])), Ok(()));
+    }
+
+    #[test]
+    fn a_malformed_policy_is_an_error() {
+        for (json, needle) in [
+            (r#"{"policy": {"bridge": ["br0"]}}"#, "unknown field `bridge`"),
+            (r#"{"polcy": {}}"#, "unknown field `polcy`"),
+            (r#"{"policy": {"vlans": ["5000"]}}"#, "policy.vlans \"5000\""),
+            (r#"{"policy": {"vlans": ["20-10"]}}"#, "backwards"),
+            (r#"{"policy": {"subnets": ["198.51.100.1/24"]}}"#, "host bits"),
+            (r#"{"policy": {"subnets": ["nowhere"]}}"#, "policy.subnets"),
+            (r#"{"policy": {"max_rate": "10mbps"}}"#, "policy.max_rate \"10mbps\""),
+            (r#"{"policy": {"bridges": "br0"}}"#, "invalid type"),
+            ("[", "EOF"),
+        ] {
+            let message = policy(json).unwrap_err().to_string();
+            assert!(message.contains(needle), "{json}: {message}");
+        }
+    }
+}
