@@ -113,9 +113,10 @@ async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Resul
 fn check_vlan_filtering(bridge: &Link, attachment: &Attachment) -> Result<(), KeyError> {
     match bridge.vlan_filtering {
         Some(true) => Ok(()),
+        // Kernels built without it report the setting as off too.
         Some(false) => Err(attachment.refuse("net.vlan", format!(
             "bridge {0} has VLAN filtering off; netrt never changes the bridge: turn it on with \
-             ip link set {0} type bridge vlan_filtering 1",
+             ip link set {0} type bridge vlan_filtering 1 (a kernel without CONFIG_BRIDGE_VLAN_FILTERING refuses that)",
             bridge.name
         ))),
         None => Err(attachment.refuse("net.vlan", format!(

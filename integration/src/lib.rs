@@ -418,6 +418,16 @@ impl Container {
         NetnsName(name.to_string())
     }
 
+    /// Kills `runc run` itself (not the container) and forgets the
+    /// container, as when the runtime dies: no poststop will run.
+    pub fn forget_after_killing_runtime(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::mem::forget(self);
+    }
+
     /// Kills the process and waits for runc to finish, poststop included.
     pub fn stop(mut self) {
         self.kill_and_wait();
@@ -474,13 +484,15 @@ pub fn snapshot(namespaces: &[&str]) -> String {
         }
         let addresses: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j addr show"))).unwrap();
         for link in addresses.as_array().unwrap() {
-            for address in link["addr_info"].as_array().into_iter().flatten() {
+            // IPv6 link-local addresses (and their routes below) come and
+            // go with the kernel's duplicate address detection: left out.
+            for address in link["addr_info"].as_array().into_iter().flatten().filter(|a| !is_link_local(&a["local"])) {
                 out += &format!("addr {} {}/{}\n", link["ifname"], address["local"], address["prefixlen"]);
             }
         }
         for family in ["-4", "-6"] {
             let routes: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j {family} route show table all"))).unwrap();
-            for route in routes.as_array().unwrap() {
+            for route in routes.as_array().unwrap().iter().filter(|r| !is_link_local(&r["dst"])) {
                 out += &format!(
                     "route {} via {} dev {} table {} metric {}\n",
                     route["dst"], route["gateway"], route["dev"], route["table"], route["metric"]
@@ -495,6 +507,10 @@ pub fn snapshot(namespaces: &[&str]) -> String {
     }
     out += &sh("ls -1 /run/netrt/containers 2>/dev/null || true");
     out
+}
+
+fn is_link_local(address: &Value) -> bool {
+    address.as_str().is_some_and(|a| a.starts_with("fe80:") || a == "ff00::/8")
 }
 
 /// The qdiscs of one device, `tc qdisc show` style.

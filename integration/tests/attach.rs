@@ -53,3 +53,80 @@ fn bridge_attachment_with_addresses_routes_mac_and_mtu() {
     assert!(!record_exists(id), "record left behind");
     assert_eq!(snapshot(&[&lan.peer_ns]), before, "host state changed");
 }
+
+const EGRESS_BPS: f64 = 8_000_000.0;
+const INGRESS_BPS: f64 = 12_000_000.0;
+
+fn assert_limited(seconds: &[f64], limit: f64, what: &str) {
+    let steady = median(&seconds[1..]);
+    assert!(steady <= limit * 1.02, "steady rate above the limit, {what}: {seconds:?}");
+    assert!(steady >= limit * 0.75, "steady rate far below the limit, {what}: {seconds:?}");
+}
+
+#[test]
+fn bridge_attachment_shaped_on_the_host_side() {
+    let lan = Lan::bridge("abw");
+    let bridge = lan.bridge.clone().unwrap();
+    let id = "nrt-attach-bw";
+    let annotations = [
+        ("net.bridge", bridge.as_str()),
+        ("net.ip", "198.51.100.10/24,2001:db8:ff::10/64"),
+        ("net.egress", "8mbit"),
+        ("net.ingress", "12mbit"),
+    ];
+    let (container, _bundle) = start_isolated(id, &annotations);
+    let host_veth = host_veth_name(id);
+    assert!(qdiscs(None, &host_veth).contains("rate 12Mbit"), "ingress limit on the host veth");
+    assert!(qdiscs(None, &ifb_name(id)).contains("rate 8Mbit"), "egress limit on the host ifb");
+    let name = container.name_netns("nrtabwc");
+    for (ipv6, server) in [(false, LAN_PEER4), (true, LAN_PEER6)] {
+        assert_limited(&iperf(&lan.peer_ns, &name.0, server, ipv6, false, 3).unwrap(), EGRESS_BPS, "egress");
+        assert_limited(&iperf(&lan.peer_ns, &name.0, server, ipv6, true, 3).unwrap(), INGRESS_BPS, "ingress");
+    }
+    drop(name);
+    container.stop();
+    assert!(!link_exists(None, &host_veth) && !link_exists(None, &ifb_name(id)));
+}
+
+#[test]
+fn macvlan_attachment_reaches_the_lan_and_is_shaped_inside() {
+    let lan = Lan::parent("amv");
+    let parent = lan.parent.clone().unwrap();
+    let before = snapshot(&[&lan.peer_ns]);
+    let id = "nrt-attach-mv";
+    let annotations = [
+        ("net.parent", parent.as_str()),
+        ("net.ifname", "lan0"),
+        ("net.ip", "198.51.100.20/24,2001:db8:ff::20/64"),
+        ("net.egress", "8mbit"),
+        ("net.ingress", "12mbit"),
+    ];
+    let (container, _bundle) = start_isolated(id, &annotations);
+    let link = ok(container.net_sh("ip -d link show lan0"));
+    assert!(link.contains("macvlan mode bridge"), "{link}");
+    assert!(link.contains("link/ether 02:42:c6:33:64:14"), "MAC derived from 198.51.100.20: {link}");
+    ok(container.net_sh("busybox ping -c 1 -W 2 198.51.100.1"));
+    ok(container.net_sh("busybox ping -6 -c 1 -W 2 2001:db8:ff::1"));
+    let name = container.name_netns("nrtamvc");
+    assert!(qdiscs(Some(&name.0), "lan0").contains("rate 8Mbit"), "egress limit inside");
+    assert!(qdiscs(Some(&name.0), &ifb_name(id)).contains("rate 12Mbit"), "ingress limit on the ifb inside");
+    assert!(!link_exists(None, &ifb_name(id)), "nothing on the host");
+    assert_limited(&iperf(&lan.peer_ns, &name.0, LAN_PEER4, false, false, 3).unwrap(), EGRESS_BPS, "egress");
+    assert_limited(&iperf(&lan.peer_ns, &name.0, LAN_PEER6, true, true, 3).unwrap(), INGRESS_BPS, "ingress");
+    drop(name);
+    container.stop();
+    assert_eq!(snapshot(&[&lan.peer_ns]), before, "host state changed");
+}
+
+#[test]
+fn an_existing_interface_name_gets_the_next_free_eth() {
+    let lab = Lab::bridged("aeth");
+    let lan = Lan::bridge("aeth2");
+    let bridge = lan.bridge.clone().unwrap();
+    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.30/24")];
+    let (container, _bundle) = lab.start("nrt-attach-eth", &annotations);
+    let inside = sh(&format!("ip -n {} -o addr show", lab.container_ns));
+    assert!(inside.contains("eth1    inet 198.51.100.30/24"), "eth0 was taken, so eth1: {inside}");
+    container.stop();
+    assert!(!link_exists(Some(&lab.container_ns), "eth1"), "the attached interface is removed from a namespace that lives on");
+}

@@ -21,7 +21,7 @@ fn bad_values_are_refused_naming_key_value_and_reason() {
         (&[("net.ingress", "fast")], &[], r#"netrt: net.ingress=\"fast\": expected a number"#),
         (&[("net.egress", "1kbit")], &[], r#"netrt: net.egress=\"1kbit\": rate must be between 8kbit and 100gbit"#),
         (&[("net.egres", "1mbit")], &[], r#"netrt: net.egres=\"1mbit\": unknown key; did you mean net.egress?"#),
-        (&[("net.bridge", "br0")], &[], r#"netrt: net.bridge=\"br0\": not supported yet"#),
+        (&[("net.bridge", "nrtnobr0")], &[], r#"netrt: net.bridge=\"nrtnobr0\": the host has no bridge (netrt never creates one) called nrtnobr0"#),
         (&[("net.egress.burst", "32k")], &[], r#"netrt: net.egress.burst=\"32k\": needs net.egress"#),
         (&[("net.ingress", "1mbit"), ("net.ingress.latency", "25")], &[], r#"net.ingress.latency=\"25\": a duration needs a unit"#),
         (&[], &["NETRT_EGRESS=10 mbit"], r#"netrt: NETRT_EGRESS=\"10 mbit\": unknown rate unit"#),
