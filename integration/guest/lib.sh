@@ -1,0 +1,60 @@
+# Helpers for guest scenarios. iproute2 is called by absolute path: busybox
+# sh runs its own applets first, and its ip knows no VLANs.
+IP=/opt/bin/ip
+BRIDGE=/opt/bin/bridge
+HOOK=/opt/bin/netrt-hook
+
+check() { # NAME COMMAND...: passes if the command succeeds
+    name=$1; shift
+    if out=$("$@" 2>&1); then echo "CHECK $name ok"; else echo "CHECK $name FAIL $(echo "$out" | tr '\n' ' ')"; fi
+}
+
+check_not() { # NAME COMMAND...: passes if the command fails
+    name=$1; shift
+    if out=$("$@" 2>&1); then echo "CHECK $name FAIL succeeded: $(echo "$out" | tr '\n' ' ')"; else echo "CHECK $name ok"; fi
+}
+
+# start ID ANNOTATIONS-JSON: a "container" (a process in a new network
+# namespace) set up by netrt-hook as a runtime would; prints its pid.
+start() {
+    id=$1 annotations=$2
+    mkdir -p /b/$id
+    echo "{\"ociVersion\":\"1.0.2\",\"annotations\":$annotations}" > /b/$id/config.json
+    unshare -n sleep 600 &
+    pid=$!
+    sleep 0.2
+    echo "{\"ociVersion\":\"1.0.2\",\"id\":\"$id\",\"status\":\"creating\",\"pid\":$pid,\"bundle\":\"/b/$id\"}" \
+        | $HOOK createRuntime >/tmp/$id.setup 2>&1 || { echo "CHECK setup-$id FAIL $(cat /tmp/$id.setup)"; }
+    echo $pid > /tmp/$id.pid
+}
+
+# stop ID: the process ends, then poststop runs, as a runtime does it.
+stop() {
+    id=$1
+    pid=$(cat /tmp/$id.pid)
+    kill $pid; wait $pid 2>/dev/null
+    echo "{\"ociVersion\":\"1.0.2\",\"id\":\"$id\",\"status\":\"stopped\",\"bundle\":\"/b/$id\"}" \
+        | $HOOK poststop || echo "CHECK teardown-$id FAIL"
+}
+
+inside() { # ID COMMAND...: run in the container's network namespace
+    id=$1; shift
+    nsenter -t $(cat /tmp/$id.pid) -n "$@"
+}
+
+# veth_to NAMESPACE HOSTEND: a namespace with eth0 whose peer HOSTEND is here.
+veth_to() {
+    $IP netns add $1
+    $IP link add $2 type veth peer name eth0 netns $1
+    $IP -n $1 link set lo up
+    $IP -n $1 link set eth0 up
+    $IP link set $2 up
+}
+
+wait_gone() { # LINK: the teardown's background deletion
+    for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        $IP link show dev $1 >/dev/null 2>&1 || return 0
+        sleep 0.2
+    done
+    return 1
+}
