@@ -274,7 +274,7 @@ pub fn check_conflicts(attachment: &Attachment, others: &[Record]) -> Result<(),
         let Some(theirs) = &other.plan.attachment else { continue };
         let clash = attachment.addresses.iter().find(|a| theirs.addresses.iter().any(|t| t.address == a.address));
         if let Some(address) = clash {
-            if crate::netns::identity_of(&other.netns_path) == Some(other.netns) {
+            if !crate::netns::is_gone(&other.netns_path, other.netns) {
                 return Err(attachment.refuse("net.ip", format!(
                     "{} is already held by container {} on this host",
                     address.address, other.id

@@ -248,7 +248,7 @@ pub fn gc() -> Result<Vec<String>> {
         let host_ns = NetNs::current().map_err(Error::System)?;
         let mut removed = vec![];
         for record in store.all()? {
-            if netns::identity_of(&record.netns_path) == Some(record.netns) {
+            if !netns::is_gone(&record.netns_path, record.netns) {
                 continue;
             }
             undo_record(&store, &record, &host_ns, HostLinks::Delete)

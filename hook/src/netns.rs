@@ -66,3 +66,27 @@ impl NetNs {
 pub fn identity_of(path: &str) -> Option<NsId> {
     NetNs::open(path).ok().map(|ns| ns.id)
 }
+
+/// Whether the namespace a record names (path and identity) still exists,
+/// as far as the hook can tell. A container's `/proc/<pid>/ns/net` cannot be
+/// opened without CAP_SYS_PTRACE while runc's init makes itself
+/// non-dumpable: the process exists, so the namespace counts as alive.
+pub fn is_gone(path: &str, id: NsId) -> bool {
+    match File::open(path) {
+        Ok(file) => file.metadata().map_or(false, |meta| NsId { dev: meta.dev(), ino: meta.ino() } != id),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_gone_only_when_its_path_is_or_leads_elsewhere() {
+        let own = NetNs::current().unwrap().id();
+        assert!(!is_gone("/proc/thread-self/ns/net", own));
+        assert!(is_gone("/proc/thread-self/ns/net", NsId { dev: own.dev, ino: own.ino + 1 }));
+        assert!(is_gone("/proc/999999999/ns/net", own));
+    }
+}
