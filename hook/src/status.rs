@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::attachment::{Attachment, Medium};
 use crate::error::{Error, Result};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
@@ -19,6 +20,11 @@ pub struct Entry {
     /// `host` or `container`: where the shapers sit.
     pub shaped_in: &'static str,
     pub complete: bool,
+    /// `bridge br0, VLAN 50` or `macvlan on eth1.50`; None without one.
+    pub attachment: Option<String>,
+    /// The static addresses netrt gave the attached interface.
+    pub addresses: Vec<String>,
+    pub vlan: Option<u16>,
     pub limits: Vec<Limit>,
 }
 
@@ -118,7 +124,20 @@ async fn entry(record: &Record, host: &Netlink) -> Entry {
         host_veth: record.host_veth.clone(),
         shaped_in: if on_host { "host" } else { "container" },
         complete: record.complete,
+        attachment: record.plan.attachment.as_ref().map(describe_attachment),
+        addresses: record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|a| a.to_string()).collect(),
+        vlan: record.plan.attachment.as_ref().and_then(|a| a.vlan),
         limits,
+    }
+}
+
+fn describe_attachment(attachment: &Attachment) -> String {
+    match &attachment.medium {
+        Medium::Bridge { bridge } => match attachment.vlan {
+            Some(vlan) => format!("bridge {bridge}, VLAN {vlan}"),
+            None => format!("bridge {bridge}"),
+        },
+        Medium::Macvlan { .. } => format!("macvlan on {}", attachment.macvlan_lower().unwrap_or_default()),
     }
 }
 
@@ -128,10 +147,7 @@ pub fn render_table(entries: &[Entry]) -> String {
         "CONTAINER", "DIRECTION", "INTERFACE", "SHAPER DEVICE", "RATE", "BURST", "SENT BYTES", "PACKETS", "DROPS"
     );
     for entry in entries {
-        let interface = match &entry.host_veth {
-            Some(veth) => format!("{}@{}", entry.interface, veth),
-            None => entry.interface.clone(),
-        };
+        let interface = interface_of(entry);
         for limit in &entry.limits {
             let rate = match limit.rate_bps {
                 Some(bps) => format_rate(bps),
@@ -152,7 +168,23 @@ pub fn render_table(entries: &[Entry]) -> String {
             );
         }
     }
+    if entries.iter().any(|e| e.attachment.is_some()) {
+        out += &format!("\n{:<20} {:<32} {:<26} {}\n", "CONTAINER", "INTERFACE", "ATTACHMENT", "ADDRESSES");
+        for entry in entries {
+            if let Some(attachment) = &entry.attachment {
+                let addresses = if entry.addresses.is_empty() { "-".to_string() } else { entry.addresses.join(", ") };
+                out += &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
+            }
+        }
+    }
     out
+}
+
+fn interface_of(entry: &Entry) -> String {
+    match &entry.host_veth {
+        Some(veth) => format!("{}@{}", entry.interface, veth),
+        None => entry.interface.clone(),
+    }
 }
 
 fn short(id: &str) -> String {

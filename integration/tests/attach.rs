@@ -48,6 +48,11 @@ fn bridge_attachment_with_addresses_routes_mac_and_mtu() {
     ok(container.net_sh("busybox ping -c 1 -W 2 198.51.100.1"));
     ok(container.net_sh("busybox ping -6 -c 1 -W 2 2001:db8:ff::1"));
     assert!(record_exists(id));
+    let hook = hook_binary().display().to_string();
+    let status: serde_json::Value = serde_json::from_str(&sh(&format!("{hook} status {id} --json"))).unwrap();
+    assert_eq!(status[0]["attachment"], format!("bridge {bridge}"), "{status}");
+    assert_eq!(status[0]["addresses"], serde_json::json!(["198.51.100.10/24", "2001:db8:ff::10/64"]), "{status}");
+    assert!(sh(&format!("{hook} status")).contains(&format!("eth0@{host_veth}")), "the table names both ends");
     container.stop();
     assert!(!link_exists(None, &host_veth), "host veth left behind");
     assert!(!record_exists(id), "record left behind");

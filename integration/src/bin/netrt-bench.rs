@@ -1,5 +1,8 @@
 //! netrt's benchmark: shaping accuracy and hook latency, side by side with
-//! Debian's CNI `bandwidth` plugin in the same run, on the same test lab.
+//! Debian's CNI `bandwidth` plugin in the same run, on the same test lab;
+//! and the latency of a whole bridge attachment (veth on a bridge, static
+//! IPv4 + IPv6, gateways, both limits) against the CNI chain bridge +
+//! static + bandwidth doing the same.
 //! Run it through integration/bench (root; it installs what it needs).
 
 use std::fs;
@@ -44,9 +47,137 @@ fn main() {
         accuracy(&lab);
         println!();
     }
-    if part != "accuracy" {
+    if part.is_empty() || part == "latency" {
         latency(&lab, iterations);
+        println!();
     }
+    if part.is_empty() || part == "attach" {
+        drop(lab);
+        attach_latency(iterations);
+    }
+}
+
+const ATTACH_ID: &str = "nrt-bench-att";
+
+/// A process in a fresh network namespace of its own, like a container's
+/// init before its network exists.
+fn isolated_process() -> Child {
+    let child = Command::new("unshare").args(["--net", "sleep", "600"]).spawn().expect("unshare runs");
+    let own = fs::read_link("/proc/self/ns/net").unwrap();
+    while fs::read_link(format!("/proc/{}/ns/net", child.id())).map_or(true, |ns| ns == own) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child
+}
+
+fn end(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn attach_latency(iterations: usize) {
+    let lan = Lan::bridge("bnch");
+    let bridge = lan.bridge.clone().unwrap();
+    println!("Latency of a bridge attachment over {iterations} runs: veth on {bridge}, 198.51.100.10/24 and");
+    println!("2001:db8:ff::10/64, both gateways, egress and ingress 10mbit; a fresh namespace each run.");
+    println!("netrt: one netrt-hook process. CNI: bridge (with static IPAM) then bandwidth, as a runtime");
+    println!("runs the chain; DEL in reverse order while the namespace exists, netrt's poststop after it is gone.\n");
+    println!("{:<34} {:>10} {:>10}", "", "median", "p95");
+    let (setup, teardown) = netrt_attach_latency(&bridge, iterations);
+    let (add, del) = cni_chain_latency(&bridge, iterations);
+    let ratio = percentile(&setup, 50) / percentile(&add, 50);
+    for (label, samples) in [
+        ("netrt-hook setup (createRuntime)", &setup),
+        ("netrt-hook teardown (poststop)", &teardown),
+        ("CNI bridge+static+bandwidth ADD", &add),
+        ("CNI bandwidth+bridge DEL", &del),
+    ] {
+        println!("{label:<34} {:>8.2}ms {:>8.2}ms", percentile(samples, 50), percentile(samples, 95));
+    }
+    println!("\nnetrt setup median / CNI chain ADD median: {ratio:.2}");
+}
+
+fn netrt_attach_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+    let bundle = std::env::temp_dir().join("netrt-bench-attach");
+    fs::create_dir_all(&bundle).unwrap();
+    let config = json!({"ociVersion": "1.0.2", "annotations": {
+        "net.bridge": bridge, "net.ip": "198.51.100.10/24,2001:db8:ff::10/64",
+        "net.gateway": "198.51.100.1,2001:db8:ff::1", "net.egress": "10mbit", "net.ingress": "10mbit"}});
+    fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let hook = hook_binary();
+    let (mut setup, mut teardown) = (vec![], vec![]);
+    for _ in 0..iterations {
+        let holder = isolated_process();
+        let state = |status: &str| {
+            json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
+        };
+        let (creating, stopped) = (state("creating"), state("stopped"));
+        setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
+        end(holder);
+        teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+        wait_for_ifb_gone(ATTACH_ID);
+    }
+    let _ = fs::remove_dir_all(&bundle);
+    (setup, teardown)
+}
+
+fn cni_chain_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+    let bridge_config = json!({
+        "cniVersion": "0.4.0", "name": "nrt-bench", "type": "bridge", "bridge": bridge,
+        "isGateway": false, "ipMasq": false,
+        "ipam": {"type": "static",
+                 "addresses": [{"address": "198.51.100.10/24", "gateway": "198.51.100.1"},
+                               {"address": "2001:db8:ff::10/64", "gateway": "2001:db8:ff::1"}],
+                 "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+    });
+    let (mut add, mut del) = (vec![], vec![]);
+    for _ in 0..iterations {
+        let holder = isolated_process();
+        let netns = format!("/proc/{}/ns/net", holder.id());
+        let start = Instant::now();
+        let bridge_result = run_cni("bridge", "ADD", &netns, &bridge_config);
+        let bandwidth_config = bandwidth_chain_config(&bridge_result);
+        run_cni("bandwidth", "ADD", &netns, &bandwidth_config);
+        add.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        run_cni("bandwidth", "DEL", &netns, &bandwidth_config);
+        let mut bridge_del = bridge_config.clone();
+        bridge_del["prevResult"] = bridge_result;
+        run_cni("bridge", "DEL", &netns, &bridge_del);
+        del.push(start.elapsed().as_secs_f64() * 1e3);
+        end(holder);
+        // The plugin leaves its qdiscs and ifb behind on DEL; not timed.
+        sh_quiet("for l in $(ip -o link show type ifb | grep -o 'bwp[0-9a-f]*'); do ip link del $l; done");
+    }
+    (add, del)
+}
+
+fn bandwidth_chain_config(prev_result: &serde_json::Value) -> serde_json::Value {
+    json!({
+        "cniVersion": "0.4.0", "name": "nrt-bench", "type": "bandwidth",
+        "ingressRate": 10_000_000u64, "ingressBurst": 200_000u64,
+        "egressRate": 10_000_000u64, "egressBurst": 200_000u64,
+        "prevResult": prev_result,
+    })
+}
+
+/// Runs one CNI plugin as a runtime does; returns its result.
+fn run_cni(plugin: &str, command: &str, netns: &str, config: &serde_json::Value) -> serde_json::Value {
+    let mut child = Command::new(format!("/usr/lib/cni/{plugin}"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", ATTACH_ID)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the CNI plugins run (containernetworking-plugins)");
+    child.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "CNI {plugin} {command}: {}", String::from_utf8_lossy(&output.stdout));
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn accuracy(lab: &Lab) {
