@@ -280,7 +280,22 @@ pub async fn undo_all(
 ) -> (Vec<NetError>, Vec<Link>) {
     let mut failures = vec![];
     let mut handed_back = vec![];
+    // Qdiscs on a host veth that is handed back go with it: no request
+    // needs the kernel's rtnl lock, which the dying namespace holds while it
+    // unregisters the veth's other end.
+    let going: Vec<&String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Created::HostVeth { name, .. } if host_links == HostLinks::HandBack => Some(name),
+            _ => None,
+        })
+        .collect();
     for object in objects.iter().rev() {
+        if let Created::RootQdisc { side: Side::Host, name, .. } | Created::IngressQdisc { side: Side::Host, name, .. } = object {
+            if going.contains(&name) {
+                continue;
+            }
+        }
         let own_host_device = match object {
             Created::Ifb { side: Side::Host, name } => Some((name, None, "ifb")),
             Created::HostVeth { name, index } => Some((name, *index, "veth")),
