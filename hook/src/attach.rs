@@ -219,9 +219,9 @@ pub async fn apply(
     if let Some(Created::ContainerLink { index, .. }) = done.last_mut() {
         *index = Some(interface.index);
     }
-    container.configure(&interface, &LinkShape::default()).await.map_err(fail(lead))?;
+    container.set_up(&interface).await.map_err(fail(lead))?;
     if let Some(lo) = container.link_by_name("lo").await.map_err(fail(lead))? {
-        container.configure(&lo, &LinkShape::default()).await.map_err(fail(lead))?;
+        container.set_up(&lo).await.map_err(fail(lead))?;
     }
     step(steps)?;
 

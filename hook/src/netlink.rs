@@ -397,13 +397,7 @@ impl Netlink {
     /// Creates a veth pair in one request: `host_name` here, `peer_name`
     /// born directly in `peer_ns` (so it cannot clash with a host name).
     pub async fn add_veth_into(&self, host_name: &str, peer_name: &str, peer_ns: &NetNs, shape: &LinkShape) -> NetResult<Link> {
-        let mut peer = LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd());
-        if let Some(mtu) = shape.mtu {
-            peer = peer.mtu(mtu);
-        }
-        if let Some(mac) = shape.mac {
-            peer = peer.address(mac.to_vec());
-        }
+        let peer = shape.applied(LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd()));
         let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(rtnetlink::packet_route::link::InfoKind::Veth)
             .name(host_name.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
@@ -423,13 +417,7 @@ impl Netlink {
             MacvlanMode::Vepa => MacVlanMode::Vepa,
             MacvlanMode::Passthru => MacVlanMode::Passthrough,
         };
-        let mut builder = LinkMacVlan::new(name, lower.index, mode).setns_by_fd(ns.file().as_raw_fd());
-        if let Some(mtu) = shape.mtu {
-            builder = builder.mtu(mtu);
-        }
-        if let Some(mac) = shape.mac {
-            builder = builder.address(mac.to_vec());
-        }
+        let builder = shape.applied(LinkMacVlan::new(name, lower.index, mode).setns_by_fd(ns.file().as_raw_fd()));
         self.handle
             .link()
             .add(builder.build())
@@ -482,23 +470,6 @@ impl Netlink {
             self.ack(RouteNetlinkMessage::DelLink(leave.build()), 0).await.map_err(|e| net_error(&action, e))?;
         }
         Ok(())
-    }
-
-    /// Brings `link` up, with its MAC and MTU if given.
-    pub async fn configure(&self, link: &Link, shape: &LinkShape) -> NetResult<()> {
-        let mut builder = LinkUnspec::new_with_index(link.index).up();
-        if let Some(mtu) = shape.mtu {
-            builder = builder.mtu(mtu);
-        }
-        if let Some(mac) = shape.mac {
-            builder = builder.address(mac.to_vec());
-        }
-        self.handle
-            .link()
-            .set(builder.build())
-            .execute()
-            .await
-            .map_err(|e| net_error(format!("configuring {}", link.name), e))
     }
 
     /// Adds an address; an IPv6 one without duplicate address detection,
@@ -603,6 +574,18 @@ impl Netlink {
 pub struct LinkShape {
     pub mac: Option<[u8; 6]>,
     pub mtu: Option<u32>,
+}
+
+impl LinkShape {
+    fn applied<T>(&self, mut builder: LinkMessageBuilder<T>) -> LinkMessageBuilder<T> {
+        if let Some(mtu) = self.mtu {
+            builder = builder.mtu(mtu);
+        }
+        if let Some(mac) = self.mac {
+            builder = builder.address(mac.to_vec());
+        }
+        builder
+    }
 }
 
 /// One route through one interface, as netrt adds, removes and restores it.

@@ -163,18 +163,7 @@ fn bandwidth_chain_config(prev_result: &serde_json::Value) -> serde_json::Value 
 
 /// Runs one CNI plugin as a runtime does; returns its result.
 fn run_cni(plugin: &str, command: &str, netns: &str, config: &serde_json::Value) -> serde_json::Value {
-    let mut child = Command::new(format!("/usr/lib/cni/{plugin}"))
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", ATTACH_ID)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the CNI plugins run (containernetworking-plugins)");
-    child.stdin.take().unwrap().write_all(config.to_string().as_bytes()).unwrap();
+    let child = spawn_cni(plugin, command, netns, ATTACH_ID, &config.to_string());
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "CNI {plugin} {command}: {}", String::from_utf8_lossy(&output.stdout));
     serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
@@ -271,17 +260,22 @@ fn cni_config(lab: &Lab, rate_bps: u64, burst_bits: u64) -> String {
 }
 
 fn cni_command(lab: &Lab, command: &str, config: &str) -> Child {
-    let mut child = Command::new(CNI_PLUGIN)
+    spawn_cni("bandwidth", command, &lab.netns_path(), "nrt-bench", config)
+}
+
+/// Starts one CNI plugin as a runtime does, with its config on stdin.
+fn spawn_cni(plugin: &str, command: &str, netns: &str, container_id: &str, config: &str) -> Child {
+    let mut child = Command::new(format!("/usr/lib/cni/{plugin}"))
         .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", "nrt-bench")
-        .env("CNI_NETNS", lab.netns_path())
+        .env("CNI_CONTAINERID", container_id)
+        .env("CNI_NETNS", netns)
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the CNI bandwidth plugin runs (containernetworking-plugins)");
+        .expect("the CNI plugins run (containernetworking-plugins)");
     child.stdin.take().unwrap().write_all(config.as_bytes()).unwrap();
     child
 }
