@@ -3,7 +3,7 @@
 //! 802.1Q sub-interface, made if missing), then the interface's addresses,
 //! gateway and routes. Each step records its undo, as shaping does.
 
-use crate::attachment::{Attachment, Medium};
+use crate::attachment::{Attachment, Cidr, Medium};
 use crate::error::KeyError;
 use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
 use crate::netns::NetNs;
@@ -237,7 +237,7 @@ pub async fn apply(
             container.delete_route(route).await.map_err(fail("net.gateway"))?;
         }
         let ours = RouteSpec {
-            destination: crate::attachment::Cidr { address: unspecified_like(*gateway), prefix: 0 },
+            destination: Cidr::default_destination(gateway.is_ipv6()),
             via: Some(*gateway),
             oif: interface.index,
             metric: 0,
@@ -258,13 +258,6 @@ pub async fn apply(
         Some(host_veth) => Placement::HostSide { interface, host_veth },
         None => Placement::InNamespace { interface },
     })
-}
-
-fn unspecified_like(address: std::net::IpAddr) -> std::net::IpAddr {
-    match address {
-        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
-        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-    }
 }
 
 /// Refuses static addresses that another live container already holds.

@@ -4,7 +4,7 @@
 //! validation; nothing here touches the host.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,12 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// `0.0.0.0/0` or `::/0`: what a default route leads to.
+    pub fn default_destination(ipv6: bool) -> Cidr {
+        let address = if ipv6 { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        Cidr { address, prefix: 0 }
+    }
+
     pub fn parse(text: &str) -> Result<Cidr, String> {
         let (address, prefix) = text
             .split_once('/')

@@ -266,11 +266,7 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| net_error(&action, e))?;
-        self.link_by_name(name).await?.ok_or_else(|| NetError {
-            action,
-            errno: None,
-            detail: "the device vanished right after it was created".into(),
-        })
+        self.must_find(name, action).await
     }
 
     pub async fn set_up(&self, link: &Link) -> NetResult<()> {
@@ -288,13 +284,8 @@ impl Netlink {
     /// Deletes a link; one already gone is not an error. Returns whether
     /// this call deleted it.
     pub async fn delete_link(&self, link: &Link) -> NetResult<bool> {
-        match self.handle.link().del(link.index).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                let e = net_error(format!("deleting {}", link.name), e);
-                if e.errno == Some(libc::ENODEV) { Ok(false) } else { Err(e) }
-            }
-        }
+        let result = self.handle.link().del(link.index).execute().await;
+        deleted(result, format!("deleting {}", link.name), &[libc::ENODEV])
     }
 
     pub async fn add_root_tbf(&self, link: &Link, tbf: &Tbf) -> NetResult<()> {
@@ -354,14 +345,9 @@ impl Netlink {
         message.header.parent = parent;
         message.header.handle = handle;
         message.attributes.push(TcAttribute::Kind(kind.into()));
-        match self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0).await {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                let e = net_error(format!("deleting the {kind} qdisc of {}", link.name), e);
-                // ENOENT: no such qdisc; EINVAL: one of another kind or handle.
-                if matches!(e.errno, Some(libc::ENOENT) | Some(libc::EINVAL)) { Ok(false) } else { Err(e) }
-            }
-        }
+        let result = self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0).await;
+        // ENOENT: no such qdisc; EINVAL: one of another kind or handle.
+        deleted(result, format!("deleting the {kind} qdisc of {}", link.name), &[libc::ENOENT, libc::EINVAL])
     }
 
     pub async fn qdiscs(&self, link: &Link) -> NetResult<Vec<QdiscInfo>> {
@@ -502,9 +488,8 @@ impl Netlink {
                     && route_table(r) == MAIN_TABLE as u32
             })
             .filter_map(|r| {
-                let unspecified: IpAddr = if ipv6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
                 Some(RouteSpec {
-                    destination: Cidr { address: unspecified, prefix: 0 },
+                    destination: Cidr::default_destination(ipv6),
                     via: route_gateway(r),
                     oif: route_oif(r)?,
                     metric: route_metric(r),
@@ -522,13 +507,8 @@ impl Netlink {
     pub async fn delete_route(&self, route: &RouteSpec) -> NetResult<bool> {
         let action = format!("deleting route {route}");
         let message = route_message(route, true).map_err(|detail| NetError { action: action.clone(), errno: None, detail })?;
-        match self.handle.route().del(message).execute().await {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                let e = net_error(action, e);
-                if matches!(e.errno, Some(libc::ESRCH) | Some(libc::ENODEV)) { Ok(false) } else { Err(e) }
-            }
-        }
+        let result = self.handle.route().del(message).execute().await;
+        deleted(result, action, &[libc::ESRCH, libc::ENODEV])
     }
 
     /// The addresses on `link`, for status.
@@ -646,6 +626,18 @@ fn route_gateway(route: &RouteMessage) -> Option<IpAddr> {
         RouteAttribute::Gateway(RouteAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
         _ => None,
     })
+}
+
+/// The answer to a deletion: whether this request deleted the object. An
+/// errno in `absent` means the object was not there, which is not an error.
+fn deleted(result: Result<(), rtnetlink::Error>, action: impl Into<String>, absent: &[i32]) -> NetResult<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let e = net_error(action, e);
+            if e.errno.is_some_and(|errno| absent.contains(&errno)) { Ok(false) } else { Err(e) }
+        }
+    }
 }
 
 fn route_table(route: &RouteMessage) -> u32 {
