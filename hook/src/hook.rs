@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use crate::attachment::Attachment;
 use crate::error::{Error, KeyError, Result};
 use crate::netlink::{Link, Netlink};
 use crate::netns::{self, NetNs};
@@ -71,42 +72,47 @@ fn setup(container: &Container) -> Result<()> {
             host: Netlink::open_in(&host_ns).map_err(refuse)?,
             container: Some(Netlink::open_in(&container_ns).map_err(refuse)?),
         };
-        let others: Vec<Record> = store.all()?.into_iter().filter(|r| r.id != container.id).collect();
+        // Other containers' records matter only to an attachment: for its
+        // addresses and for the VLAN sub-interfaces it may share.
+        let others = match &plan.attachment {
+            Some(_) => other_records(&store, &container.id)?,
+            None => vec![],
+        };
         let ifb = shaping::ifb_name(&container.id);
         let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
 
         // Everything is checked before the first change.
-        let (prepared, located, buckets) = match &plan.attachment {
+        let (target, frame_bytes) = match &plan.attachment {
             Some(attachment) => {
                 attach::check_conflicts(attachment, &others)?;
                 let prepared = attach::prepare(attachment, &container.id, &sockets, &others).await?;
-                let buckets = shaping::token_buckets(&plan, prepared.frame_bytes)?;
-                remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
                 record.interface = prepared.ifname.clone();
                 record.host_veth = match &prepared.medium {
                     attach::PreparedMedium::Bridge { host_veth, .. } => Some(host_veth.clone()),
                     attach::PreparedMedium::Macvlan { .. } => None,
                 };
                 record.created = attach::planned_objects(&prepared);
-                (Some(prepared), None, buckets)
+                let frame_bytes = prepared.frame_bytes;
+                (Target::Attach(attachment, prepared), frame_bytes)
             }
             None => {
                 let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
-                let buckets = shaping::token_buckets(&plan, placement.frame_bytes())?;
-                remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
                 record.interface = placement.interface().name.clone();
                 record.host_veth = placement.host_veth().map(|v| v.name.clone());
                 record.created = shaping::planned_objects(&plan, &placement, &ifb);
-                (None, Some(placement), buckets)
+                let frame_bytes = placement.frame_bytes();
+                (Target::Existing(placement), frame_bytes)
             }
         };
+        let buckets = shaping::token_buckets(&plan, frame_bytes)?;
+        remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
         store.begin(&record)?;
 
         let mut done = vec![];
         let mut steps = 0;
         let applied: Result<Placement> = async {
-            let placement = match (&plan.attachment, prepared, located) {
-                (Some(attachment), Some(prepared), _) => {
+            let placement = match target {
+                Target::Attach(attachment, prepared) => {
                     let placement = attach::apply(attachment, &prepared, &sockets, &container_ns, &mut done, &mut steps).await?;
                     if !buckets.is_empty() {
                         record.created = done.clone();
@@ -115,8 +121,7 @@ fn setup(container: &Container) -> Result<()> {
                     }
                     placement
                 }
-                (_, _, Some(placement)) => placement,
-                _ => unreachable!("either an attachment or a located interface"),
+                Target::Existing(placement) => placement,
             };
             shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done, &mut steps).await.map_err(|(direction, e)| {
                 let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
@@ -148,6 +153,17 @@ fn setup(container: &Container) -> Result<()> {
         log::error(&format!("setup of {} failed and was undone: {error}", container.id));
         Err(error)
     })
+}
+
+/// What setup works on: an attachment it makes, or the container's
+/// existing interface it found.
+enum Target<'a> {
+    Attach(&'a Attachment, attach::Prepared),
+    Existing(Placement),
+}
+
+fn other_records(store: &Store, id: &str) -> Result<Vec<Record>> {
+    Ok(store.all()?.into_iter().filter(|r| r.id != id).collect())
 }
 
 fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
@@ -186,7 +202,9 @@ async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()
 /// record stays for a retry. Must run under the host lock. Returns the host
 /// devices handed back for deletion in the background.
 pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs, host_links: HostLinks) -> Result<Vec<Link>> {
-    let others: Vec<Record> = store.all()?.into_iter().filter(|r| r.id != record.id).collect();
+    // Only a VLAN sub-interface is shared, and only it needs the others.
+    let shares_a_vlan = record.created.iter().any(|c| matches!(c, Created::VlanLink { .. }));
+    let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
     let sockets = sockets_for_record(record, host_ns)?;
     let (failures, handed_back) =
         shaping::undo_all(&record.created, &sockets, host_links, &attach::vlans_in_use(&others)).await;
