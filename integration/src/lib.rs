@@ -134,12 +134,7 @@ impl Lab {
                 sh(&format!("ip link add {br} type bridge && ip link set {br} up"));
                 sh(&format!("ip link add {sv} type veth peer name eth0 netns {s} && ip link set {sv} master {br} up"));
                 sh(&format!("ip link add {hv} type veth peer name eth0 netns {c} && ip link set {hv} master {br} up"));
-                // Once dockerd has run, bridged IPv4 passes iptables FORWARD
-                // (policy DROP); let this bridge's own traffic through.
-                let rule = format!("FORWARD -i {br} -o {br} -j ACCEPT");
-                if sh_output(&format!("iptables -I {rule}")).status.success() {
-                    lab.forward_rule = Some(rule);
-                }
+                lab.forward_rule = allow_forwarding(br);
             }
             _ => {
                 sh(&format!("ip -n {s} link add eth0 type veth peer name eth0 netns {c}"));
@@ -572,10 +567,7 @@ impl Lan {
         ));
         if bridged {
             sh(&format!("ip link add {bridge} type bridge && ip link set {bridge} up && ip link set {uplink} master {bridge} up"));
-            let rule = format!("FORWARD -i {bridge} -o {bridge} -j ACCEPT");
-            if sh_output(&format!("iptables -I {rule}")).status.success() {
-                lan.forward_rule = Some(rule);
-            }
+            lan.forward_rule = allow_forwarding(&bridge);
             lan.bridge = Some(bridge);
         } else {
             sh(&format!("ip link set {uplink} up"));
@@ -593,6 +585,14 @@ impl Lan {
             sh_quiet(&format!("iptables -D {rule}"));
         }
     }
+}
+
+/// Once dockerd has run, bridged IPv4 passes iptables FORWARD (policy
+/// DROP); lets the bridge's own traffic through. Returns the rule, for
+/// `iptables -D` when the test is done; None without iptables.
+fn allow_forwarding(bridge: &str) -> Option<String> {
+    let rule = format!("FORWARD -i {bridge} -o {bridge} -j ACCEPT");
+    sh_output(&format!("iptables -I {rule}")).status.success().then_some(rule)
 }
 
 impl Drop for Lan {
