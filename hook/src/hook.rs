@@ -14,14 +14,48 @@ use crate::settings;
 use crate::shaping::{self, HostLinks, Placement, Sockets};
 use crate::{attach, log, policy, privilege, reap};
 
+/// When setup may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Now, as the runtime runs the hook.
+    Now,
+    /// Now if the container's namespace has an interface besides loopback;
+    /// else at `start`, by `netrt-hook apply-deferred`. The `netrt` wrapper
+    /// asks for this: Docker 26.0.0 and 28+ make the network only after
+    /// `create` returns, and the wrapper runs apply-deferred before `start`.
+    DeferWithoutNetwork,
+}
+
 /// Runs the hook on the OCI state read from `input`.
-pub fn run(stage_argument: Option<&str>, input: impl Read) -> Result<()> {
-    let container = oci::read_state(input)?;
+pub fn run(stage_argument: Option<&str>, input: impl Read, timing: Timing) -> Result<()> {
+    let text = oci::read_state_text(input)?;
+    let container = oci::parse_state(&text)?;
     record::check_id(&container.id)?;
     match oci::stage(stage_argument, &container)? {
-        Stage::Setup => setup(&container),
+        Stage::Setup => setup(&container, (timing == Timing::DeferWithoutNetwork).then_some(text.as_str())),
         Stage::Teardown => teardown(&container.id),
     }
+}
+
+/// `netrt-hook apply-deferred ID`: the setup that createRuntime put off
+/// because the container had no network yet. Nothing deferred, nothing
+/// to do. The deferred state is removed whatever the outcome: on failure
+/// the container does not start, and a later start has nothing to apply.
+pub fn apply_deferred(id: &str) -> Result<()> {
+    record::check_id(id)?;
+    let store = Store::system();
+    if !store.deferred_path(id).exists() {
+        return Ok(());
+    }
+    let Some(state) = store.deferred(id)? else { return Ok(()) };
+    let result = oci::parse_state(&state).and_then(|container| {
+        if container.id != id {
+            return Err(Error::System(format!("the deferred state of {id} names container {}", container.id)));
+        }
+        setup(&container, None)
+    });
+    store.remove_deferred(id)?;
+    result
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -31,7 +65,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::System(format!("cannot start the netlink runtime: {e}")))
 }
 
-fn setup(container: &Container) -> Result<()> {
+/// Applies the container's settings. With `defer_state`, a namespace
+/// without network keeps that state for `apply_deferred` instead.
+fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     let config = oci::read_config(&container.bundle)?;
     let mut annotations = container.annotations.clone();
     annotations.extend(config.annotations.clone());
@@ -62,6 +98,18 @@ fn setup(container: &Container) -> Result<()> {
     runtime()?.block_on(async {
         let store = Store::system();
         let _lock = store.lock()?;
+        if let Some(state) = defer_state {
+            let container_socket = Netlink::open_in(&container_ns).map_err(refuse)?;
+            let links = container_socket.links().await.map_err(|e| refuse(e.to_string()))?;
+            if links.iter().all(|link| link.name == "lo") {
+                store.defer(&container.id, state)?;
+                log::info(&format!(
+                    "setup of {} waits for start: its network namespace has no interface besides loopback yet",
+                    container.id
+                ));
+                return Ok(());
+            }
+        }
         if let Some(old) = store.load(&container.id)? {
             if old.complete && old.pid == pid && old.netns == container_ns.id() {
                 return Ok(());
@@ -228,6 +276,10 @@ fn sockets_for_record(record: &Record, host_ns: &NetNs) -> Result<Sockets> {
 
 fn teardown(id: &str) -> Result<()> {
     let store = Store::system();
+    // A setup that waited for start, and the container never started.
+    if store.deferred_path(id).exists() {
+        store.remove_deferred(id)?;
+    }
     // Nothing recorded: a container netrt never touched. Do not even ask for
     // privileges, so that poststop of untouched containers always succeeds.
     if !store.exists(id) {
@@ -265,6 +317,15 @@ pub fn gc() -> Result<Vec<String>> {
         let _lock = store.lock()?;
         let host_ns = NetNs::current().map_err(Error::System)?;
         let mut removed = vec![];
+        for id in store.all_deferred()? {
+            let pid = store.deferred(&id)?.and_then(|state| oci::parse_state(&state).ok()).and_then(|c| c.pid);
+            if pid.is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+                store.remove_deferred(&id)?;
+                let line = format!("removed {id}: its deferred setup (the container never started)");
+                log::info(&line);
+                removed.push(line);
+            }
+        }
         for record in store.all()? {
             if !netns::is_gone(&record.netns_path, record.netns) {
                 continue;

@@ -1,7 +1,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use netrt::{hook, plan, policy, settings, status};
+use netrt::hook::{self, Timing};
+use netrt::{plan, policy, settings, status};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
 ///
@@ -49,7 +50,12 @@ struct Cli {
 enum Command {
     /// Hook stage: apply the settings (the state is read from stdin)
     #[command(name = "createRuntime")]
-    CreateRuntime,
+    CreateRuntime {
+        /// If the container's namespace has only loopback yet, keep the state
+        /// and apply at start (`apply-deferred`); the netrt wrapper asks for this
+        #[arg(long)]
+        defer_without_network: bool,
+    },
     /// Hook stage: the same as createRuntime, for runtimes that only run prestart
     Prestart,
     /// Hook stage: remove what setup made for the container
@@ -59,6 +65,13 @@ enum Command {
         /// Settings as net.KEY=VALUE or NETRT_KEY=VALUE
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
+    },
+    /// Apply the settings that createRuntime deferred for this container;
+    /// run by the netrt wrapper before `start`
+    #[command(name = "apply-deferred")]
+    ApplyDeferred {
+        /// The container id
+        id: String,
     },
     /// Remove what netrt made for containers whose network namespace is gone
     Gc,
@@ -75,10 +88,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => hook::run(None, std::io::stdin()),
-        Some(Command::CreateRuntime) => hook::run(Some("createRuntime"), std::io::stdin()),
-        Some(Command::Prestart) => hook::run(Some("prestart"), std::io::stdin()),
-        Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin()),
+        None => hook::run(None, std::io::stdin(), Timing::Now),
+        Some(Command::CreateRuntime { defer_without_network }) => {
+            let timing = if defer_without_network { Timing::DeferWithoutNetwork } else { Timing::Now };
+            hook::run(Some("createRuntime"), std::io::stdin(), timing)
+        }
+        Some(Command::Prestart) => hook::run(Some("prestart"), std::io::stdin(), Timing::Now),
+        Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin(), Timing::Now),
+        Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
         Some(Command::Status { id, json }) => show_status(id.as_deref(), json),
         Some(Command::Gc) => hook::gc().map(|removed| {

@@ -62,13 +62,18 @@ pub struct Namespace {
     pub path: Option<String>,
 }
 
-pub fn read_state(input: impl Read) -> Result<Container> {
+/// The OCI state as the runtime wrote it.
+pub fn read_state_text(input: impl Read) -> Result<String> {
     let mut text = String::new();
     input
         .take(MAX_INPUT_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| Error::Input(format!("cannot read the OCI state on stdin: {e}")))?;
-    parse_state(&text)
+    Ok(text)
+}
+
+pub fn read_state(input: impl Read) -> Result<Container> {
+    parse_state(&read_state_text(input)?)
 }
 
 pub fn parse_state(text: &str) -> Result<Container> {

@@ -200,6 +200,65 @@ impl Store {
         Ok(())
     }
 
+    fn deferred_dir(&self) -> PathBuf {
+        self.dir.join("deferred")
+    }
+
+    /// Where the state of a setup put off until `start` waits.
+    pub fn deferred_path(&self, id: &str) -> PathBuf {
+        self.deferred_dir().join(format!("{id}.json"))
+    }
+
+    /// Keeps the OCI state of a setup that waits for the container's
+    /// network (see `netrt-hook apply-deferred`). Atomic, like the records.
+    pub fn defer(&self, id: &str, state: &str) -> Result<()> {
+        let dir = self.deferred_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+        let path = self.deferred_path(id);
+        let temporary = path.with_extension("json.tmp");
+        fs::write(&temporary, state)
+            .and_then(|_| fs::rename(&temporary, &path))
+            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// The state a deferred setup kept, if any.
+    pub fn deferred(&self, id: &str) -> Result<Option<String>> {
+        let path = self.deferred_path(id);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::System(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    pub fn remove_deferred(&self, id: &str) -> Result<()> {
+        let path = self.deferred_path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::System(format!("cannot remove {}: {e}", path.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The ids of every deferred setup.
+    pub fn all_deferred(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(self.deferred_dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::System(format!("cannot list {}: {e}", self.deferred_dir().display()))),
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Every record, in id order; damaged ones are reported, not skipped.
     pub fn all(&self) -> Result<Vec<Record>> {
         let entries = match fs::read_dir(self.containers()) {
