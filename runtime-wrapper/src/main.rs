@@ -1,0 +1,13 @@
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let arguments: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let invocation = netrt_wrapper::args::parse(&arguments);
+    let Err(message) = netrt_wrapper::run(&invocation, &arguments);
+    eprintln!("{message}");
+    if let Some(log) = &invocation.log {
+        netrt_wrapper::runlog::append(log, invocation.log_format.as_deref(), &message);
+    }
+    ExitCode::FAILURE
+}
