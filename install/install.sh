@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# netrt's installer: builds the release binaries, installs them with their
+# man pages, writes the podman/CRI-O hooks.d file, registers the runtime in
+# Docker's daemon.json when Docker is present, then proves the work on this
+# machine with one busybox container run through netrt by runc.
+#
+#   install/install.sh [--prefix DIR] [--hooks-dir DIR] [--docker-config FILE] [--no-demo]
+#   install/install.sh --uninstall [--prefix DIR]
+#
+# Idempotent: a second run changes nothing. --uninstall undoes what the
+# install did, following the manifest it wrote.
+set -euo pipefail
+
+prefix=/usr/local
+hooks_dir=/usr/share/containers/oci/hooks.d
+docker_config=/etc/docker/daemon.json
+demo=yes
+uninstall=no
+while (($#)); do
+    case $1 in
+        --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+        --prefix=*) prefix=${1#*=}; shift ;;
+        --hooks-dir) hooks_dir=${2:?--hooks-dir needs a directory}; shift 2 ;;
+        --hooks-dir=*) hooks_dir=${1#*=}; shift ;;
+        --docker-config) docker_config=${2:?--docker-config needs a file}; shift 2 ;;
+        --docker-config=*) docker_config=${1#*=}; shift ;;
+        --no-demo) demo=no; shift ;;
+        --uninstall) uninstall=yes; shift ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $prefix in /*) ;; *) echo "install.sh: --prefix must be an absolute path" >&2; exit 2 ;; esac
+prefix=${prefix%/}
+
+say() { echo "netrt install: $*"; }
+die() { echo "netrt install: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "run as root: it installs under $prefix and writes $hooks_dir"
+
+source_dir=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir=$prefix/bin
+man_dir=$prefix/share/man/man8
+state_dir=$prefix/share/netrt
+manifest=$state_dir/install-manifest
+backup=$docker_config.netrt-backup
+hook_file=$hooks_dir/netrt.json
+
+apt_install() {
+    say "installing Debian packages $* (missing)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+
+need_commands() { # command:package ...
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+}
+
+dockerd_pid() { pidof -s dockerd 2>/dev/null || true; }
+
+reload_docker() {
+    local pid
+    pid=$(dockerd_pid)
+    if [[ -n $pid ]]; then
+        kill -HUP "$pid"
+        say "told dockerd (pid $pid) to reload $docker_config (SIGHUP)"
+    else
+        say "dockerd is not running; it reads $docker_config when it starts"
+    fi
+}
+
+manifest_get() { if [[ -f $manifest ]]; then sed -n "s/^$1=//p" "$manifest" | tail -1; fi; }
+
+# ---------------------------------------------------------------- uninstall
+if [[ $uninstall == yes ]]; then
+    [[ -f $manifest ]] || die "no manifest at $manifest: nothing installed under $prefix"
+    manifest_text=$(cat "$manifest")
+    hook_file=$(manifest_get hooks_file)
+    docker_config=$(manifest_get docker_config)
+    backup=$docker_config.netrt-backup
+    written_sum=$(manifest_get docker_written)
+    if [[ -n $written_sum ]]; then
+        need_commands jq:jq
+        if [[ -f $docker_config && $(sha256sum <"$docker_config" | cut -d' ' -f1) == "$written_sum" ]]; then
+            if [[ $(manifest_get docker_original) == absent ]]; then
+                rm -f "$docker_config"
+                say "removed $docker_config (there was none before the install)"
+            else
+                cp -p "$backup" "$docker_config"
+                say "restored $docker_config from $backup"
+            fi
+            rm -f "$backup"
+        elif [[ -f $docker_config ]]; then
+            jq 'del(.runtimes.netrt) | if .runtimes == {} then del(.runtimes) else . end' "$docker_config" >"$docker_config.netrt-tmp"
+            mv "$docker_config.netrt-tmp" "$docker_config"
+            say "removed runtimes.netrt from $docker_config (changed since the install, so edited; the original is kept in $backup)"
+        fi
+        reload_docker
+    fi
+    for file in "$bin_dir/netrt" "$bin_dir/netrt-hook" "$man_dir/netrt.8" "$man_dir/netrt-hook.8" "$hook_file"; do
+        [[ -e $file ]] && rm -f "$file" && say "removed $file"
+    done
+    rm -f "$manifest"
+    say "removed $manifest"
+    # Deepest first; a directory something else now uses stays.
+    sed -n 's/^created_dir=//p' <<<"$manifest_text" | awk '{ print length, $0 }' | sort -rn | cut -d' ' -f2- |
+        while read -r dir; do rmdir "$dir" 2>/dev/null && say "removed directory $dir"; done || true
+    say "netrt is uninstalled (records under /run/netrt of running containers stay until they stop)"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- install
+need_commands cc:gcc pkg-config:pkg-config jq:jq
+[[ -e /usr/include/stdio.h ]] || apt_install libc6-dev
+command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup, or Debian's cargo if it is new enough: rust-version in Cargo.toml) and run again"
+
+say "building the release binaries (cargo build --release)"
+(cd "$source_dir" && cargo build --release --locked --quiet -p netrt-hook -p netrt)
+
+# Directories this install makes, so that --uninstall removes them again.
+created_dirs=$(if [[ -f $manifest ]]; then sed -n 's/^created_dir=//p' "$manifest"; fi)
+note_new_dirs() {
+    local dir=$1
+    while [[ ! -d $dir ]]; do
+        created_dirs+=$'\n'$dir
+        dir=$(dirname "$dir")
+    done
+}
+for dir in "$bin_dir" "$man_dir" "$state_dir" "$hooks_dir"; do note_new_dirs "$dir"; done
+
+changed=no
+put() { # source destination mode
+    if [[ -f $2 ]] && cmp -s "$1" "$2"; then
+        say "unchanged: $2"
+        return
+    fi
+    install -D -m "$3" "$1" "$2"
+    say "installed $2"
+    changed=yes
+}
+put "$source_dir/target/release/netrt-hook" "$bin_dir/netrt-hook" 0755
+put "$source_dir/target/release/netrt" "$bin_dir/netrt" 0755
+put "$source_dir/man/netrt-hook.8" "$man_dir/netrt-hook.8" 0644
+put "$source_dir/man/netrt.8" "$man_dir/netrt.8" 0644
+
+hook_json=$(mktemp)
+sed "s|@HOOK@|$bin_dir/netrt-hook|" "$source_dir/install/hooks.d/netrt.json" >"$hook_json"
+put "$hook_json" "$hook_file" 0644
+rm -f "$hook_json"
+
+docker_written=$(manifest_get docker_written)
+docker_original=$(manifest_get docker_original)
+if command -v dockerd >/dev/null || [[ -d $(dirname "$docker_config") ]]; then
+    wanted="$bin_dir/netrt"
+    if [[ -f $docker_config ]] && [[ $(jq -r '.runtimes.netrt.path // empty' "$docker_config") == "$wanted" ]]; then
+        say "unchanged: $docker_config already has runtimes.netrt = $wanted"
+    else
+        mkdir -p "$(dirname "$docker_config")"
+        if [[ ! -e $backup && -z $docker_written ]]; then
+            if [[ -f $docker_config ]]; then
+                cp -p "$docker_config" "$backup"
+                docker_original=present
+                say "kept the original $docker_config as $backup"
+            else
+                docker_original=absent
+            fi
+        fi
+        current='{}'
+        [[ -s $docker_config ]] && current=$(cat "$docker_config")
+        jq --arg path "$wanted" '.runtimes.netrt = {"path": $path}' <<<"$current" >"$docker_config.netrt-tmp" ||
+            die "$docker_config is not valid JSON; fix it and run again"
+        chmod --reference="$docker_config" "$docker_config.netrt-tmp" 2>/dev/null || chmod 0644 "$docker_config.netrt-tmp"
+        mv "$docker_config.netrt-tmp" "$docker_config"
+        say "registered the runtime in $docker_config: runtimes.netrt.path = $wanted (other keys kept)"
+        docker_written=$(sha256sum <"$docker_config" | cut -d' ' -f1)
+        changed=yes
+        reload_docker
+    fi
+else
+    say "Docker is not installed: $docker_config not written (run this again after installing docker.io)"
+fi
+
+new_manifest=$(mktemp)
+{
+    echo "# netrt install manifest: what install/install.sh wrote; --uninstall reads it"
+    echo "prefix=$prefix"
+    echo "hooks_file=$hook_file"
+    echo "docker_config=$docker_config"
+    [[ -n $docker_written ]] && echo "docker_written=$docker_written"
+    [[ -n $docker_original ]] && echo "docker_original=$docker_original"
+    sed '/^$/d; s/^/created_dir=/' <<<"$created_dirs" | sort -u
+} >"$new_manifest"
+if [[ -f $manifest ]] && cmp -s "$new_manifest" "$manifest"; then
+    rm -f "$new_manifest"
+else
+    install -D -m 0644 "$new_manifest" "$manifest"
+    rm -f "$new_manifest"
+    say "wrote $manifest (what --uninstall removes)"
+fi
+[[ $changed == no ]] && say "everything was already installed; nothing changed"
+
+[[ $demo == yes ]] || exit 0
+exec "$source_dir/install/demo.sh" "$bin_dir"
