@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod engines;
+
 /// Runs a shell command; panics with its output if it fails.
 pub fn sh(command: &str) -> String {
     let output = sh_output(command);
@@ -34,13 +36,18 @@ pub fn sh_quiet(command: &str) {
     let _ = Command::new("sh").arg("-c").arg(command).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// The release hook, as installed (`NETRT_HOOK` overrides).
 pub fn hook_binary() -> PathBuf {
     binary("NETRT_HOOK", "target/release/netrt-hook")
+}
+
+/// The release runtime wrapper `netrt` (`NETRT_WRAPPER` overrides).
+pub fn wrapper_binary() -> PathBuf {
+    binary("NETRT_WRAPPER", "target/release/netrt")
 }
 
 /// The hook built with the `fault-injection` feature (`NETRT_FAULT_HOOK`).
@@ -408,9 +415,7 @@ impl Container {
     /// Gives the container's namespace a name, for `ip netns exec`; the
     /// name is removed when the guard drops, so the namespace can die.
     pub fn name_netns(&self, name: &str) -> NetnsName {
-        sh_quiet(&format!("ip netns del {name}"));
-        sh(&format!("ip netns attach {name} {}", self.pid()));
-        NetnsName(name.to_string())
+        name_netns_of(self.pid(), name)
     }
 
     /// Kills `runc run` itself (not the container) and forgets the
@@ -445,6 +450,13 @@ impl Drop for Container {
 }
 
 pub struct NetnsName(pub String);
+
+/// Names the network namespace of process `pid`, for `ip netns exec`.
+pub fn name_netns_of(pid: u32, name: &str) -> NetnsName {
+    sh_quiet(&format!("ip netns del {name}"));
+    sh(&format!("ip netns attach {name} {pid}"));
+    NetnsName(name.to_string())
+}
 
 impl Drop for NetnsName {
     fn drop(&mut self) {

@@ -1,0 +1,243 @@
+//! Real container engines for the tests: netrt installed by the project's
+//! installer, dockerd started by hand (no systemd here), a busybox image
+//! imported from busybox-static (no registry), and podman.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{sh, sh_output, sh_quiet, workspace};
+
+pub const IMAGE: &str = "netrt-busybox";
+pub const DOCKER_CONFIG: &str = "/etc/docker/daemon.json";
+pub const HOOKS_FILE: &str = "/usr/share/containers/oci/hooks.d/netrt.json";
+/// Keys an admin's daemon.json already has; the installer must keep them.
+pub const SEED_DAEMON_JSON: &str = "{\n  \"log-level\": \"warn\",\n  \"max-concurrent-downloads\": 2\n}\n";
+
+/// netrt as `install/install.sh` installs it, under `target/it-prefix`,
+/// with the real hooks.d directory and the real daemon.json, which starts
+/// out as [`SEED_DAEMON_JSON`]. Uninstalled, and the original daemon.json
+/// put back, on drop.
+pub struct Installed {
+    pub prefix: PathBuf,
+    original_daemon_json: Option<Vec<u8>>,
+    uninstalled: bool,
+}
+
+impl Installed {
+    pub fn new() -> Installed {
+        let original_daemon_json = fs::read(DOCKER_CONFIG).ok();
+        fs::create_dir_all("/etc/docker").unwrap();
+        fs::write(DOCKER_CONFIG, SEED_DAEMON_JSON).unwrap();
+        let prefix = workspace().join("target/it-prefix");
+        let installed = Installed { prefix, original_daemon_json, uninstalled: false };
+        let output = installed.run(&["--no-demo"]);
+        assert!(output.0, "install.sh failed:\n{}", output.1);
+        installed
+    }
+
+    /// Runs install.sh with these arguments and the test prefix.
+    pub fn run(&self, arguments: &[&str]) -> (bool, String) {
+        let output = Command::new(workspace().join("install/install.sh"))
+            .arg("--prefix")
+            .arg(&self.prefix)
+            .args(arguments)
+            .output()
+            .expect("install.sh runs");
+        (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+
+    pub fn wrapper(&self) -> PathBuf {
+        self.prefix.join("bin/netrt")
+    }
+
+    pub fn hook(&self) -> PathBuf {
+        self.prefix.join("bin/netrt-hook")
+    }
+
+    /// Uninstalls and returns the installer's output.
+    pub fn uninstall(&mut self) -> String {
+        self.uninstalled = true;
+        let (ok, output) = self.run(&["--uninstall"]);
+        assert!(ok, "uninstall failed:\n{output}");
+        output
+    }
+}
+
+impl Default for Installed {
+    fn default() -> Self {
+        Installed::new()
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if !self.uninstalled {
+            let _ = self.run(&["--uninstall"]);
+        }
+        match &self.original_daemon_json {
+            Some(text) => {
+                let _ = fs::write(DOCKER_CONFIG, text);
+            }
+            None => {
+                let _ = fs::remove_file(DOCKER_CONFIG);
+            }
+        }
+        sh_quiet("kill -HUP $(pidof dockerd)");
+    }
+}
+
+/// A root filesystem with busybox and every applet, as a tar for import.
+pub fn busybox_tar() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netrt-it-image.{}", std::process::id()));
+    let tar = dir.with_extension("tar");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    for sub in ["proc", "sys", "dev", "tmp", "etc"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("busybox-static is installed");
+    for applet in sh("/bin/busybox --list").split_whitespace().filter(|a| *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    sh(&format!("tar -C {} -cf {} .", dir.display(), tar.display()));
+    fs::remove_dir_all(&dir).unwrap();
+    tar
+}
+
+/// dockerd, started by the test when none runs, stopped again on drop.
+pub struct Docker {
+    daemon: Option<Child>,
+}
+
+impl Docker {
+    pub fn start() -> Docker {
+        let mut docker = Docker { daemon: None };
+        if !sh_output("docker info >/dev/null 2>&1").status.success() {
+            let log = fs::File::create(std::env::temp_dir().join("netrt-it-dockerd.log")).unwrap();
+            let child = Command::new("dockerd")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("dockerd starts");
+            docker.daemon = Some(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Registered by the installer, picked up at start or after SIGHUP.
+        while !sh_output("docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '\"netrt\"'").status.success() {
+            assert!(Instant::now() < deadline, "dockerd did not come up with the netrt runtime within 60 s");
+            sleep(Duration::from_millis(200));
+        }
+        if !sh_output(&format!("docker image inspect {IMAGE} >/dev/null 2>&1")).status.success() {
+            let tar = busybox_tar();
+            sh(&format!("docker import {} {IMAGE}", tar.display()));
+            let _ = fs::remove_file(tar);
+        }
+        docker
+    }
+
+    /// `docker inspect` of a container.
+    pub fn inspect(id: &str) -> Value {
+        let all: Value = serde_json::from_str(&sh(&format!("docker inspect {id}"))).unwrap();
+        all[0].clone()
+    }
+
+    pub fn pid(id: &str) -> u32 {
+        Docker::inspect(id)["State"]["Pid"].as_u64().expect("a running container has a pid") as u32
+    }
+
+    pub fn full_id(id: &str) -> String {
+        Docker::inspect(id)["Id"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            sh_quiet("docker ps -aq | xargs -r docker rm -f");
+            sh_quiet(&format!("kill -TERM {}", daemon.id()));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && daemon.try_wait().unwrap().is_none() {
+                sleep(Duration::from_millis(100));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+}
+
+/// podman, as this machine needs it: runc underneath, limits the host allows.
+pub const PODMAN: &str = "podman --runtime runc";
+pub const PODMAN_RUN: &str =
+    "podman --runtime runc run --ulimit nofile=10000:10000 --ulimit nproc=1000:1000";
+
+pub fn podman_image() {
+    if !sh_output(&format!("podman image exists {IMAGE}")).status.success() {
+        let tar = busybox_tar();
+        sh(&format!("podman import -q {} {IMAGE}", tar.display()));
+        let _ = fs::remove_file(tar);
+    }
+}
+
+pub fn podman_pid(id: &str) -> u32 {
+    sh(&format!("podman inspect -f '{{{{.State.Pid}}}}' {id}")).trim().parse().expect("a running container has a pid")
+}
+
+/// The default gateway of a container's namespace: the host end of the
+/// engine's bridge (docker0, podman's cni-podman0).
+pub fn gateway_of(pid: u32) -> String {
+    let route = sh(&format!("nsenter -t {pid} -n ip -4 route show default"));
+    route.split_whitespace().nth(2).expect("the container has a default route").to_string()
+}
+
+/// Gives the host's network namespace a name for `ip netns exec`, so that
+/// the lab's iperf3 helpers can put a server on the host end of an
+/// engine's bridge.
+pub fn name_host_netns(name: &str) -> crate::NetnsName {
+    crate::name_netns_of(std::process::id(), name)
+}
+
+pub fn file_exists(path: &str) -> bool {
+    Path::new(path).exists()
+}
+
+/// Measures both directions between a container of an engine (by pid) and
+/// the host end of the engine's bridge, at the receiver, and asserts each
+/// within 75–102 % of its limit in Mbit/s.
+pub fn assert_limits_hold(pid: u32, egress_mbit: f64, ingress_mbit: f64) {
+    let container_ns = crate::name_netns_of(pid, "nrtengc");
+    let host_ns = name_host_netns("nrtengh");
+    let gateway = gateway_of(pid);
+    for (receives, limit) in [(false, egress_mbit), (true, ingress_mbit)] {
+        let rates = crate::iperf(&host_ns.0, &container_ns.0, &gateway, false, receives, 4).unwrap();
+        let rate = crate::median(&rates) / 1e6;
+        let direction = if receives { "ingress" } else { "egress" };
+        assert!(
+            (0.75 * limit..=1.02 * limit).contains(&rate),
+            "{direction}: {rate:.2} Mbit/s against a limit of {limit} Mbit/s (per second: {rates:?})"
+        );
+    }
+}
+
+/// Waits up to 10 s for the host to look as `before` again (an engine
+/// removes its own veth and netns a moment after the command returns).
+pub fn assert_back_to(before: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = crate::snapshot(&[]);
+    while now != before && Instant::now() < deadline {
+        sleep(Duration::from_millis(200));
+        now = crate::snapshot(&[]);
+    }
+    assert_eq!(now, before, "the host differs from before the container");
+}
+
+/// Whether netrt's status lists the container.
+pub fn managed(id: &str) -> bool {
+    let status: Value = serde_json::from_str(&sh(&format!("{} status --json", crate::hook_binary().display()))).unwrap();
+    status.as_array().unwrap().iter().any(|entry| entry["id"] == id)
+}
