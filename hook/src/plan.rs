@@ -18,9 +18,9 @@ pub const MIN_QUEUED_FRAMES: u64 = 4;
 /// of the first second: 20 ms is 2 %.
 pub const DEFAULT_BURST_US: u64 = 20_000;
 
-const BANDWIDTH_KEYS: [&str; 6] =
+pub const BANDWIDTH_KEYS: [&str; 6] =
     ["net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency"];
-const ATTACHMENT_KEYS: [&str; 10] = [
+pub const ATTACHMENT_KEYS: [&str; 10] = [
     "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname",
     "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu",
 ];

@@ -1,0 +1,52 @@
+//! The man pages render clean and keep up with the code: every key the
+//! hook accepts, every command, appear in netrt-hook(8).
+
+use std::path::Path;
+use std::process::Command;
+
+use netrt::plan::{ATTACHMENT_KEYS, BANDWIDTH_KEYS};
+use netrt_integration::*;
+
+fn man_page(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The page as text, with groff's escapes for hyphens undone.
+fn man_text(name: &str) -> String {
+    man_page(name).replace("\\-", "-").replace("\\&", "")
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    for name in ["netrt-hook.8", "netrt.8"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man").join(name);
+        let output = Command::new("groff").args(["-man", "-ww", "-z"]).arg(&path).output().expect("groff runs");
+        assert!(output.status.success() && output.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn every_key_and_command_is_in_the_man_page() {
+    let page = man_text("netrt-hook.8");
+    for key in BANDWIDTH_KEYS.iter().chain(ATTACHMENT_KEYS.iter()) {
+        assert!(page.contains(key), "netrt-hook.8 lacks {key}");
+    }
+    let help = sh(&format!("{} --help", hook_binary().display()));
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 7, "commands from --help: {commands:?}");
+    for command in commands {
+        assert!(page.contains(command), "netrt-hook.8 lacks the command {command}");
+    }
+    let wrapper = man_text("netrt.8");
+    for word in ["create", "start", "--defer-without-network", "apply-deferred", "daemon.json", "--log"] {
+        assert!(wrapper.contains(word), "netrt.8 lacks {word}");
+    }
+}

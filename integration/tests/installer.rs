@@ -1,0 +1,107 @@
+//! install/install.sh on this machine: a fresh install (with its demo, a
+//! busybox container through netrt and runc), a second install that
+//! changes nothing, and an uninstall that leaves what was there before.
+//! Prefix, hooks.d directory and daemon.json are the test's own.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use netrt_integration::*;
+use serde_json::Value;
+
+const ADMIN_DAEMON_JSON: &str = "{\"log-level\": \"warn\", \"data-root\": \"/var/lib/docker\"}\n";
+
+struct Paths {
+    root: PathBuf,
+    prefix: PathBuf,
+    hooks_dir: PathBuf,
+    docker_config: PathBuf,
+}
+
+fn install(paths: &Paths, extra: &[&str]) -> String {
+    let output = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/install.sh"))
+        .arg("--prefix")
+        .arg(&paths.prefix)
+        .arg("--hooks-dir")
+        .arg(&paths.hooks_dir)
+        .arg("--docker-config")
+        .arg(&paths.docker_config)
+        .args(extra)
+        .output()
+        .expect("install.sh runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "install.sh {extra:?} failed:\n{text}");
+    text
+}
+
+/// Every file under the test's directories with its mode and content.
+fn fingerprint(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            let content = if meta.is_file() { fs::read(&path).unwrap() } else { vec![] };
+            out.push((path.display().to_string(), meta.permissions().mode(), content));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn install_twice_then_uninstall() {
+    let root = std::env::temp_dir().join("netrt-it-install");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("etc/docker")).unwrap();
+    let paths = Paths {
+        prefix: root.join("usr/local"),
+        hooks_dir: root.join("usr/share/containers/oci/hooks.d"),
+        docker_config: root.join("etc/docker/daemon.json"),
+        root: root.clone(),
+    };
+    fs::write(&paths.docker_config, ADMIN_DAEMON_JSON).unwrap();
+    let before = fingerprint(&paths.root);
+
+    let output = install(&paths, &[]);
+    for file in ["bin/netrt", "bin/netrt-hook", "share/man/man8/netrt.8", "share/man/man8/netrt-hook.8"] {
+        assert!(paths.prefix.join(file).exists(), "{file} installed:\n{output}");
+    }
+    let hooks: Value = serde_json::from_slice(&fs::read(paths.hooks_dir.join("netrt.json")).unwrap()).unwrap();
+    assert_eq!(hooks["version"], "1.0.0");
+    assert_eq!(hooks["hook"]["path"], paths.prefix.join("bin/netrt-hook").display().to_string());
+    assert_eq!(hooks["stages"], serde_json::json!(["createRuntime", "poststop"]));
+    let daemon: Value = serde_json::from_slice(&fs::read(&paths.docker_config).unwrap()).unwrap();
+    assert_eq!(daemon["log-level"], "warn");
+    assert_eq!(daemon["data-root"], "/var/lib/docker");
+    assert_eq!(daemon["runtimes"]["netrt"]["path"], paths.prefix.join("bin/netrt").display().to_string());
+    assert_eq!(fs::read_to_string(paths.docker_config.with_extension("json.netrt-backup")).unwrap(), ADMIN_DAEMON_JSON);
+    let man = sh_output(&format!("MANPATH={} man -w netrt-hook", paths.prefix.join("share/man").display()));
+    if Path::new("/usr/bin/man").exists() {
+        assert!(String::from_utf8_lossy(&man.stdout).contains("netrt-hook.8"), "man finds the page");
+    }
+
+    // The demo's report: the container's address and the measured rate.
+    let address = output.lines().find(|l| l.starts_with("netrt demo: container netrt-demo: eth0")).expect(&output);
+    assert!(address.contains(".10/24"), "{address}");
+    let measured = output.lines().find(|l| l.contains("measured at the receiver:")).expect(&output);
+    let mbit: f64 = measured.split("receiver: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!((7.5..=10.2).contains(&mbit), "{measured}");
+    assert!(output.contains("netrt records left for it: 0"), "{output}");
+
+    let installed = fingerprint(&paths.root);
+    let again = install(&paths, &["--no-demo"]);
+    assert!(again.contains("nothing changed"), "{again}");
+    assert_eq!(fingerprint(&paths.root), installed, "a second install changes nothing");
+
+    let removed = install(&paths, &["--uninstall"]);
+    assert_eq!(fs::read_to_string(&paths.docker_config).unwrap(), ADMIN_DAEMON_JSON, "{removed}");
+    assert_eq!(fingerprint(&paths.root), before, "uninstall leaves what was there before:\n{removed}");
+    fs::remove_dir_all(&root).unwrap();
+}
