@@ -71,6 +71,10 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     let config = oci::read_config(&container.bundle)?;
     let mut annotations = container.annotations.clone();
     annotations.extend(config.annotations.clone());
+    if settings::joins_pod_network(&annotations) {
+        log::info(&format!("{} joins its pod's network namespace; the pod's sandbox carries its settings", container.id));
+        return Ok(());
+    }
     let settings = settings::collect(&annotations, config.env());
     let plan = plan::build(&settings)?;
     if plan.is_empty() {

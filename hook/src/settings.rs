@@ -53,6 +53,21 @@ pub fn collect<'a>(
     settings
 }
 
+/// The annotations Kubernetes runtimes put on every container of a pod
+/// that joins the pod's network namespace instead of having its own
+/// (CRI-O, containerd), with the value that marks such a container.
+pub const POD_MEMBER_MARKS: [(&str, &str); 2] =
+    [("io.kubernetes.cri-o.ContainerType", "container"), ("io.kubernetes.cri.container-type", "container")];
+
+/// Whether the container is an application container of a Kubernetes pod.
+/// Pod annotations reach all the pod's containers, which share the pod's
+/// network namespace: its network is set up once, for the pod's sandbox.
+pub fn joins_pod_network<'a>(annotations: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
+    annotations
+        .into_iter()
+        .any(|(key, value)| POD_MEMBER_MARKS.iter().any(|(mark, member)| key == mark && value == member))
+}
+
 /// Settings from `KEY=VALUE` words, as `netrt-hook check` takes them; a key
 /// may be an annotation key or a `NETRT_*` variable name.
 pub fn from_words(words: &[String]) -> Result<Settings, String> {
@@ -79,6 +94,15 @@ mod tests {
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn only_application_containers_of_a_pod_join_its_network() {
+        assert!(joins_pod_network(&map(&[("io.kubernetes.cri-o.ContainerType", "container"), ("net.egress", "1M")])));
+        assert!(joins_pod_network(&map(&[("io.kubernetes.cri.container-type", "container")])));
+        assert!(!joins_pod_network(&map(&[("io.kubernetes.cri-o.ContainerType", "sandbox"), ("net.egress", "1M")])));
+        assert!(!joins_pod_network(&map(&[("io.kubernetes.cri.container-type", "sandbox")])));
+        assert!(!joins_pod_network(&map(&[("net.egress", "1M")])));
     }
 
     #[test]

@@ -143,3 +143,28 @@ fn a_hook_listed_for_prestart_and_create_runtime_applies_once() {
     container.stop();
     assert_eq!(snapshot(&[&lab.container_ns]), before);
 }
+
+/// A Kubernetes pod as CRI-O makes it: the sandbox and an application
+/// container in one network namespace, both carrying the pod's
+/// annotations. The sandbox's hook shapes the pod; the application
+/// container's hook leaves it alone instead of refusing a veth that is
+/// already shaped, and its stop does not undo the pod's limits.
+#[test]
+fn a_pods_containers_share_the_limits_of_its_sandbox() {
+    let lab = Lab::bridged("pod");
+    let before = snapshot(&[&lab.container_ns]);
+    let sandbox = [("net.egress", "8mbit"), ("io.kubernetes.cri-o.ContainerType", "sandbox")];
+    let member = [("net.egress", "8mbit"), ("io.kubernetes.cri-o.ContainerType", "container")];
+    let (pod, _pod_bundle) = lab.start("nrt-pod-sandbox", &sandbox);
+    let ifb = ifb_name("nrt-pod-sandbox");
+    assert!(qdiscs(None, &ifb).contains("rate 8Mbit"), "the sandbox shapes the pod");
+
+    let (app, _app_bundle) = lab.start("nrt-pod-app", &member);
+    assert!(!record_exists("nrt-pod-app"), "the application container has no record of its own");
+    assert!(!link_exists(None, &ifb_name("nrt-pod-app")), "and no ifb of its own");
+    app.stop();
+    assert!(qdiscs(None, &ifb).contains("rate 8Mbit"), "the pod keeps its limit when one of its containers stops");
+
+    pod.stop();
+    assert_eq!(snapshot(&[&lab.container_ns]), before, "nothing of netrt remains");
+}
