@@ -2,14 +2,17 @@
 //! Debian's CNI `bandwidth` plugin in the same run, on the same test lab;
 //! and the latency of a whole bridge attachment (veth on a bridge, static
 //! IPv4 + IPv6, gateways, both limits) against the CNI chain bridge +
-//! static + bandwidth doing the same.
+//! static + bandwidth doing the same; and what netrt adds to a container's
+//! start, with runc and with Docker, against the same without netrt.
 //! Run it through integration/bench (root; it installs what it needs).
 
 use std::fs;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use netrt_integration::engines::{busybox_tar, IMAGE};
 use netrt_integration::*;
 use serde_json::json;
 
@@ -51,9 +54,15 @@ fn main() {
         latency(&lab, iterations);
         println!();
     }
+    drop(lab);
     if part.is_empty() || part == "attach" {
-        drop(lab);
         attach_latency(iterations);
+        println!();
+    }
+    if part.is_empty() || part == "start" {
+        runc_start_overhead(iterations.min(30));
+        println!();
+        docker_start_overhead(iterations);
     }
 }
 
@@ -367,4 +376,183 @@ fn percentile(samples: &[f64], p: usize) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     sorted[((sorted.len() - 1) * p + 50) / 100]
+}
+
+/// One way of running a container for the start benchmark.
+struct Variant {
+    label: &'static str,
+    id: &'static str,
+    bundle: Bundle,
+    /// runc itself, or the netrt wrapper in front of it.
+    runtime: PathBuf,
+}
+
+/// A busybox bundle running `true`; without netrt (no hooks at all) when
+/// `annotations` is None.
+fn start_bundle(id: &str, netns: Option<&str>, annotations: Option<&[(&str, &str)]>) -> Bundle {
+    let spec = BundleSpec { command: "true", ..BundleSpec::new(netns, annotations.unwrap_or(&[])) };
+    let spec = BundleSpec { new_netns: netns.is_none(), ..spec };
+    let bundle = Bundle::create(id, &spec);
+    if annotations.is_none() {
+        let path = bundle.dir.join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        config.as_object_mut().unwrap().remove("hooks");
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+    bundle
+}
+
+/// Times one runc command. Its stdio goes to a file, not a pipe: the
+/// container inherits runc's stdio and would hold a pipe open.
+fn runc(runtime: &Path, arguments: &[&str]) -> f64 {
+    let log_path = std::env::temp_dir().join("netrt-bench-runc.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let start = Instant::now();
+    let status = Command::new(runtime)
+        .args(arguments)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let elapsed = start.elapsed().as_secs_f64() * 1e3;
+    assert!(status.success(), "{} {arguments:?}: {}", runtime.display(), fs::read_to_string(&log_path).unwrap_or_default());
+    elapsed
+}
+
+/// `runc create` (which runs netrt's setup) + `runc start`, and `runc
+/// delete` (which runs its teardown), for containers with and without
+/// netrt, taken in turns so that a drift of the machine hits all alike.
+fn runc_start_overhead(iterations: usize) {
+    let lab = Lab::bridged("strt");
+    let lan = Lan::bridge("stlan");
+    let bridge = lan.bridge.clone().unwrap();
+    let netns = lab.netns_path();
+    let limits = [("net.egress", "10mbit"), ("net.ingress", "10mbit")];
+    let attachment = [
+        ("net.bridge", bridge.as_str()),
+        ("net.ip", "198.51.100.10/24"),
+        ("net.gateway", "198.51.100.1"),
+        ("net.egress", "10mbit"),
+        ("net.ingress", "10mbit"),
+    ];
+    let (runc_path, wrapper) = (PathBuf::from("runc"), wrapper_binary());
+    let variant = |label, id, netns, annotations, runtime: &PathBuf| Variant {
+        label,
+        id,
+        bundle: start_bundle(id, netns, annotations),
+        runtime: runtime.clone(),
+    };
+    let variants = [
+        variant("runc, in a namespace with a veth", "nrt-bs-plain", Some(&netns), None, &runc_path),
+        variant("  + netrt: egress, ingress 10mbit", "nrt-bs-shape", Some(&netns), Some(&limits), &runc_path),
+        variant("  through the netrt wrapper, no settings", "nrt-bs-wrap", Some(&netns), None, &wrapper),
+        variant("runc, own empty namespace", "nrt-bs-none", None, None, &runc_path),
+        variant("  + netrt: bridge, IP, gw, limits", "nrt-bs-attach", None, Some(&attachment), &runc_path),
+    ];
+    println!("Container start with runc over {iterations} runs each, busybox running `true`, taken in turns.");
+    println!("start = `runc create` (netrt's setup runs in it) + `runc start`; delete = `runc delete` (teardown).\n");
+    println!("{:<42} {:>12} {:>12} {:>14}", "", "start median", "p95", "delete median");
+    let mut starts = vec![vec![]; variants.len()];
+    let mut deletes = vec![vec![]; variants.len()];
+    for round in 0..=iterations {
+        for (i, variant) in variants.iter().enumerate() {
+            let bundle = variant.bundle.dir.display().to_string();
+            let _ = Command::new("runc").args(["delete", "-f", variant.id]).output();
+            let runtime = &variant.runtime;
+            let start = runc(runtime, &["create", "--bundle", &bundle, variant.id]) + runc(runtime, &["start", variant.id]);
+            while !sh(&format!("runc state {}", variant.id)).contains("\"stopped\"") {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            let delete = runc(&variant.runtime, &["delete", variant.id]);
+            wait_for_ifb_gone(variant.id);
+            if round > 0 {
+                // Round 0 warms the page cache and is not counted.
+                starts[i].push(start);
+                deletes[i].push(delete);
+            }
+        }
+    }
+    for (i, variant) in variants.iter().enumerate() {
+        println!(
+            "{:<42} {:>10.2}ms {:>10.2}ms {:>12.2}ms",
+            variant.label,
+            percentile(&starts[i], 50),
+            percentile(&starts[i], 95),
+            percentile(&deletes[i], 50)
+        );
+    }
+    println!(
+        "\nnetrt adds to the median start: {:.2} ms with limits only, {:.2} ms with bridge + IP + limits,",
+        percentile(&starts[1], 50) - percentile(&starts[0], 50),
+        percentile(&starts[4], 50) - percentile(&starts[3], 50)
+    );
+    println!(
+        "and the wrapper in front of runc, for a container without settings: {:.2} ms to the start, {:.2} ms to the delete",
+        percentile(&starts[2], 50) - percentile(&starts[0], 50),
+        percentile(&deletes[2], 50) - percentile(&deletes[0], 50)
+    );
+}
+
+/// `docker run --rm` of a container without netrt settings, through
+/// `--runtime=netrt` and `--runtime=runc`, in turns. Uses the dockerd
+/// that runs (it must know the netrt runtime), else starts one that knows
+/// this build's netrt, and stops it again.
+fn docker_start_overhead(iterations: usize) {
+    let mut started = None;
+    if !sh_output("docker info >/dev/null 2>&1").status.success() {
+        let registered = fs::read_to_string("/etc/docker/daemon.json").is_ok_and(|text| text.contains("\"netrt\""));
+        let mut dockerd = Command::new("dockerd");
+        if !registered {
+            dockerd.arg("--add-runtime").arg(format!("netrt={}", wrapper_binary().display()));
+        }
+        let log = fs::File::create(std::env::temp_dir().join("netrt-bench-dockerd.log")).unwrap();
+        started = Some(dockerd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("dockerd starts"));
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while !sh_output("docker info >/dev/null 2>&1").status.success() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let runtimes = sh("docker info --format '{{json .Runtimes}}' 2>/dev/null || true");
+    if !runtimes.contains("\"netrt\"") {
+        println!("Docker part SKIPPED: the running dockerd does not know the netrt runtime (install/install.sh registers it).");
+    } else {
+        if !sh_output(&format!("docker image inspect {IMAGE} >/dev/null 2>&1")).status.success() {
+            let tar = busybox_tar();
+            sh(&format!("docker import {} {IMAGE}", tar.display()));
+            let _ = fs::remove_file(tar);
+        }
+        println!("docker run --rm {IMAGE} true over {iterations} runs each, taken in turns.");
+        println!("dockerd's runtimes: {}\n", runtimes.trim());
+        println!("{:<38} {:>12} {:>12}", "", "median", "p95");
+        let variants: [(&str, &[&str]); 3] = [
+            ("--runtime=runc", &["--runtime=runc"]),
+            ("--runtime=netrt, no settings", &["--runtime=netrt"]),
+            ("--runtime=netrt, NETRT_EGRESS/INGRESS", &["--runtime=netrt", "-e", "NETRT_EGRESS=10mbit", "-e", "NETRT_INGRESS=10mbit"]),
+        ];
+        let mut samples = vec![vec![]; variants.len()];
+        for round in 0..=iterations {
+            for (i, (label, flags)) in variants.iter().enumerate() {
+                let start = Instant::now();
+                let output = Command::new("docker").args(["run", "--rm"]).args(*flags).args([IMAGE, "true"]).output().unwrap();
+                let elapsed = start.elapsed().as_secs_f64() * 1e3;
+                assert!(output.status.success(), "docker run {label}: {}", String::from_utf8_lossy(&output.stderr));
+                if round > 0 {
+                    samples[i].push(elapsed);
+                }
+            }
+        }
+        for (i, (label, _)) in variants.iter().enumerate() {
+            println!("{label:<38} {:>10.2}ms {:>10.2}ms", percentile(&samples[i], 50), percentile(&samples[i], 95));
+        }
+        println!(
+            "\nnetrt adds to the median docker run: {:.2} ms without settings, {:.2} ms with both limits",
+            percentile(&samples[1], 50) - percentile(&samples[0], 50),
+            percentile(&samples[2], 50) - percentile(&samples[0], 50)
+        );
+    }
+    if let Some(mut dockerd) = started {
+        sh_quiet(&format!("kill -TERM {}", dockerd.id()));
+        let _ = dockerd.wait();
+    }
 }
