@@ -21,20 +21,23 @@ pub const SEED_DAEMON_JSON: &str = "{\n  \"log-level\": \"warn\",\n  \"max-concu
 /// netrt as `install/install.sh` installs it, under `target/it-prefix`,
 /// with the real hooks.d directory and the real daemon.json, which starts
 /// out as [`SEED_DAEMON_JSON`]. Uninstalled, and the original daemon.json
-/// put back, on drop.
+/// and hooks.d file (of a netrt installed on the machine) put back, on drop.
 pub struct Installed {
     pub prefix: PathBuf,
     original_daemon_json: Option<Vec<u8>>,
+    /// The hooks.d file of a netrt installed on this machine, put back.
+    original_hooks_file: Option<Vec<u8>>,
     uninstalled: bool,
 }
 
 impl Installed {
     pub fn new() -> Installed {
         let original_daemon_json = fs::read(DOCKER_CONFIG).ok();
+        let original_hooks_file = fs::read(HOOKS_FILE).ok();
         fs::create_dir_all("/etc/docker").unwrap();
         fs::write(DOCKER_CONFIG, SEED_DAEMON_JSON).unwrap();
         let prefix = workspace().join("target/it-prefix");
-        let installed = Installed { prefix, original_daemon_json, uninstalled: false };
+        let installed = Installed { prefix, original_daemon_json, original_hooks_file, uninstalled: false };
         let output = installed.run(&["--no-demo"]);
         assert!(output.0, "install.sh failed:\n{}", output.1);
         installed
@@ -86,6 +89,9 @@ impl Drop for Installed {
             None => {
                 let _ = fs::remove_file(DOCKER_CONFIG);
             }
+        }
+        if let Some(text) = &self.original_hooks_file {
+            let _ = fs::write(HOOKS_FILE, text);
         }
         sh_quiet("kill -HUP $(pidof dockerd)");
     }

@@ -74,6 +74,13 @@ fn podman_attachment_refusal_and_containers_without_annotations() {
     assert!(stderr.contains("netrt: net.egress=\"10parsecs\": unknown rate unit"), "podman shows netrt's message: {stderr}");
     engines::assert_back_to(&before);
 
+    // Any net.* key reaches the hook, so a misspelt one is refused, not ignored.
+    let output = sh_output(&format!("{PODMAN_RUN} --rm --annotation net.Egress=10mbit {IMAGE} true"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a misspelt key stops the run");
+    assert!(stderr.contains("netrt: net.Egress=\"10mbit\": unknown key; did you mean net.egress?"), "{stderr}");
+    engines::assert_back_to(&before);
+
     // hooks.d matches net.* annotations only: no hook for this one.
     sh(&format!("{PODMAN_RUN} -d --name {name}-plain --annotation io.example.other=1 {IMAGE} sleep 600"));
     let plain = full_id(&format!("{name}-plain"));
