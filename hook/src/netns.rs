@@ -73,7 +73,7 @@ pub fn identity_of(path: &str) -> Option<NsId> {
 /// non-dumpable: the process exists, so the namespace counts as alive.
 pub fn is_gone(path: &str, id: NsId) -> bool {
     match File::open(path) {
-        Ok(file) => file.metadata().map_or(false, |meta| NsId { dev: meta.dev(), ino: meta.ino() } != id),
+        Ok(file) => file.metadata().is_ok_and(|meta| NsId { dev: meta.dev(), ino: meta.ino() } != id),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }

@@ -191,6 +191,8 @@ pub fn format_rate(bps: u64) -> String {
     format!("{bps}bit")
 }
 
+// u64::is_multiple_of needs Rust 1.87; the workspace's rust-version is 1.82.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn format_duration_us(us: u64) -> String {
     if us >= 1_000_000 && us % 1_000 == 0 {
         format!("{}s", trim_float(us as f64 / 1e6))

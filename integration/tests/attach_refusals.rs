@@ -21,12 +21,15 @@ fn quoted(key: &str, value: &str) -> String {
     format!(r#"netrt: {key}=\"{value}\": "#)
 }
 
+/// Annotations, then the key, value and reason the refusal names.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+
 #[test]
 fn bad_attachment_values_are_refused_naming_the_key() {
     let lan = Lan::bridge("rbad");
     let bridge = lan.bridge.clone().unwrap();
     let br = bridge.as_str();
-    let cases: &[(&[(&str, &str)], &str, &str, &str)] = &[
+    let cases: &[Case] = &[
         (&[("net.bridge", br), ("net.parent", "eth9")], "net.parent", "eth9", "only one attachment"),
         (&[("net.ip", "198.51.100.10/24")], "net.ip", "198.51.100.10/24", "needs net.bridge or net.parent"),
         (&[("net.bridge", "a/b")], "net.bridge", "a/b", "may not contain"),
@@ -102,7 +105,7 @@ fn policy_violations_and_a_malformed_policy_are_refused() {
         ),
     )
     .unwrap();
-    let cases: &[(&[(&str, &str)], &str, &str, &str)] = &[
+    let cases: &[Case] = &[
         (&[("net.bridge", "br9")], "net.bridge", "br9", "policy.bridges"),
         (&[("net.parent", "nrtrpoll")], "net.parent", "nrtrpoll", "policy.parents"),
         (&[("net.bridge", &bridge), ("net.ip", "198.51.100.200/24")], "net.ip", "198.51.100.200/24", "policy.subnets"),

@@ -12,11 +12,14 @@ fn refused(lab: &Lab, id: &str, spec: &BundleSpec) -> String {
     error
 }
 
+/// Annotations, environment entries, and the message expected.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+
 #[test]
 fn bad_values_are_refused_naming_key_value_and_reason() {
     let lab = Lab::bridged("bad");
     let netns = lab.netns_path();
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    let cases: &[Case] = &[
         (&[("net.egress", "10mbps")], &[], r#"netrt: net.egress=\"10mbps\": mbps is bytes per second"#),
         (&[("net.ingress", "fast")], &[], r#"netrt: net.ingress=\"fast\": expected a number"#),
         (&[("net.egress", "1kbit")], &[], r#"netrt: net.egress=\"1kbit\": rate must be between 8kbit and 100gbit"#),
