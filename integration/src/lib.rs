@@ -334,7 +334,11 @@ impl Bundle {
                         "env": env, "cwd": "/", "noNewPrivileges": true},
             "root": {"path": rootfs().display().to_string(), "readonly": true},
             "hostname": id,
+            // /dev on a tmpfs of its own, as `runc spec` has it: runc makes
+            // device nodes and the ptmx link there, and containers started
+            // in parallel from the one shared rootfs would race for them.
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=1m"]},
                        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
             "annotations": annotations,
             "hooks": hooks,
