@@ -1,12 +1,30 @@
-//! Test-only fault switch: with the `fault-injection` feature, setup fails
-//! after step `NETRT_FAULT_AFTER_STEP`, so tests can prove the rollback.
-//! Release builds compile this to nothing.
+//! Test-only fault switches, compiled in with the `fault-injection`
+//! feature and to nothing in release builds:
+//!
+//! - `NETRT_FAULT_AFTER_STEP=N`: setup fails after step N, so tests can
+//!   prove the rollback;
+//! - `NETRT_FAULT_KILL=STAGE:N`: the hook kills itself with SIGKILL at that
+//!   point (`setup:0` once the write-ahead record is written, `setup:N`
+//!   after setup step N, `teardown:0` with the lock held before anything is
+//!   undone, `teardown:N` after N recorded objects are undone,
+//!   `teardown-reap:0` after the record is removed and before the host
+//!   devices are handed to the background reaper), so tests can prove that
+//!   poststop and gc clean up after a hook that died anywhere.
 
 #[cfg(feature = "fault-injection")]
 pub fn after_step(step: u32) -> Result<(), String> {
+    kill_point("setup", step);
     match std::env::var("NETRT_FAULT_AFTER_STEP").ok().and_then(|v| v.parse::<u32>().ok()) {
         Some(n) if n == step => Err(format!("injected fault after step {step}")),
         _ => Ok(()),
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+pub fn kill_point(stage: &str, step: u32) {
+    if std::env::var("NETRT_FAULT_KILL").is_ok_and(|point| point == format!("{stage}:{step}")) {
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
 }
 
@@ -15,3 +33,7 @@ pub fn after_step(step: u32) -> Result<(), String> {
 pub fn after_step(_step: u32) -> Result<(), String> {
     Ok(())
 }
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn kill_point(_stage: &str, _step: u32) {}

@@ -5,6 +5,7 @@ use std::io::Read;
 
 use crate::attachment::Attachment;
 use crate::error::{Error, KeyError, Result};
+use crate::fault;
 use crate::netlink::{Link, Netlink};
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
@@ -159,6 +160,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         let buckets = shaping::token_buckets(&plan, frame_bytes)?;
         remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
         store.begin(&record)?;
+        fault::kill_point("setup", 0);
 
         let mut done = vec![];
         let mut steps = 0;
@@ -293,6 +295,7 @@ fn teardown(id: &str) -> Result<()> {
     privilege::drop_to_kept()?;
     let host_links = runtime()?.block_on(async {
         let _lock = store.lock()?;
+        fault::kill_point("teardown", 0);
         let Some(record) = store.load(id)? else {
             // A partial record cut short before setup changed anything.
             store.remove(id)?;
@@ -307,6 +310,7 @@ fn teardown(id: &str) -> Result<()> {
         log::info(&format!("tore down {id}"));
         Ok(host_links)
     })?;
+    fault::kill_point("teardown-reap", 0);
     reap::delete_in_background(host_links);
     Ok(())
 }
@@ -344,8 +348,33 @@ pub fn gc() -> Result<Vec<String>> {
             log::info(&line);
             removed.push(line);
         }
+        removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
         Ok(removed)
     })
+}
+
+/// Host devices under netrt's own names that no record accounts for: left
+/// by a teardown killed between removing its record and handing the
+/// devices to the reaper, or by a reaper that died. Under the host lock no
+/// setup is half-way (a setup writes its record before it makes a device),
+/// so none of them belongs to a container.
+async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
+    let recorded: Vec<String> =
+        store.all()?.iter().flat_map(|r| [shaping::ifb_name(&r.id), shaping::host_veth_name(&r.id)]).collect();
+    let host = Netlink::open_in(host_ns).map_err(Error::System)?;
+    let mut removed = vec![];
+    for link in host.links().await.map_err(|e| Error::System(e.to_string()))? {
+        let Some(kind) = shaping::own_device_kind(&link.name) else { continue };
+        if recorded.contains(&link.name) || link.kind.as_deref() != Some(kind) {
+            continue;
+        }
+        if host.delete_link(&link).await.map_err(|e| Error::System(e.to_string()))? {
+            let line = format!("removed {kind} {}: no record names it", link.name);
+            log::info(&line);
+            removed.push(line);
+        }
+    }
+    Ok(removed)
 }
 
 fn describe_host_object(object: &Created) -> Option<String> {

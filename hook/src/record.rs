@@ -189,7 +189,8 @@ impl Store {
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
-        for path in [self.path_of(id), self.partial_path_of(id)] {
+        let partial = self.partial_path_of(id);
+        for path in [self.path_of(id), partial.with_extension("partial.tmp"), partial] {
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::System(format!("cannot remove {}: {e}", path.display())))

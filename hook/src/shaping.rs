@@ -70,6 +70,18 @@ pub fn host_veth_name(container_id: &str) -> String {
     device_name("nrtv", container_id)
 }
 
+/// The kind of link netrt makes under a host device name of its own
+/// (`nrti` + 11 hex digits: an ifb; `nrtv` + 11 hex digits: a veth), or
+/// None for any other name.
+pub fn own_device_kind(name: &str) -> Option<&'static str> {
+    let (kind, hash) = match name.get(..4) {
+        Some("nrti") => ("ifb", &name[4..]),
+        Some("nrtv") => ("veth", &name[4..]),
+        _ => return None,
+    };
+    (hash.len() == 11 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(kind)
+}
+
 fn device_name(prefix: &str, container_id: &str) -> String {
     let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     format!("{prefix}{:011x}", hash >> 20)
@@ -290,7 +302,10 @@ pub async fn undo_all(
             _ => None,
         })
         .collect();
-    for object in objects.iter().rev() {
+    for (undone, object) in objects.iter().rev().enumerate() {
+        if undone > 0 {
+            fault::kill_point("teardown", undone as u32);
+        }
         if let Created::RootQdisc { side: Side::Host, name, .. } | Created::IngressQdisc { side: Side::Host, name, .. } = object {
             if going.contains(&name) {
                 continue;
@@ -315,6 +330,7 @@ pub async fn undo_all(
             failures.push(e);
         }
     }
+    fault::kill_point("teardown", objects.len() as u32);
     (failures, handed_back)
 }
 
@@ -338,6 +354,15 @@ pub async fn delete_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &
 mod tests {
     use super::*;
     use crate::settings::from_words;
+
+    #[test]
+    fn own_device_names_are_recognised_and_nothing_else() {
+        assert_eq!(own_device_kind(&ifb_name("web1")), Some("ifb"));
+        assert_eq!(own_device_kind(&host_veth_name("web1")), Some("veth"));
+        for other in ["eth0", "nrti", "nrti0123456789", "nrti0123456789ab", "nrtiABCDEF01234", "nrtx0123456789a", "nrtbrbr", "veth1234"] {
+            assert_eq!(own_device_kind(other), None, "{other}");
+        }
+    }
 
     fn link(index: u32, name: &str, mtu: u32) -> Link {
         Link { index, name: name.into(), kind: Some("veth".into()), mtu, ..Link::default() }
