@@ -70,8 +70,12 @@ fn non_name_values() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Hand-written cases: (name, annotations, env, key named, policy).
-fn hand_written() -> Vec<(String, Vec<(String, String)>, Vec<String>, String, Option<Value>)> {
+/// One case: name, annotations, environment, the key the refusal names,
+/// and the policy in force.
+type Case = (String, Vec<(String, String)>, Vec<String>, String, Option<Value>);
+
+/// Hand-written cases.
+fn hand_written() -> Vec<Case> {
     let mut cases = vec![];
     let mut add = |name: &str, annotations: &[(&str, &str)], env: &[&str], names: &str, policy: Option<Value>| {
         cases.push((
