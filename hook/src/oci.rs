@@ -113,16 +113,43 @@ pub fn stage(argument: Option<&str>, container: &Container) -> Result<Stage> {
 }
 
 pub fn read_config(bundle: &Path) -> Result<Config> {
-    let path = bundle.join("config.json");
-    let file = std::fs::File::open(&path).map_err(|e| Error::Input(format!("cannot open {}: {e}", path.display())))?;
-    let mut text = String::new();
-    file.take(MAX_INPUT_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::Input(format!("cannot read {}: {e}", path.display())))?;
-    if text.len() as u64 > MAX_INPUT_BYTES {
-        return Err(Error::Input(format!("{} is larger than 4 MiB", path.display())));
+    if std::fs::symlink_metadata(bundle).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Input(format!(
+            "the bundle path {} is a symbolic link; netrt reads config.json only from the bundle directory itself",
+            bundle.display()
+        )));
     }
+    let path = bundle.join("config.json");
+    let text = read_bounded(&path).map_err(Error::Input)?;
     serde_json::from_str(&text).map_err(|e| Error::Input(format!("{} is not valid: {e}", path.display())))
+}
+
+/// Reads a bundle's file: a regular file, not a symbolic link (opened
+/// without blocking, so a FIFO planted there cannot hang the runtime), at
+/// most 4 MiB, UTF-8.
+pub fn read_bounded(path: &Path) -> std::result::Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!("{} is a symbolic link; netrt reads only a regular file there", path.display()),
+            _ => format!("cannot open {}: {e}", path.display()),
+        })?;
+    let metadata = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !metadata.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if metadata.len() > MAX_INPUT_BYTES {
+        return Err(format!("{} is larger than 4 MiB", path.display()));
+    }
+    let mut text = String::new();
+    file.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!("{} is larger than 4 MiB", path.display()));
+    }
+    Ok(text)
 }
 
 impl Config {

@@ -46,6 +46,10 @@ pub struct Limit {
 }
 
 pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
+    if let Some(id) = id {
+        // The id becomes a file name: no path of the caller's choosing.
+        crate::record::check_id(id)?;
+    }
     let store = Store::system();
     let records: Vec<Record> = store.all()?.into_iter().filter(|r| id.is_none_or(|id| r.id == id)).collect();
     if let Some(id) = id {

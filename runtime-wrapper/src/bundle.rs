@@ -97,9 +97,9 @@ pub fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// netrt; a bundle that does not is not written at all.
 pub fn prepare(bundle: &Path, hook_path: &Path, defer: bool) -> Result<bool, String> {
     let path = bundle.join("config.json");
-    let text = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = netrt::oci::read_bounded(&path)?;
     let mut config: Value =
-        serde_json::from_slice(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     if !wants_netrt(&config) {
         return Ok(false);
     }
