@@ -437,12 +437,23 @@ impl Container {
         self.kill_and_wait();
     }
 
-    fn kill_and_wait(&mut self) {
+    /// Like `stop`, without waiting for netrt's host devices to go: for a
+    /// poststop that is expected to leave them.
+    pub fn stop_without_waiting_for_devices(mut self) {
+        self.kill_and_delete();
+        std::mem::forget(self);
+    }
+
+    fn kill_and_delete(&mut self) {
         if let Some(mut child) = self.child.take() {
             sh_quiet(&format!("runc kill {} KILL", self.id));
             let _ = child.wait();
         }
         sh_quiet(&format!("runc delete -f {}", self.id));
+    }
+
+    fn kill_and_wait(&mut self) {
+        self.kill_and_delete();
         wait_for_ifb_gone(&self.id);
     }
 }

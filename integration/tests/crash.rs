@@ -110,10 +110,10 @@ fn kill_teardown_everywhere(id: &str, annotations: &[(&str, &str)], netns: Optio
         let hook_env = [kill.as_str()];
         let bundle = Bundle::create(id, &fault_spec(netns, annotations, &hook_env));
         let container = Container::start(id, &bundle).unwrap_or_else(|e| panic!("setup before a kill at {point}: {e}"));
-        container.stop();
+        container.stop_without_waiting_for_devices();
         // The kill really happened: a record or a device is left for the
-        // clean-up to find.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // clean-up to find (a finished teardown's reaper takes ~20 ms).
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let left = record_exists(id) || link_exists(None, &ifb_name(id)) || link_exists(None, &host_veth_name(id));
         assert!(left, "the teardown killed at {point} left something behind to clean up");
         recovers(id, &bundle, annotations, netns, &before, namespaces, point);
@@ -134,12 +134,14 @@ fn a_setup_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
         ("net.ingress", "6mbit"),
     ];
     let points = kill_setup_everywhere("nrt-kill-su", &attachment, None, &[&lan.peer_ns]);
+    println!("bridge attachment with both limits: setup killed at {points} points, all cleaned up");
     assert!(points >= 13, "every attachment and shaping step was a kill point ({points})");
 
     let lab = Lab::bridged("ksl");
     let netns = lab.netns_path();
     let limits = [("net.egress", "4mbit"), ("net.ingress", "6mbit")];
     let points = kill_setup_everywhere("nrt-kill-sl", &limits, Some(&netns), &[&lab.container_ns]);
+    println!("limits on an existing veth: setup killed at {points} points, all cleaned up");
     assert!(points >= 6, "every shaping step was a kill point ({points})");
 }
 
@@ -155,11 +157,13 @@ fn a_teardown_killed_at_any_step_is_finished_by_poststop_and_gc() {
         ("net.ingress", "6mbit"),
     ];
     let points = kill_teardown_everywhere("nrt-kill-td", &attachment, None, &[&lan.peer_ns]);
+    println!("bridge attachment with both limits: teardown killed at {points} points, all finished");
     assert!(points >= 6, "{points} kill points");
 
     let lab = Lab::bridged("ktl");
     let netns = lab.netns_path();
     let limits = [("net.egress", "4mbit"), ("net.ingress", "6mbit")];
     let points = kill_teardown_everywhere("nrt-kill-tl", &limits, Some(&netns), &[&lab.container_ns]);
+    println!("limits on an existing veth: teardown killed at {points} points, all finished");
     assert!(points >= 5, "{points} kill points");
 }
