@@ -59,6 +59,10 @@ fn main() {
         attach_latency(iterations);
         println!();
     }
+    if part == "scale" {
+        scale(iterations.min(20));
+        return;
+    }
     if part.is_empty() || part == "start" {
         runc_start_overhead(iterations.min(30));
         println!();
@@ -555,4 +559,98 @@ fn docker_start_overhead(iterations: usize) {
         sh_quiet(&format!("kill -TERM {}", dockerd.id()));
         let _ = dockerd.wait();
     }
+}
+
+/// Containers kept running for the scale part.
+const SCALE_CONTAINERS: usize = 250;
+const SCALE_CHECKPOINTS: [usize; 4] = [1, 50, 100, 250];
+
+/// 250 running containers on one bridge, each with an address and both
+/// limits, started one after the other with `runc run -d`. At 1, 50, 100
+/// and 250 of them: the median setup and teardown of a probe container
+/// (one netrt-hook process, as in the attach part), the time
+/// `netrt-hook status` takes for all of them, and the peak memory of one
+/// hook run.
+fn scale(iterations: usize) {
+    let lan = Lan::bridge("scale");
+    let bridge = lan.bridge.clone().unwrap();
+    println!("Scale: {SCALE_CONTAINERS} running containers on {bridge}, each with an IPv6 address and egress/ingress 10mbit;");
+    println!("at each count, the median of {iterations} probe setups/teardowns (one netrt-hook process each),");
+    println!("the median of 5 `netrt-hook status` runs over all of them, and one setup's peak memory.\n");
+    println!("{:>10} {:>14} {:>14} {:>14} {:>14} {:>14}", "containers", "setup median", "teardown", "status", "status --json", "peak memory");
+    let mut bundles = vec![];
+    let mut first_setup = None;
+    for count in 1..=SCALE_CONTAINERS {
+        let id = format!("nrt-scale-{count:03}");
+        let address = format!("2001:db8:ff::{:x}/64", 0x1000 + count);
+        let annotations = [("net.bridge", bridge.as_str()), ("net.ip", address.as_str()), ("net.egress", "10mbit"), ("net.ingress", "10mbit")];
+        let bundle = Bundle::create(&id, &BundleSpec { command: "sleep 3600", ..BundleSpec::isolated(&annotations) });
+        let status = Command::new("runc")
+            .args(["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "container {count} of {SCALE_CONTAINERS} does not start");
+        bundles.push((id, bundle));
+        if SCALE_CHECKPOINTS.contains(&count) {
+            let (setup, teardown) = netrt_attach_latency(&bridge, iterations);
+            let status_table = median_of(5, || time_command(Command::new(hook_binary()).arg("status")));
+            let status_json = median_of(5, || time_command(Command::new(hook_binary()).args(["status", "--json"])));
+            let rows = sh(&format!("{} status | wc -l", hook_binary().display())).trim().parse::<usize>().unwrap_or(0);
+            assert!(rows >= 2 * count, "status lists every limit of every container ({rows} rows for {count})");
+            let memory_kb = peak_memory_kb(&bridge);
+            let setup_median = percentile(&setup, 50);
+            first_setup.get_or_insert(setup_median);
+            println!(
+                "{count:>10} {setup_median:>12.2}ms {:>12.2}ms {status_table:>12.2}ms {status_json:>12.2}ms {:>11.1} MB",
+                percentile(&teardown, 50),
+                memory_kb as f64 / 1024.0
+            );
+        }
+    }
+    let first = first_setup.unwrap();
+    println!("\n(setup at {SCALE_CONTAINERS} against setup at 1: see the table; goal within 1.5x of {first:.2} ms)");
+    for (id, _) in &bundles {
+        let _ = Command::new("runc").args(["delete", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+    for (id, _) in &bundles {
+        wait_for_ifb_gone(id);
+    }
+    let left = sh("ls /run/netrt/containers | grep -c nrt-scale; true");
+    println!("after deleting them all: records left {}", left.trim());
+}
+
+fn median_of(runs: usize, mut measure: impl FnMut() -> f64) -> f64 {
+    let samples: Vec<f64> = (0..runs).map(|_| measure()).collect();
+    percentile(&samples, 50)
+}
+
+fn time_command(command: &mut Command) -> f64 {
+    let start = Instant::now();
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Maximum resident set of one netrt-hook setup of the probe, from GNU time.
+fn peak_memory_kb(bridge: &str) -> u64 {
+    let bundle = std::env::temp_dir().join("netrt-bench-memory");
+    fs::create_dir_all(&bundle).unwrap();
+    let config = json!({"ociVersion": "1.0.2", "annotations": {
+        "net.bridge": bridge, "net.ip": "2001:db8:ff::10/64", "net.egress": "10mbit", "net.ingress": "10mbit"}});
+    fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let holder = isolated_process();
+    let pid = holder.id();
+    let state = |status: &str| json!({"ociVersion": "1.0.2", "id": "nrt-bench-mem", "status": status, "pid": pid, "bundle": bundle}).to_string();
+    let report = std::env::temp_dir().join("netrt-bench-memory.time");
+    let mut command = Command::new("/usr/bin/time");
+    command.arg("-f").arg("%M").arg("-o").arg(&report).arg(hook_binary()).arg("createRuntime");
+    time_process(&mut command, &state("creating"));
+    end(holder);
+    time_process(Command::new(hook_binary()).arg("poststop"), &state("stopped"));
+    wait_for_ifb_gone("nrt-bench-mem");
+    let _ = fs::remove_dir_all(&bundle);
+    fs::read_to_string(&report).unwrap().trim().parse().unwrap()
 }
