@@ -11,6 +11,7 @@ pub mod attach;
 pub mod attachment;
 pub mod error;
 pub mod fault;
+pub mod fuzzing;
 pub mod hook;
 pub mod log;
 pub mod netlink;

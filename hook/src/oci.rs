@@ -121,7 +121,12 @@ pub fn read_config(bundle: &Path) -> Result<Config> {
     }
     let path = bundle.join("config.json");
     let text = read_bounded(&path).map_err(Error::Input)?;
-    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{} is not valid: {e}", path.display())))
+    parse_config(&path.display().to_string(), &text)
+}
+
+/// Parses config.json's text; `shown` names the file in errors.
+pub fn parse_config(shown: &str, text: &str) -> Result<Config> {
+    serde_json::from_str(text).map_err(|e| Error::Input(format!("{shown} is not valid: {e}")))
 }
 
 /// Reads a bundle's file: a regular file, not a symbolic link (opened

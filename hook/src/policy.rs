@@ -56,12 +56,15 @@ pub fn read_config() -> Result<(String, ConfigFile)> {
     let path = config_path();
     let shown = path.display().to_string();
     match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(|config| (shown.clone(), config))
-            .map_err(|e| Error::Input(format!("{shown} is not a valid netrt configuration: {e}"))),
+        Ok(text) => parse_config(&shown, &text).map(|config| (shown.clone(), config)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((shown, ConfigFile::default())),
         Err(e) => Err(Error::Input(format!("cannot read {shown}: {e}"))),
     }
+}
+
+/// Parses the configuration file's text; `shown` names it in errors.
+pub fn parse_config(shown: &str, text: &str) -> Result<ConfigFile> {
+    serde_json::from_str(text).map_err(|e| Error::Input(format!("{shown} is not a valid netrt configuration: {e}")))
 }
 
 pub fn load() -> Result<Policy> {
