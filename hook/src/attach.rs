@@ -7,7 +7,7 @@ use crate::attachment::{Attachment, Cidr, Medium};
 use crate::error::KeyError;
 use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
 use crate::netns::NetNs;
-use crate::record::{Created, Record};
+use crate::record::{Created, Record, Store};
 use crate::shaping::{self, Placement, Sockets};
 
 /// An interface's MTU when nobody set one.
@@ -262,17 +262,21 @@ pub async fn apply(
 
 /// Refuses static addresses that another live container already holds.
 /// A record whose namespace is gone holds nothing (gc removes it).
-pub fn check_conflicts(attachment: &Attachment, others: &[Record]) -> Result<(), KeyError> {
-    for other in others {
-        let Some(theirs) = &other.plan.attachment else { continue };
-        let clash = attachment.addresses.iter().find(|a| theirs.addresses.iter().any(|t| t.address == a.address));
-        if let Some(address) = clash {
-            if !crate::netns::is_gone(&other.netns_path, other.netns) {
-                return Err(attachment.refuse("net.ip", format!(
-                    "{} is already held by container {} on this host",
-                    address.address, other.id
-                )));
-            }
+pub fn check_conflicts(attachment: &Attachment, id: &str, store: &Store) -> crate::error::Result<()> {
+    for address in &attachment.addresses {
+        let Some(holder) = store.holder_of(&address.address)? else { continue };
+        if holder == id || crate::record::check_id(&holder).is_err() {
+            continue;
+        }
+        // The claim counts only while its holder's record names the address
+        // and the holder's namespace lives (a container whose poststop never
+        // ran holds nothing).
+        let Some(other) = store.load(&holder)? else { continue };
+        let held = other.plan.attachment.iter().flat_map(|a| &a.addresses).any(|t| t.address == address.address);
+        if held && !crate::netns::is_gone(&other.netns_path, other.netns) {
+            return Err(attachment
+                .refuse("net.ip", format!("{} is already held by container {} on this host", address.address, other.id))
+                .into());
         }
     }
     Ok(())

@@ -125,11 +125,12 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
             host: Netlink::open_in(&host_ns).map_err(refuse)?,
             container: Some(Netlink::open_in(&container_ns).map_err(refuse)?),
         };
-        // Other containers' records matter only to an attachment: for its
-        // addresses and for the VLAN sub-interfaces it may share.
+        // Other containers' records matter only to an attachment on a VLAN
+        // sub-interface it may share; addresses are checked by their claims,
+        // so that setup does not read every record on a busy host.
         let others = match &plan.attachment {
-            Some(_) => other_records(&store, &container.id)?,
-            None => vec![],
+            Some(attachment) if attachment.vlan_interface().is_some() => other_records(&store, &container.id)?,
+            _ => vec![],
         };
         let ifb = shaping::ifb_name(&container.id);
         let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
@@ -137,7 +138,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         // Everything is checked before the first change.
         let (target, frame_bytes) = match &plan.attachment {
             Some(attachment) => {
-                attach::check_conflicts(attachment, &others)?;
+                attach::check_conflicts(attachment, &container.id, &store)?;
                 let prepared = attach::prepare(attachment, &container.id, &sockets, &others).await?;
                 record.interface = prepared.ifname.clone();
                 record.host_veth = match &prepared.medium {
@@ -160,6 +161,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         let buckets = shaping::token_buckets(&plan, frame_bytes)?;
         remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
         store.begin(&record)?;
+        store.claim(&record)?;
         fault::kill_point("setup", 0);
 
         let mut done = vec![];
@@ -349,6 +351,11 @@ pub fn gc() -> Result<Vec<String>> {
             removed.push(line);
         }
         removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
+        for address in store.remove_orphan_claims()? {
+            let line = format!("removed the claim of {address}: no record holds it");
+            log::info(&line);
+            removed.push(line);
+        }
         Ok(removed)
     })
 }

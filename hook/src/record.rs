@@ -2,6 +2,7 @@
 //! and teardown, and the host-wide lock that serialises changes to it.
 
 use std::fs::{self, File, OpenOptions};
+use std::net::IpAddr;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -119,12 +120,27 @@ impl Store {
         self.containers().join(format!("{id}.partial"))
     }
 
+    /// Address claims: one symbolic link per address an attachment holds,
+    /// named by the address and pointing at the holder's id, so a setup
+    /// checks its addresses against the others with one lookup each
+    /// instead of reading every record.
+    fn addresses(&self) -> PathBuf {
+        self.dir.join("addresses")
+    }
+
+    fn claim_path(&self, address: &IpAddr) -> PathBuf {
+        self.addresses().join(address.to_string())
+    }
+
     fn ensure_dirs(&self) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(self.containers())
-            .map_err(|e| Error::System(format!("cannot create {}: {e}", self.containers().display())))
+        for dir in [self.containers(), self.addresses()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        Ok(())
     }
 
     /// Takes the host-wide lock; it is released when the guard drops, or by
@@ -189,6 +205,13 @@ impl Store {
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
+        // The claims first: a claim whose record is gone is stale anyway
+        // (setup and gc treat it so), a record whose claims are gone is not.
+        if let Ok(Some(record)) = self.load(id) {
+            for address in claimed_addresses(&record) {
+                self.release(&address, id)?;
+            }
+        }
         let partial = self.partial_path_of(id);
         for path in [self.path_of(id), partial.with_extension("partial.tmp"), partial] {
             match fs::remove_file(&path) {
@@ -199,6 +222,77 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The id of the container whose record claims `address`, if any. A
+    /// claim is only a pointer: whether its holder still holds the address
+    /// is for the caller to check in the holder's record.
+    pub fn holder_of(&self, address: &IpAddr) -> Result<Option<String>> {
+        let path = self.claim_path(address);
+        match fs::read_link(&path) {
+            Ok(target) => Ok(Some(target.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::System(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Claims the addresses of a record's attachment for it, replacing any
+    /// stale claim (the caller has checked that no live container holds
+    /// them). Called under the lock, after `begin`: a claim never exists
+    /// without the record that undoes it.
+    pub fn claim(&self, record: &Record) -> Result<()> {
+        for address in claimed_addresses(record) {
+            let path = self.claim_path(&address);
+            if self.holder_of(&address)?.as_deref() == Some(record.id.as_str()) {
+                continue;
+            }
+            let made = match std::os::unix::fs::symlink(&record.id, &path) {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    fs::remove_file(&path).and_then(|_| std::os::unix::fs::symlink(&record.id, &path))
+                }
+                other => other,
+            };
+            made.map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the claim of `address` if `id` holds it.
+    fn release(&self, address: &IpAddr, id: &str) -> Result<()> {
+        if self.holder_of(address)?.as_deref() != Some(id) {
+            return Ok(());
+        }
+        let path = self.claim_path(address);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::System(format!("cannot remove {}: {e}", path.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the claims whose holder has no record (one cut short before
+    /// it could name its addresses, or removed by hand); returns the
+    /// addresses freed.
+    pub fn remove_orphan_claims(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(self.addresses()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::System(format!("cannot list {}: {e}", self.addresses().display()))),
+        };
+        let mut freed = vec![];
+        for entry in entries.flatten() {
+            let holder = fs::read_link(entry.path()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+            if check_id(&holder).is_ok() && self.exists(&holder) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::System(format!("cannot remove {}: {e}", entry.path().display())))
+                }
+                _ => freed.push(entry.file_name().to_string_lossy().into_owned()),
+            }
+        }
+        freed.sort();
+        Ok(freed)
     }
 
     fn deferred_dir(&self) -> PathBuf {
@@ -291,6 +385,11 @@ fn read(path: &Path) -> Result<Option<Record>> {
         .map_err(|e| Error::System(format!("record {} is damaged ({e}); remove it by hand", path.display())))
 }
 
+/// The addresses a record's attachment holds.
+fn claimed_addresses(record: &Record) -> Vec<IpAddr> {
+    record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|cidr| cidr.address).collect()
+}
+
 fn write_file(path: &Path, record: &Record) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(record).expect("a record always serialises");
     OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?.write_all(&text)
@@ -339,6 +438,43 @@ mod tests {
         store.remove("c1").unwrap();
         assert_eq!(store.load("c1").unwrap(), None);
         assert_eq!(fs::read_dir(store.containers()).unwrap().count(), 0, "nothing stays behind");
+        fs::remove_dir_all(&store.dir).unwrap();
+    }
+
+    fn attached(id: &str, addresses: &str) -> Record {
+        let words = ["net.bridge=br0".to_string(), format!("net.ip={addresses}")];
+        let plan = crate::plan::build(&crate::settings::from_words(&words).unwrap()).unwrap();
+        Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), None, plan)
+    }
+
+    #[test]
+    fn claims_name_their_holder_and_go_with_its_record() {
+        let store = scratch("claims");
+        store.ensure_dirs().unwrap();
+        let v4: IpAddr = "198.51.100.10".parse().unwrap();
+        let v6: IpAddr = "2001:db8::10".parse().unwrap();
+        let first = attached("c1", "198.51.100.10/24,2001:db8::10/64");
+        store.begin(&first).unwrap();
+        store.claim(&first).unwrap();
+        store.claim(&first).unwrap();
+        assert_eq!(store.holder_of(&v4).unwrap().as_deref(), Some("c1"));
+        assert_eq!(store.holder_of(&v6).unwrap().as_deref(), Some("c1"));
+        assert_eq!(store.remove_orphan_claims().unwrap(), Vec::<String>::new(), "c1 has its record");
+
+        // A second holder takes over a stale claim; c1's removal then
+        // leaves the claim that is no longer its own.
+        let second = attached("c2", "198.51.100.10/24");
+        store.begin(&second).unwrap();
+        store.claim(&second).unwrap();
+        assert_eq!(store.holder_of(&v4).unwrap().as_deref(), Some("c2"));
+        store.remove("c1").unwrap();
+        assert_eq!(store.holder_of(&v4).unwrap().as_deref(), Some("c2"));
+        assert_eq!(store.holder_of(&v6).unwrap(), None);
+
+        // A claim without a record is an orphan; gc's sweep removes it.
+        fs::remove_file(store.partial_path_of("c2")).unwrap();
+        assert_eq!(store.remove_orphan_claims().unwrap(), vec!["198.51.100.10".to_string()]);
+        assert_eq!(fs::read_dir(store.addresses()).unwrap().count(), 0, "nothing stays behind");
         fs::remove_dir_all(&store.dir).unwrap();
     }
 

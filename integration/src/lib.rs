@@ -491,7 +491,8 @@ pub fn wait_for_ifb_gone(id: &str) {
 
 /// What netrt could leave behind, as text to compare: every link with its
 /// kind and master, every qdisc and ingress filter on the host and in the
-/// given namespaces, and the files under /run/netrt/containers.
+/// given namespaces, the records under /run/netrt/containers and the
+/// address claims under /run/netrt/addresses.
 pub fn snapshot(namespaces: &[&str]) -> String {
     let mut out = String::new();
     let mut prefixes = vec![String::new()];
@@ -528,6 +529,7 @@ pub fn snapshot(namespaces: &[&str]) -> String {
         }
     }
     out += &sh("ls -1 /run/netrt/containers 2>/dev/null || true");
+    out += &sh("find /run/netrt/addresses -mindepth 1 -printf '%f -> %l\\n' 2>/dev/null | sort");
     out
 }
 

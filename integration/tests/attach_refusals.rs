@@ -240,6 +240,14 @@ fn gc_cleans_up_after_a_container_whose_poststop_never_ran() {
     sh_quiet(&format!("rm -rf /run/runc/{id}"));
     assert!(record_exists(id) && link_exists(None, &ifb_name(id)), "poststop never ran: netrt's objects remain");
 
+    // A container whose namespace is gone holds no address: another one
+    // takes it before gc has run, and gives it back when it stops.
+    let taker_annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.70/24")];
+    let (taker, _taker_bundle) = start_isolated("nrt-gc-taker", &taker_annotations);
+    assert_eq!(sh("readlink /run/netrt/addresses/198.51.100.70").trim(), "nrt-gc-taker");
+    taker.stop();
+    assert!(std::fs::symlink_metadata("/run/netrt/addresses/198.51.100.70").is_err(), "the taker's claim goes with it");
+
     let hook = hook_binary().display().to_string();
     let output = sh(&format!("{hook} gc"));
     assert!(output.contains(&format!("removed {id}:")) && output.contains(&ifb_name(id)), "{output}");
