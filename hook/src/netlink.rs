@@ -367,6 +367,19 @@ impl Netlink {
             .collect())
     }
 
+    /// Every qdisc of the namespace with its interface's index, in one
+    /// dump (for `status`, which would otherwise ask once per limit).
+    pub async fn all_qdiscs(&self) -> NetResult<Vec<(u32, QdiscInfo)>> {
+        let messages: Vec<TcMessage> = self
+            .handle
+            .qdisc()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error("listing the qdiscs", e))?;
+        Ok(messages.iter().map(|m| (m.header.index as u32, qdisc_info(m))).collect())
+    }
 
     pub async fn links(&self) -> NetResult<Vec<Link>> {
         let messages: Vec<LinkMessage> = self

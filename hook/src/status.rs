@@ -1,11 +1,13 @@
 //! `netrt-hook status`: the containers netrt manages, from their records,
 //! with the live counters of their shapers.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::attachment::{Attachment, Medium};
 use crate::error::{Error, Result};
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, QdiscInfo};
 use crate::netns::NetNs;
 use crate::plan::Direction;
 use crate::record::{Record, Store};
@@ -67,21 +69,55 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
     runtime.block_on(async {
         let host_ns = NetNs::current().map_err(Error::System)?;
         let host = Netlink::open_in(&host_ns).map_err(Error::System)?;
+        // One dump of the host's links and qdiscs for all records: asking
+        // per limit made status quadratic (the kernel dumps every qdisc of
+        // the namespace for each request), 0.5 s with 250 containers.
+        let host_view = if records.iter().any(|r| r.host_veth.is_some()) { View::of(&host).await } else { View::default() };
         let mut entries = vec![];
         for record in &records {
-            entries.push(entry(record, &host).await);
+            entries.push(entry(record, &host_view).await);
         }
         Ok(entries)
     })
 }
 
-async fn entry(record: &Record, host: &Netlink) -> Entry {
+/// The links and qdiscs of one namespace, as one dump each returned them.
+#[derive(Default)]
+struct View {
+    links: HashMap<String, u32>,
+    qdiscs: HashMap<u32, Vec<QdiscInfo>>,
+}
+
+impl View {
+    /// An empty view when the namespace cannot be read: its limits show as
+    /// missing, which is what they are to the reader.
+    async fn of(socket: &Netlink) -> View {
+        let mut view = View::default();
+        if let Ok(links) = socket.links().await {
+            view.links = links.into_iter().map(|link| (link.name, link.index)).collect();
+        }
+        for (index, qdisc) in socket.all_qdiscs().await.unwrap_or_default() {
+            view.qdiscs.entry(index).or_default().push(qdisc);
+        }
+        view
+    }
+
+    fn tbf_of(&self, device: &str) -> Option<&QdiscInfo> {
+        let index = self.links.get(device)?;
+        self.qdiscs.get(index)?.iter().find(|q| q.kind == "tbf")
+    }
+}
+
+async fn entry(record: &Record, host_view: &View) -> Entry {
     let on_host = record.host_veth.is_some();
-    let container = if on_host {
+    let container_view = if on_host {
         None
     } else {
         match NetNs::open(&record.netns_path) {
-            Ok(ns) if ns.id() == record.netns => Netlink::open_in(&ns).ok(),
+            Ok(ns) if ns.id() == record.netns => match Netlink::open_in(&ns) {
+                Ok(socket) => Some(View::of(&socket).await),
+                Err(_) => None,
+            },
             _ => None,
         }
     };
@@ -92,7 +128,7 @@ async fn entry(record: &Record, host: &Netlink) -> Entry {
             (None, Direction::Egress) => record.interface.clone(),
             _ => ifb_name(&record.id),
         };
-        let socket = if on_host { Some(host) } else { container.as_ref() };
+        let view = if on_host { Some(host_view) } else { container_view.as_ref() };
         let mut limit = Limit {
             direction: shaper.direction,
             device,
@@ -106,19 +142,15 @@ async fn entry(record: &Record, host: &Netlink) -> Entry {
             overlimits: 0,
             backlog_bytes: 0,
         };
-        if let Some(socket) = socket {
-            if let Ok(Some(link)) = socket.link_by_name(&limit.device).await {
-                if let Some(q) = socket.qdiscs(&link).await.unwrap_or_default().into_iter().find(|q| q.kind == "tbf") {
-                    limit.rate_bps = q.tbf.map(|t| t.rate_bytes_per_s * 8);
-                    limit.burst_bytes = q.tbf.map(|t| t.burst_bytes);
-                    limit.limit_bytes = q.tbf.map(|t| t.limit_bytes);
-                    limit.sent_bytes = q.bytes;
-                    limit.sent_packets = q.packets;
-                    limit.dropped_packets = q.drops;
-                    limit.overlimits = q.overlimits;
-                    limit.backlog_bytes = q.backlog_bytes;
-                }
-            }
+        if let Some(q) = view.and_then(|view| view.tbf_of(&limit.device)) {
+            limit.rate_bps = q.tbf.map(|t| t.rate_bytes_per_s * 8);
+            limit.burst_bytes = q.tbf.map(|t| t.burst_bytes);
+            limit.limit_bytes = q.tbf.map(|t| t.limit_bytes);
+            limit.sent_bytes = q.bytes;
+            limit.sent_packets = q.packets;
+            limit.dropped_packets = q.drops;
+            limit.overlimits = q.overlimits;
+            limit.backlog_bytes = q.backlog_bytes;
         }
         limits.push(limit);
     }
