@@ -44,6 +44,26 @@ fn macvlan_on_a_vlan_sub_interface_in_a_guest() {
     );
 }
 
+/// The VLAN variant of the 50-way concurrency test (the host's kernel has
+/// no 802.1Q): 25 macvlans on one VLAN sub-interface set up at once, 24
+/// torn down at once, then the last.
+#[test]
+fn parallel_macvlans_share_one_vlan_sub_interface_in_a_guest() {
+    run_guest(
+        "parallel-vlan",
+        &[
+            "all-set-up",
+            "one-sub-interface",
+            "every-address-and-limit-in-place",
+            "every-address-claimed",
+            "kept-for-the-last-user",
+            "one-record-left",
+            "removed-after-the-last",
+            "nothing-of-netrt-left",
+        ],
+    );
+}
+
 #[test]
 fn bridge_access_port_in_a_guest() {
     run_guest(
