@@ -351,15 +351,7 @@ impl Netlink {
     }
 
     pub async fn qdiscs(&self, link: &Link) -> NetResult<Vec<QdiscInfo>> {
-        let messages: Vec<TcMessage> = self
-            .handle
-            .qdisc()
-            .get()
-            .index(link.index as i32)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error(format!("listing the qdiscs of {}", link.name), e))?;
+        let messages = self.dump_qdiscs(Some(link.index), format!("listing the qdiscs of {}", link.name)).await?;
         Ok(messages
             .iter()
             .filter(|m| m.header.index == link.index as i32)
@@ -370,15 +362,18 @@ impl Netlink {
     /// Every qdisc of the namespace with its interface's index, in one
     /// dump (for `status`, which would otherwise ask once per limit).
     pub async fn all_qdiscs(&self) -> NetResult<Vec<(u32, QdiscInfo)>> {
-        let messages: Vec<TcMessage> = self
-            .handle
-            .qdisc()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error("listing the qdiscs", e))?;
+        let messages = self.dump_qdiscs(None, "listing the qdiscs".to_string()).await?;
         Ok(messages.iter().map(|m| (m.header.index as u32, qdisc_info(m))).collect())
+    }
+
+    /// One qdisc dump, asked for one interface or for all; the kernel may
+    /// answer with every qdisc of the namespace either way.
+    async fn dump_qdiscs(&self, index: Option<u32>, what: String) -> NetResult<Vec<TcMessage>> {
+        let mut request = self.handle.qdisc().get();
+        if let Some(index) = index {
+            request = request.index(index as i32);
+        }
+        request.execute().try_collect().await.map_err(|e| net_error(what, e))
     }
 
     pub async fn links(&self) -> NetResult<Vec<Link>> {
