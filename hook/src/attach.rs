@@ -272,7 +272,7 @@ pub fn check_conflicts(attachment: &Attachment, id: &str, store: &Store) -> crat
         // and the holder's namespace lives (a container whose poststop never
         // ran holds nothing).
         let Some(other) = store.load(&holder)? else { continue };
-        let held = other.plan.attachment.iter().flat_map(|a| &a.addresses).any(|t| t.address == address.address);
+        let held = other.addresses().any(|held| held == address.address);
         if held && !crate::netns::is_gone(&other.netns_path, other.netns) {
             return Err(attachment
                 .refuse("net.ip", format!("{} is already held by container {} on this host", address.address, other.id))

@@ -200,7 +200,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         };
         let (failures, _) = shaping::undo_all(&done, &sockets, HostLinks::Delete, &attach::vlans_in_use(&others)).await;
         if failures.is_empty() {
-            store.remove(&container.id)?;
+            store.remove(&record)?;
         } else {
             // Keep the write-ahead record so teardown or gc can finish.
             record.created = done;
@@ -267,7 +267,7 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs, host_l
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
     }
-    store.remove(&record.id)?;
+    store.remove(record)?;
     Ok(handed_back)
 }
 
@@ -300,7 +300,7 @@ fn teardown(id: &str) -> Result<()> {
         fault::kill_point("teardown", 0);
         let Some(record) = store.load(id)? else {
             // A partial record cut short before setup changed anything.
-            store.remove(id)?;
+            store.remove_unreadable(id)?;
             return Ok::<_, Error>(vec![]);
         };
         let host_ns = NetNs::current().map_err(Error::System)?;

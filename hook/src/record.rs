@@ -74,6 +74,11 @@ pub struct Record {
 }
 
 impl Record {
+    /// The static addresses its attachment holds (and claims).
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.plan.attachment.iter().flat_map(|a| &a.addresses).map(|cidr| cidr.address)
+    }
+
     pub fn new(id: &str, pid: i32, netns: NsId, netns_path: String, interface: String, host_veth: Option<String>, plan: Plan) -> Self {
         Record { version: RECORD_VERSION, id: id.to_string(), pid, netns, netns_path, interface, host_veth, plan, created: vec![], complete: false }
     }
@@ -204,22 +209,26 @@ impl Store {
             .map_err(|e| Error::System(format!("cannot complete the record of {id}: {e}")))
     }
 
-    pub fn remove(&self, id: &str) -> Result<()> {
+    /// Removes a record and the claims of its addresses.
+    pub fn remove(&self, record: &Record) -> Result<()> {
         // The claims first: a claim whose record is gone is stale anyway
         // (setup and gc treat it so), a record whose claims are gone is not.
-        if let Ok(Some(record)) = self.load(id) {
-            for address in claimed_addresses(&record) {
-                self.release(&address, id)?;
-            }
+        for address in record.addresses() {
+            self.release(&address, &record.id)?;
         }
+        self.remove_files(&record.id)
+    }
+
+    /// Removes a partial record cut short before it could be read: it
+    /// lists nothing made, and any claim it made is an orphan for gc.
+    pub fn remove_unreadable(&self, id: &str) -> Result<()> {
+        self.remove_files(id)
+    }
+
+    fn remove_files(&self, id: &str) -> Result<()> {
         let partial = self.partial_path_of(id);
         for path in [self.path_of(id), partial.with_extension("partial.tmp"), partial] {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::System(format!("cannot remove {}: {e}", path.display())))
-                }
-                _ => {}
-            }
+            remove_if_present(&path)?;
         }
         Ok(())
     }
@@ -241,7 +250,7 @@ impl Store {
     /// them). Called under the lock, after `begin`: a claim never exists
     /// without the record that undoes it.
     pub fn claim(&self, record: &Record) -> Result<()> {
-        for address in claimed_addresses(record) {
+        for address in record.addresses() {
             let path = self.claim_path(&address);
             if self.holder_of(&address)?.as_deref() == Some(record.id.as_str()) {
                 continue;
@@ -262,34 +271,21 @@ impl Store {
         if self.holder_of(address)?.as_deref() != Some(id) {
             return Ok(());
         }
-        let path = self.claim_path(address);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::System(format!("cannot remove {}: {e}", path.display()))),
-            _ => Ok(()),
-        }
+        remove_if_present(&self.claim_path(address))
     }
 
     /// Removes the claims whose holder has no record (one cut short before
     /// it could name its addresses, or removed by hand); returns the
     /// addresses freed.
     pub fn remove_orphan_claims(&self) -> Result<Vec<String>> {
-        let entries = match fs::read_dir(self.addresses()) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(Error::System(format!("cannot list {}: {e}", self.addresses().display()))),
-        };
         let mut freed = vec![];
-        for entry in entries.flatten() {
+        for entry in entries_of(&self.addresses())? {
             let holder = fs::read_link(entry.path()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             if check_id(&holder).is_ok() && self.exists(&holder) {
                 continue;
             }
-            match fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::System(format!("cannot remove {}: {e}", entry.path().display())))
-                }
-                _ => freed.push(entry.file_name().to_string_lossy().into_owned()),
-            }
+            remove_if_present(&entry.path())?;
+            freed.push(entry.file_name().to_string_lossy().into_owned());
         }
         freed.sort();
         Ok(freed)
@@ -331,24 +327,14 @@ impl Store {
     }
 
     pub fn remove_deferred(&self, id: &str) -> Result<()> {
-        let path = self.deferred_path(id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::System(format!("cannot remove {}: {e}", path.display())))
-            }
-            _ => Ok(()),
-        }
+        remove_if_present(&self.deferred_path(id))
     }
 
     /// The ids of every deferred setup.
     pub fn all_deferred(&self) -> Result<Vec<String>> {
-        let entries = match fs::read_dir(self.deferred_dir()) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(Error::System(format!("cannot list {}: {e}", self.deferred_dir().display()))),
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string))
+        let mut ids: Vec<String> = entries_of(&self.deferred_dir())?
+            .into_iter()
+            .filter_map(|entry| entry.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string))
             .collect();
         ids.sort();
         Ok(ids)
@@ -356,13 +342,8 @@ impl Store {
 
     /// Every record, in id order; damaged ones are reported, not skipped.
     pub fn all(&self) -> Result<Vec<Record>> {
-        let entries = match fs::read_dir(self.containers()) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(Error::System(format!("cannot list {}: {e}", self.containers().display()))),
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(|entry| entry.ok())
+        let mut ids: Vec<String> = entries_of(&self.containers())?
+            .into_iter()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
                 name.strip_suffix(".json").or_else(|| name.strip_suffix(".partial")).map(str::to_string)
@@ -385,9 +366,21 @@ fn read(path: &Path) -> Result<Option<Record>> {
         .map_err(|e| Error::System(format!("record {} is damaged ({e}); remove it by hand", path.display())))
 }
 
-/// The addresses a record's attachment holds.
-fn claimed_addresses(record: &Record) -> Vec<IpAddr> {
-    record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|cidr| cidr.address).collect()
+/// The entries of a folder; none if it does not exist (yet).
+fn entries_of(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(Error::System(format!("cannot list {}: {e}", dir.display()))),
+    }
+}
+
+/// Removes a file; one already gone is fine.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::System(format!("cannot remove {}: {e}", path.display()))),
+        _ => Ok(()),
+    }
 }
 
 fn write_file(path: &Path, record: &Record) -> std::io::Result<()> {
@@ -432,10 +425,10 @@ mod tests {
         store.commit("c1").unwrap();
         let complete = store.load("c1").unwrap().unwrap();
         assert!(complete.complete);
-        assert_eq!(store.all().unwrap(), vec![complete]);
+        assert_eq!(store.all().unwrap(), vec![complete.clone()]);
         assert!(!store.partial_path_of("c1").exists());
-        store.remove("c1").unwrap();
-        store.remove("c1").unwrap();
+        store.remove(&complete).unwrap();
+        store.remove(&complete).unwrap();
         assert_eq!(store.load("c1").unwrap(), None);
         assert_eq!(fs::read_dir(store.containers()).unwrap().count(), 0, "nothing stays behind");
         fs::remove_dir_all(&store.dir).unwrap();
@@ -467,7 +460,7 @@ mod tests {
         store.begin(&second).unwrap();
         store.claim(&second).unwrap();
         assert_eq!(store.holder_of(&v4).unwrap().as_deref(), Some("c2"));
-        store.remove("c1").unwrap();
+        store.remove(&first).unwrap();
         assert_eq!(store.holder_of(&v4).unwrap().as_deref(), Some("c2"));
         assert_eq!(store.holder_of(&v6).unwrap(), None);
 
@@ -497,7 +490,7 @@ mod tests {
         fs::write(store.partial_path_of("c4"), "{\"version\":1,\"id\":").unwrap();
         assert_eq!(store.load("c4").unwrap(), None);
         assert!(store.exists("c4"), "a reader never removes it; teardown does, under the lock");
-        store.remove("c4").unwrap();
+        store.remove_unreadable("c4").unwrap();
         assert!(!store.exists("c4"));
         fs::remove_dir_all(&store.dir).unwrap();
     }
