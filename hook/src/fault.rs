@@ -6,10 +6,10 @@
 //! - `NETRT_FAULT_KILL=STAGE:N`: the hook kills itself with SIGKILL at that
 //!   point (`setup:0` once the write-ahead record is written, `setup:N`
 //!   after setup step N, `teardown:0` with the lock held before anything is
-//!   undone, `teardown:N` after N recorded objects are undone,
-//!   `teardown-reap:0` after the record is removed and before the host
-//!   devices are handed to the background reaper), so tests can prove that
-//!   poststop and gc clean up after a hook that died anywhere.
+//!   undone, `teardown:N` after N recorded objects are undone or marked
+//!   for deletion, `teardown:ALL` (N = their count) after the devices are
+//!   deleted and before the record goes), so tests can prove that poststop
+//!   and gc clean up after a hook that died anywhere.
 
 #[cfg(feature = "fault-injection")]
 pub fn after_step(step: u32) -> Result<(), String> {

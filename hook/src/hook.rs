@@ -6,14 +6,14 @@ use std::io::Read;
 use crate::attachment::Attachment;
 use crate::error::{Error, KeyError, Result};
 use crate::fault;
-use crate::netlink::{Link, Netlink};
+use crate::netlink::Netlink;
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
-use crate::shaping::{self, HostLinks, Placement, Sockets};
-use crate::{attach, log, policy, privilege, reap};
+use crate::shaping::{self, Placement, Sockets};
+use crate::{attach, log, policy, privilege};
 
 /// When setup may happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
                     attach::PreparedMedium::Macvlan { .. } => None,
                 };
                 record.created = attach::planned_objects(&prepared);
-                let frame_bytes = prepared.frame_bytes;
+                let frame_bytes = prepared.frame_bytes();
                 (Target::Attach(attachment, prepared), frame_bytes)
             }
             None => {
@@ -198,7 +198,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
             }
             Err(error) => error,
         };
-        let (failures, _) = shaping::undo_all(&done, &sockets, HostLinks::Delete, &attach::vlans_in_use(&others)).await;
+        let failures = shaping::undo_all(&done, &sockets, &attach::vlans_in_use(&others)).await;
         if failures.is_empty() {
             store.remove(&record)?;
         } else {
@@ -231,9 +231,8 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
     format!("set up {id}: {place}: {}", limits.join("; "))
 }
 
-/// Host devices with this container's names are leftovers: of a run whose
-/// record is gone, or of a teardown whose background deletion has not
-/// finished. They would make the new setup fail. An ifb inside the
+/// Host devices with this container's names are leftovers of a run whose
+/// record is gone. They would make the new setup fail. An ifb inside the
 /// container's namespace is one a failed earlier setup left in a namespace
 /// that lives on.
 async fn remove_strays(sockets: &Sockets, id: &str) -> crate::netlink::NetResult<()> {
@@ -248,27 +247,24 @@ async fn remove_strays(sockets: &Sockets, id: &str) -> crate::netlink::NetResult
 }
 
 async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
-    undo_record(store, old, host_ns, HostLinks::Delete)
+    undo_record(store, old, host_ns)
         .await
         .map_err(|e| Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)))
-        .map(|_| ())
 }
 
-/// Undoes everything a record lists and removes the record; on failure the
-/// record stays for a retry. Must run under the host lock. Returns the host
-/// devices handed back for deletion in the background.
-pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs, host_links: HostLinks) -> Result<Vec<Link>> {
+/// Undoes everything a record lists and removes the record; when it
+/// returns Ok, every host object of the container is gone. On failure the
+/// record stays for a retry. Must run under the host lock.
+pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Result<()> {
     // Only a VLAN sub-interface is shared, and only it needs the others.
     let shares_a_vlan = record.created.iter().any(|c| matches!(c, Created::VlanLink { .. }));
     let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
     let sockets = sockets_for_record(record, host_ns)?;
-    let (failures, handed_back) =
-        shaping::undo_all(&record.created, &sockets, host_links, &attach::vlans_in_use(&others)).await;
+    let failures = shaping::undo_all(&record.created, &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
     }
-    store.remove(record)?;
-    Ok(handed_back)
+    store.remove(record)
 }
 
 /// Sockets for undoing a record: the container's namespace only if the
@@ -295,26 +291,23 @@ fn teardown(id: &str) -> Result<()> {
     }
     privilege::check()?;
     privilege::drop_to_kept()?;
-    let host_links = runtime()?.block_on(async {
+    runtime()?.block_on(async {
         let _lock = store.lock()?;
         fault::kill_point("teardown", 0);
         let Some(record) = store.load(id)? else {
             // A partial record cut short before setup changed anything.
             store.remove_unreadable(id)?;
-            return Ok::<_, Error>(vec![]);
+            return Ok(());
         };
         let host_ns = NetNs::current().map_err(Error::System)?;
-        let host_links = undo_record(&store, &record, &host_ns, HostLinks::HandBack).await.map_err(|e| {
+        undo_record(&store, &record, &host_ns).await.map_err(|e| {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);
             Error::System(message)
         })?;
         log::info(&format!("tore down {id}"));
-        Ok(host_links)
-    })?;
-    fault::kill_point("teardown-reap", 0);
-    reap::delete_in_background(host_links);
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `netrt-hook gc`: undoes the records of containers whose namespace is
@@ -340,7 +333,7 @@ pub fn gc() -> Result<Vec<String>> {
             if !netns::is_gone(&record.netns_path, record.netns) {
                 continue;
             }
-            undo_record(&store, &record, &host_ns, HostLinks::Delete)
+            undo_record(&store, &record, &host_ns)
                 .await
                 .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
             let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
@@ -361,26 +354,33 @@ pub fn gc() -> Result<Vec<String>> {
 }
 
 /// Host devices under netrt's own names that no record accounts for: left
-/// by a teardown killed between removing its record and handing the
-/// devices to the reaper, or by a reaper that died. Under the host lock no
-/// setup is half-way (a setup writes its record before it makes a device),
-/// so none of them belongs to a container.
+/// by a version of netrt that deleted them after its hook had answered, or
+/// made by hand. Under the host lock no setup is half-way (a setup writes
+/// its record before it makes a device), so none of them belongs to a
+/// container. They go in one batch.
 async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
     let recorded: Vec<String> =
         store.all()?.iter().flat_map(|r| [shaping::ifb_name(&r.id), shaping::host_veth_name(&r.id)]).collect();
     let host = Netlink::open_in(host_ns).map_err(Error::System)?;
-    let mut removed = vec![];
-    for link in host.links().await.map_err(|e| Error::System(e.to_string()))? {
-        let Some(kind) = shaping::own_device_kind(&link.name) else { continue };
-        if recorded.contains(&link.name) || link.kind.as_deref() != Some(kind) {
-            continue;
-        }
-        if host.delete_link(&link).await.map_err(|e| Error::System(e.to_string()))? {
-            let line = format!("removed {kind} {}: no record names it", link.name);
-            log::info(&line);
-            removed.push(line);
-        }
+    let strays: Vec<_> = host
+        .links()
+        .await
+        .map_err(|e| Error::System(e.to_string()))?
+        .into_iter()
+        .filter(|link| {
+            let kind = shaping::own_device_kind(&link.name);
+            kind.is_some() && link.kind.as_deref() == kind && !recorded.contains(&link.name)
+        })
+        .collect();
+    if strays.is_empty() {
+        return Ok(vec![]);
     }
+    shaping::delete_together(&host, &strays).await.map_err(|e| Error::System(e.to_string()))?;
+    let removed: Vec<String> = strays
+        .iter()
+        .map(|link| format!("removed {} {}: no record names it", link.kind.as_deref().unwrap_or("device"), link.name))
+        .collect();
+    removed.iter().for_each(|line| log::info(line));
     Ok(removed)
 }
 

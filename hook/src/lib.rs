@@ -20,7 +20,6 @@ pub mod oci;
 pub mod plan;
 pub mod policy;
 pub mod privilege;
-pub mod reap;
 pub mod record;
 pub mod settings;
 pub mod shaping;

@@ -288,6 +288,30 @@ impl Netlink {
         deleted(result, format!("deleting {}", link.name), &[libc::ENODEV])
     }
 
+    /// Puts `link` into the link group `group`, to be deleted with the
+    /// other members by `delete_group`.
+    pub async fn set_group(&self, link: &Link, group: u32) -> NetResult<()> {
+        let message = LinkUnspec::new_with_index(link.index).link_group(group).build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("putting {} into link group {group:#x}", link.name), e))
+    }
+
+    /// Deletes every device of link group `group` in one request, so the
+    /// kernel unregisters them as one batch and waits for one RCU grace
+    /// period instead of one per device. Devices without a `dellink` (real
+    /// NICs) make the kernel refuse the whole request. Returns whether any
+    /// device was deleted.
+    pub async fn delete_group(&self, group: u32) -> NetResult<bool> {
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::Group(group));
+        let result = rtnetlink::LinkDelRequest::new_with_message(self.handle.clone(), message).execute().await;
+        deleted(result, format!("deleting link group {group:#x}"), &[libc::ENODEV])
+    }
+
     pub async fn add_root_tbf(&self, link: &Link, tbf: &Tbf) -> NetResult<()> {
         let mut message = TcMessage::with_index(link.index as i32);
         message.header.parent = TcHandle::ROOT;
@@ -388,18 +412,23 @@ impl Netlink {
         Ok(messages.iter().map(Link::from_message).collect())
     }
 
-    /// Creates a veth pair in one request: `host_name` here, `peer_name`
-    /// born directly in `peer_ns` (so it cannot clash with a host name).
-    pub async fn add_veth_into(&self, host_name: &str, peer_name: &str, peer_ns: &NetNs, shape: &LinkShape) -> NetResult<Link> {
-        let peer = shape.applied(LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd()));
-        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(rtnetlink::packet_route::link::InfoKind::Veth)
+    /// Creates a veth pair in one request: `host_name` here with
+    /// `host_shape`, `peer_name` born directly in `peer_ns` with
+    /// `peer_shape` (so it cannot clash with a host name).
+    pub async fn add_veth_into(
+        &self,
+        host_name: &str,
+        host_shape: &LinkShape,
+        peer_name: &str,
+        peer_ns: &NetNs,
+        peer_shape: &LinkShape,
+    ) -> NetResult<Link> {
+        let peer = peer_shape.applied(LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd()));
+        let host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(rtnetlink::packet_route::link::InfoKind::Veth)
             .name(host_name.to_string())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
-        if let Some(mtu) = shape.mtu {
-            host = host.mtu(mtu);
-        }
         let action = format!("creating veth pair {host_name} (host) and {peer_name} (container)");
-        self.handle.link().add(host.build()).execute().await.map_err(|e| net_error(&action, e))?;
+        self.handle.link().add(host_shape.applied(host).build()).execute().await.map_err(|e| net_error(&action, e))?;
         self.must_find(host_name, action).await
     }
 

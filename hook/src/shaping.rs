@@ -82,9 +82,22 @@ pub fn own_device_kind(name: &str) -> Option<&'static str> {
     (hash.len() == 11 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(kind)
 }
 
+/// MAC of the host end of a bridge attachment's veth: `fe:ff` and 32 bits
+/// of the id's hash. A bridge whose MAC the admin did not set takes the
+/// lowest MAC of its ports (and keeps it when that port leaves), so the
+/// host end's MAC sorts above any real NIC's, as libvirt's `fe:` taps do:
+/// attaching a container never changes the bridge's MAC.
+pub fn host_veth_mac(container_id: &str) -> [u8; 6] {
+    let [a, b, c, d] = ((fnv1a(container_id) >> 32) as u32).to_be_bytes();
+    [0xfe, 0xff, a, b, c, d]
+}
+
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
 fn device_name(prefix: &str, container_id: &str) -> String {
-    let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{prefix}{:011x}", hash >> 20)
+    format!("{prefix}{:011x}", fnv1a(container_id) >> 20)
 }
 
 /// Finds the interface to shape and where its limits belong.
@@ -268,70 +281,82 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     if root { on.delete_own_root_tbf(&link).await } else { on.delete_ingress_qdisc(&link).await }
 }
 
-/// What undoing does with the host devices a container had to itself (its
-/// ifb and its bridge veth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostLinks {
-    Delete,
-    /// Only look them up and return them, for the caller to delete after
-    /// the hook has answered: unregistering a device waits for an RCU grace
-    /// period (about 17 ms here), and the runtime waits for poststop. By
-    /// then nothing leads into them any more: the redirect is gone, and the
-    /// veth's container end went with the container's namespace.
-    HandBack,
-}
+/// The link group netrt's devices join for the moment of their deletion
+/// ("nrtd"), so that one request deletes them all (see `delete_together`).
+/// Teardowns run under the host lock, so the group holds one container's
+/// devices, or also those of a teardown that was killed half-way, which
+/// are going anyway.
+pub const TEARDOWN_GROUP: u32 = 0x6e72_7464;
 
-/// Undoes objects in reverse order, trying all; returns the failures and,
-/// with `HostLinks::HandBack`, the host devices left for the caller. A VLAN
-/// sub-interface named in `vlans_in_use` (by another container) is kept.
-pub async fn undo_all(
-    objects: &[Created],
-    sockets: &Sockets,
-    host_links: HostLinks,
-    vlans_in_use: &[String],
-) -> (Vec<NetError>, Vec<Link>) {
+/// Undoes objects in reverse order, trying all, and returns the failures.
+/// Devices netrt made (its host veth and ifb, a VLAN sub-interface no other
+/// container uses, a macvlan or ifb in the container's namespace) are not
+/// deleted one by one: unregistering a device waits for an RCU grace
+/// period, so they go together at the end, one request per namespace, and
+/// the qdiscs and filters on them go with them. A VLAN sub-interface named
+/// in `vlans_in_use` (by another container) is kept.
+pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[String]) -> Vec<NetError> {
     let mut failures = vec![];
-    let mut handed_back = vec![];
-    // Qdiscs on a host veth that is handed back go with it: no request
-    // needs the kernel's rtnl lock, which the dying namespace holds while it
-    // unregisters the veth's other end.
-    let going: Vec<&String> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Created::HostVeth { name, .. } if host_links == HostLinks::HandBack => Some(name),
+    let mut going: Vec<(Side, Link)> = vec![];
+    let own_device = |object: &Created| -> Option<(Side, String, Option<u32>, &'static [&'static str])> {
+        match object {
+            Created::Ifb { side, name } => Some((*side, name.clone(), None, &["ifb"])),
+            Created::HostVeth { name, index } => Some((Side::Host, name.clone(), *index, &["veth"])),
+            Created::VlanLink { name, index } if !vlans_in_use.contains(name) => Some((Side::Host, name.clone(), *index, &["vlan"])),
+            Created::ContainerLink { name, index } => Some((Side::Container, name.clone(), *index, &["macvlan", "veth"])),
             _ => None,
-        })
-        .collect();
+        }
+    };
+    let devices: Vec<(Side, String)> = objects.iter().filter_map(own_device).map(|(side, name, ..)| (side, name)).collect();
     for (undone, object) in objects.iter().rev().enumerate() {
         if undone > 0 {
             fault::kill_point("teardown", undone as u32);
         }
-        if let Created::RootQdisc { side: Side::Host, name, .. } | Created::IngressQdisc { side: Side::Host, name, .. } = object {
-            if going.contains(&name) {
-                continue;
+        let result = match (own_device(object), object) {
+            (Some((side, name, index, kinds)), _) => match sockets.on(side) {
+                Some(on) => find_named(on, &name, index, kinds).await.map(|found| going.extend(found.map(|link| (side, link)))),
+                None => Ok(()),
+            },
+            (None, Created::VlanLink { .. }) => Ok(()),
+            (None, Created::RootQdisc { side, name, .. } | Created::IngressQdisc { side, name, .. })
+                if devices.contains(&(*side, name.clone())) =>
+            {
+                Ok(())
             }
-        }
-        let own_host_device = match object {
-            Created::Ifb { side: Side::Host, name } => Some((name, None, "ifb")),
-            Created::HostVeth { name, index } => Some((name, *index, "veth")),
-            _ => None,
-        };
-        let result = match (own_host_device, object) {
-            (Some((name, index, kind)), _) if host_links == HostLinks::HandBack => {
-                find_named(&sockets.host, name, index, &[kind]).await.map(|link| {
-                    handed_back.extend(link);
-                    true
-                })
-            }
-            (_, Created::VlanLink { name, .. }) if vlans_in_use.contains(name) => Ok(false),
-            _ => undo(object, sockets).await,
+            (None, _) => undo(object, sockets).await.map(|_| ()),
         };
         if let Err(e) = result {
             failures.push(e);
         }
     }
+    for side in [Side::Container, Side::Host] {
+        let links: Vec<Link> = going.iter().filter(|(s, _)| *s == side).map(|(_, link)| link.clone()).collect();
+        if let (Some(on), false) = (sockets.on(side), links.is_empty()) {
+            if let Err(e) = delete_together(on, &links).await {
+                failures.push(e);
+            }
+        }
+    }
     fault::kill_point("teardown", objects.len() as u32);
-    (failures, handed_back)
+    failures
+}
+
+/// Deletes netrt's own `links` of one namespace, already checked to be
+/// netrt's, and returns when they are gone: one device by its index; several
+/// as one batch through `TEARDOWN_GROUP`, so the kernel waits for one RCU
+/// grace period instead of one per device. A device that vanished meanwhile
+/// (its namespace died) is left out.
+pub async fn delete_together(on: &Netlink, links: &[Link]) -> NetResult<()> {
+    if let [link] = links {
+        return on.delete_link(link).await.map(|_| ());
+    }
+    for link in links {
+        match on.set_group(link, TEARDOWN_GROUP).await {
+            Err(e) if e.errno == Some(libc::ENODEV) => {}
+            other => other?,
+        }
+    }
+    on.delete_group(TEARDOWN_GROUP).await.map(|_| ())
 }
 
 /// The link called `name`, if it is of one of `kinds` and, when `index` is
@@ -381,6 +406,16 @@ mod tests {
         assert!(a.starts_with("nrti"));
         assert_ne!(a, b);
         assert_eq!(a, ifb_name("test-container-1"));
+    }
+
+    #[test]
+    fn host_veth_macs_sort_above_real_nics_and_differ() {
+        let a = host_veth_mac("test-container-1");
+        assert_eq!(a[..2], [0xfe, 0xff], "locally administered, unicast, above any OUI and libvirt's fe:54");
+        assert_eq!(a[0] & 0x01, 0, "unicast");
+        assert_ne!(a, host_veth_mac("test-container-2"));
+        assert_eq!(a, host_veth_mac("test-container-1"));
+        assert!(a > [0xfe, 0x54, 0xff, 0xff, 0xff, 0xff], "above libvirt's taps, and so above any real NIC");
     }
 
     #[test]
