@@ -55,6 +55,9 @@ host_address=$network.1
 container_address=$network.10/24
 say "made bridge $bridge with $host_address/24 (a documentation range this host does not use; traffic stays on it)"
 ip link add "$bridge" type bridge
+# A bridge without ports takes its first port's MAC unless its own is fixed;
+# netrt refuses to change a host bridge, so fix the one the kernel chose.
+ip link set "$bridge" address "$(cat "/sys/class/net/$bridge/address")"
 ip address add "$host_address/24" dev "$bridge"
 ip link set "$bridge" up
 

@@ -10,22 +10,29 @@ use crate::netns::NetNs;
 use crate::record::{Created, Record, Store};
 use crate::shaping::{self, Placement, Sockets};
 
-/// An interface's MTU when nobody set one.
-const DEFAULT_MTU: u32 = 1500;
-
 /// What the host looked like when setup checked it, under the host lock.
 #[derive(Debug)]
 pub struct Prepared {
     /// The interface's name inside the container.
     pub ifname: String,
     pub medium: PreparedMedium,
+    /// The attached interface's MTU: `net.mtu`, else its bridge's or its
+    /// parent's.
+    pub mtu: u32,
+}
+
+impl Prepared {
     /// The largest frame the attached interface will carry.
-    pub frame_bytes: u32,
+    pub fn frame_bytes(&self) -> u32 {
+        self.mtu + crate::netlink::ETHERNET_HEADER_BYTES
+    }
 }
 
 #[derive(Debug)]
 pub enum PreparedMedium {
-    Bridge { bridge: Link, host_veth: String },
+    /// The host end keeps the bridge's MTU, and has a MAC that never
+    /// becomes the bridge's.
+    Bridge { bridge: Link, host_veth: String, host_mac: [u8; 6] },
     Macvlan { lower: Lower },
 }
 
@@ -62,8 +69,25 @@ pub async fn prepare(
             if attachment.vlan.is_some() {
                 check_vlan_filtering(&bridge, attachment)?;
             }
+            if let Some(mtu) = attachment.mtu.filter(|mtu| *mtu > bridge.mtu) {
+                return Err(attachment.refuse("net.mtu", format!(
+                    "{mtu} is larger than the MTU of bridge {} ({}); netrt never changes the bridge's MTU",
+                    bridge.name, bridge.mtu
+                )));
+            }
+            let host_mac = shaping::host_veth_mac(container_id);
+            if bridge_mac_would_change(&bridge, &host_mac) {
+                return Err(attachment.refuse(lead, format!(
+                    "bridge {0} has no port yet and a MAC the kernel chose, so the first port's MAC would become the \
+                     bridge's (and 00:00:00:00:00:00 once that port leaves); netrt never changes the bridge: \
+                     fix its MAC with ip link set {0} address {1}, or add its uplink first",
+                    bridge.name,
+                    format_mac(&bridge.mac)
+                )));
+            }
+            let bridge_mtu = bridge.mtu;
             let host_veth = shaping::host_veth_name(container_id);
-            (PreparedMedium::Bridge { bridge, host_veth }, DEFAULT_MTU)
+            (PreparedMedium::Bridge { bridge, host_veth, host_mac }, bridge_mtu)
         }
         Medium::Macvlan { parent, .. } => {
             let parent = host_link(host, parent, attachment).await?;
@@ -95,8 +119,7 @@ pub async fn prepare(
         Some(name) => name.clone(),
         None => (0..).map(|n| format!("eth{n}")).find(|name| !names.contains(name)).expect("some ethN is free"),
     };
-    let frame_bytes = attachment.mtu.unwrap_or(default_mtu) + crate::netlink::ETHERNET_HEADER_BYTES;
-    Ok(Prepared { ifname, medium, frame_bytes })
+    Ok(Prepared { ifname, medium, mtu: attachment.mtu.unwrap_or(default_mtu) })
 }
 
 async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Result<Link, KeyError> {
@@ -108,6 +131,30 @@ async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Resul
             let what = if lead == "net.bridge" { "bridge (netrt never creates one)" } else { "interface" };
             attachment.refuse(lead, format!("the host has no {what} called {name}"))
         })
+}
+
+/// Whether enslaving a port with `port_mac` would change the bridge's own
+/// MAC. The kernel gives a bridge whose MAC nobody set the lowest MAC of
+/// its ports; an empty one takes its first port's MAC, and keeps
+/// 00:00:00:00:00:00 once that port leaves. Netlink reports neither how a
+/// MAC was assigned nor whether a bridge has ports; the sysfs of the hook's
+/// own namespace does. Where sysfs shows another device under that name
+/// (mounted for another namespace), nothing is known and nothing refused.
+fn bridge_mac_would_change(bridge: &Link, port_mac: &[u8; 6]) -> bool {
+    let sys = std::path::Path::new("/sys/class/net").join(&bridge.name);
+    let read = |file: &str| std::fs::read_to_string(sys.join(file)).map(|text| text.trim().to_string()).unwrap_or_default();
+    if read("ifindex") != bridge.index.to_string() || read("addr_assign_type") == NET_ADDR_SET {
+        return false;
+    }
+    let has_ports = std::fs::read_dir(sys.join("brif")).map_or(true, |mut ports| ports.next().is_some());
+    !has_ports || port_mac.as_slice() < bridge.mac.as_slice()
+}
+
+/// `addr_assign_type` of a MAC someone set (not the kernel's choice).
+const NET_ADDR_SET: &str = "3";
+
+fn format_mac(mac: &[u8]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 fn check_vlan_filtering(bridge: &Link, attachment: &Attachment) -> Result<(), KeyError> {
@@ -175,8 +222,13 @@ pub async fn apply(
     let step = |steps: &mut u32| shaping::step_done(steps).map_err(fail(lead));
 
     let host_veth = match &prepared.medium {
-        PreparedMedium::Bridge { bridge, host_veth } => {
-            let veth = host.add_veth_into(host_veth, &prepared.ifname, container_ns, &shape).await.map_err(fail(lead))?;
+        PreparedMedium::Bridge { bridge, host_veth, host_mac } => {
+            let host_shape = LinkShape { mac: Some(*host_mac), mtu: Some(bridge.mtu) };
+            let container_shape = LinkShape { mtu: Some(prepared.mtu), ..shape };
+            let veth = host
+                .add_veth_into(host_veth, &host_shape, &prepared.ifname, container_ns, &container_shape)
+                .await
+                .map_err(fail(lead))?;
             done.push(Created::HostVeth { name: veth.name.clone(), index: Some(veth.index) });
             step(steps)?;
             host.attach_to_bridge(&veth, bridge).await.map_err(fail(lead))?;

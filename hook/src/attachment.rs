@@ -200,7 +200,12 @@ impl Attachment {
     /// The MAC to give the interface: `net.mac`, else, as Docker does, one
     /// derived from the first IPv4 address (02:42 and its four bytes), so a
     /// restarted container keeps its identity in its neighbours' ARP caches.
+    /// A passthru macvlan keeps its parent's MAC: setting one would change
+    /// the parent's.
     pub fn mac_to_set(&self) -> Option<[u8; 6]> {
+        if matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. }) {
+            return None;
+        }
         self.mac.or_else(|| {
             self.addresses.iter().find_map(|a| match a.address {
                 IpAddr::V4(v4) => {
@@ -301,6 +306,13 @@ pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
     let routes = field("net.routes").map(|s| routes(s, &addresses)).transpose()?.unwrap_or_default();
     let mac = field("net.mac").map(|s| parse_mac(&s.value).map_err(|r| refuse(s, r))).transpose()?;
     let mtu = field("net.mtu").map(|s| mtu(s, &addresses)).transpose()?;
+    if let (Medium::Macvlan { mode: MacvlanMode::Passthru, .. }, Some(given_mac)) = (&medium, field("net.mac")) {
+        return Err(refuse(given_mac, format!(
+            "a passthru macvlan carries its parent's own MAC, so setting another would change the MAC of {} \
+             (netrt never changes a host interface's settings); leave net.mac out or use another macvlan mode",
+            settings.get("net.parent").map_or("the parent", |p| p.value.as_str())
+        )));
+    }
 
     let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given };
     if let Some(sub) = attachment.vlan_interface() {
@@ -556,6 +568,20 @@ mod tests {
         }
         assert_refused(&["NETRT_IP=10.0.0.1/8"], "NETRT_IP=\"10.0.0.1/8\"", "needs net.bridge or net.parent");
         assert_refused(&["net.bridge=br0", "net.macvlan.mode=vepa"], "net.macvlan.mode=\"vepa\"", "not to net.bridge");
+    }
+
+    #[test]
+    fn a_passthru_macvlan_never_gets_a_mac_of_its_own() {
+        // It would become its parent's MAC: a host interface's setting.
+        assert_refused(
+            &["net.parent=eth1", "net.macvlan.mode=passthru", "net.mac=02:00:5e:10:00:01"],
+            "net.mac=\"02:00:5e:10:00:01\"",
+            "would change the MAC of eth1",
+        );
+        let derived = attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
+        assert_eq!(derived.mac_to_set(), None, "no MAC derived from the address either");
+        let bridged = attachment(&["net.parent=eth1", "net.macvlan.mode=bridge", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
+        assert_eq!(bridged.mac_to_set(), Some([0x02, 0x42, 10, 0, 0, 5]));
     }
 
     #[test]
