@@ -19,7 +19,7 @@ check port-left-vlan-1 sh -c "! $BRIDGE vlan show dev $port | grep -qw 1"
 check reaches-vlan-50 inside c1 ping -c 2 -W 2 10.1.0.5
 check_not no-reach-vlan-60 inside c1 ping -c 2 -W 2 10.1.0.6
 stop c1
-check port-gone wait_gone $port
+check port-gone gone $port
 check no-records sh -c "[ -z \"\$(ls /run/netrt/containers)\" ]"
 
 # The same on a bridge without VLAN filtering is refused, and changes nothing.

@@ -51,10 +51,6 @@ veth_to() {
     $IP link set $2 up
 }
 
-wait_gone() { # LINK: the teardown's background deletion
-    for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-        $IP link show dev $1 >/dev/null 2>&1 || return 0
-        sleep 0.2
-    done
-    return 1
+gone() { # LINK: teardown has returned, so the link must be gone already
+    ! $IP link show dev $1 >/dev/null 2>&1
 }

@@ -400,7 +400,6 @@ impl Container {
             .stdin(Stdio::null())
             .output()
             .expect("runc runs");
-        wait_for_ifb_gone(id);
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         if output.status.success() { Ok(text) } else { Err(text) }
     }
@@ -432,16 +431,24 @@ impl Container {
         std::mem::forget(self);
     }
 
-    /// Kills the process and waits for runc to finish, poststop included.
+    /// Kills the process and waits for runc to finish, poststop included:
+    /// when this returns, netrt's teardown has returned too, and nothing of
+    /// the container may be left on the host.
     pub fn stop(mut self) {
-        self.kill_and_wait();
+        self.kill_and_delete();
     }
 
-    /// Like `stop`, without waiting for netrt's host devices to go: for a
-    /// poststop that is expected to leave them.
-    pub fn stop_without_waiting_for_devices(mut self) {
+    /// Like `stop`, and runs `right_after` the moment `runc run` has
+    /// exited: it exits once the container is deleted, poststop included,
+    /// so that is the moment the runtime's delete returns.
+    pub fn stop_then<T>(mut self, right_after: impl FnOnce() -> T) -> T {
+        if let Some(mut child) = self.child.take() {
+            sh_quiet(&format!("runc kill {} KILL", self.id));
+            let _ = child.wait();
+        }
+        let seen = right_after();
         self.kill_and_delete();
-        std::mem::forget(self);
+        seen
     }
 
     fn kill_and_delete(&mut self) {
@@ -452,15 +459,11 @@ impl Container {
         sh_quiet(&format!("runc delete -f {}", self.id));
     }
 
-    fn kill_and_wait(&mut self) {
-        self.kill_and_delete();
-        wait_for_ifb_gone(&self.id);
-    }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        self.kill_and_wait();
+        self.kill_and_delete();
     }
 }
 
@@ -479,18 +482,8 @@ impl Drop for NetnsName {
     }
 }
 
-/// Teardown leaves the deletion of a container's ifb and bridge veth to a
-/// background child; wait for it, so that snapshots compare the finished
-/// state. A child that never deletes them makes the comparisons fail.
-pub fn wait_for_ifb_gone(id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline && (link_exists(None, &ifb_name(id)) || link_exists(None, &host_veth_name(id))) {
-        sleep(Duration::from_millis(10));
-    }
-}
-
-/// What netrt could leave behind, as text to compare: every link with its
-/// kind and master, every qdisc and ingress filter on the host and in the
+/// What netrt could leave behind or change, as text to compare: every link
+/// with its kind, master, MTU, MAC and promiscuity, every qdisc and ingress filter on the host and in the
 /// given namespaces, the records under /run/netrt/containers and the
 /// address claims under /run/netrt/addresses.
 pub fn snapshot(namespaces: &[&str]) -> String {
@@ -501,8 +494,8 @@ pub fn snapshot(namespaces: &[&str]) -> String {
         let links: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j -d link show"))).unwrap();
         for link in links.as_array().unwrap() {
             out += &format!(
-                "link {} kind {} master {} mtu {}\n",
-                link["ifname"], link["linkinfo"]["info_kind"], link["master"], link["mtu"]
+                "link {} kind {} master {} mtu {} address {} promiscuity {}\n",
+                link["ifname"], link["linkinfo"]["info_kind"], link["master"], link["mtu"], link["address"], link["promiscuity"]
             );
         }
         let addresses: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j addr show"))).unwrap();

@@ -80,8 +80,5 @@ fn fifty_containers_start_and_stop_in_parallel_and_leave_nothing() {
             });
         }
     });
-    for p in &planned {
-        wait_for_ifb_gone(&p.id);
-    }
     assert_eq!(snapshot(&[&bridge_lan.peer_ns, &parent_lan.peer_ns]), before, "nothing of 50 containers remains");
 }

@@ -39,7 +39,6 @@ fn gc() -> String {
 fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Option<&str>, before: &str, namespaces: &[&str], point: &str) {
     poststop(id, bundle);
     gc();
-    wait_for_ifb_gone(id);
     assert_eq!(snapshot(namespaces), before, "after a kill at {point}, poststop and gc leave nothing");
     let spec = match netns {
         Some(path) => BundleSpec::new(Some(path), annotations),
@@ -48,7 +47,6 @@ fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Opti
     let again = Bundle::create(id, &spec);
     let container = Container::start(id, &again).unwrap_or_else(|e| panic!("after a kill at {point}, the same container does not start: {e}"));
     container.stop();
-    wait_for_ifb_gone(id);
     assert_eq!(snapshot(namespaces), before, "after a kill at {point}, the clean run leaves nothing");
 }
 
@@ -88,8 +86,8 @@ fn kill_setup_everywhere(id: &str, annotations: &[(&str, &str)], netns: Option<&
 }
 
 /// Kills teardown at every point: with the lock held before anything is
-/// undone, after each recorded object, and between the record's removal
-/// and the hand-over to the background reaper.
+/// undone, after each recorded object is undone or marked for deletion,
+/// and after the devices are deleted, before the record goes.
 fn kill_teardown_everywhere(id: &str, annotations: &[(&str, &str)], netns: Option<&str>, namespaces: &[&str]) -> usize {
     let before = snapshot(namespaces);
     let probe = Bundle::create(id, &match netns {
@@ -100,20 +98,17 @@ fn kill_teardown_everywhere(id: &str, annotations: &[(&str, &str)], netns: Optio
     let record: serde_json::Value = serde_json::from_str(&sh(&format!("cat /run/netrt/containers/{id}.json"))).unwrap();
     let objects = record["created"].as_array().expect("the record lists what setup made").len();
     container.stop();
-    wait_for_ifb_gone(id);
     drop(probe);
 
-    let points: Vec<String> =
-        (0..=objects).map(|n| format!("teardown:{n}")).chain(std::iter::once("teardown-reap:0".to_string())).collect();
+    let points: Vec<String> = (0..=objects).map(|n| format!("teardown:{n}")).collect();
     for point in &points {
         let kill = format!("NETRT_FAULT_KILL={point}");
         let hook_env = [kill.as_str()];
         let bundle = Bundle::create(id, &fault_spec(netns, annotations, &hook_env));
         let container = Container::start(id, &bundle).unwrap_or_else(|e| panic!("setup before a kill at {point}: {e}"));
-        container.stop_without_waiting_for_devices();
+        container.stop();
         // The kill really happened: a record or a device is left for the
-        // clean-up to find (a finished teardown's reaper takes ~20 ms).
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // clean-up to find (a teardown that finishes leaves neither).
         let left = record_exists(id) || link_exists(None, &ifb_name(id)) || link_exists(None, &host_veth_name(id));
         assert!(left, "the teardown killed at {point} left something behind to clean up");
         recovers(id, &bundle, annotations, netns, &before, namespaces, point);
@@ -165,5 +160,5 @@ fn a_teardown_killed_at_any_step_is_finished_by_poststop_and_gc() {
     let limits = [("net.egress", "4mbit"), ("net.ingress", "6mbit")];
     let points = kill_teardown_everywhere("nrt-kill-tl", &limits, Some(&netns), &[&lab.container_ns]);
     println!("limits on an existing veth: teardown killed at {points} points, all finished");
-    assert!(points >= 5, "{points} kill points");
+    assert!(points >= 4, "{points} kill points");
 }

@@ -37,7 +37,6 @@ fn docker_limits_hold_come_back_after_restart_and_go_with_rm() {
     engines::assert_limits_hold(Docker::pid(name), 8.0, 12.0);
 
     sh(&format!("docker rm -f {name}"));
-    wait_for_ifb_gone(&id);
     assert!(!record_exists(&id), "docker rm -f removed netrt's record");
     engines::assert_back_to(&before);
 
@@ -67,7 +66,6 @@ fn docker_attachment_refusal_and_untouched_containers() {
     sh(&format!("docker exec {name} ping -c 1 -W 2 {LAN_PEER4}"));
     assert!(link_exists(None, &host_veth_name(&id)), "host veth on {bridge}");
     sh(&format!("docker rm -f {name}"));
-    wait_for_ifb_gone(&id);
     assert!(!record_exists(&id));
     engines::assert_back_to(&before);
 

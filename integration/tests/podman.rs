@@ -33,7 +33,6 @@ fn podman_limits_hold_on_the_default_network_and_go_with_rm() {
     assert!(engines::managed(&id));
     engines::assert_limits_hold(podman_pid(name), 8.0, 12.0);
     sh(&format!("{PODMAN} rm -f -t 0 {name}"));
-    wait_for_ifb_gone(&id);
     assert!(!record_exists(&id), "podman ran the poststop hook");
     engines::assert_back_to(&before);
 }
@@ -64,7 +63,6 @@ fn podman_attachment_refusal_and_containers_without_annotations() {
     assert!((6.0..=8.16).contains(&rate), "egress {rate:.2} Mbit/s against 8");
     drop(container_ns);
     sh(&format!("{PODMAN} rm -f -t 0 {name}"));
-    wait_for_ifb_gone(&id);
     assert!(!record_exists(&id));
     engines::assert_back_to(&before);
 

@@ -42,7 +42,6 @@ fn status(id: &str) -> String {
 
 fn delete(id: &str) {
     sh_quiet(&format!("runc --root {ROOT} delete --force {id}"));
-    wait_for_ifb_gone(id);
 }
 
 /// A bundle without hooks, as an engine hands it to the runtime.
