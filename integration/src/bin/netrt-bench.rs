@@ -2,7 +2,8 @@
 //! Debian's CNI `bandwidth` plugin in the same run, on the same test lab;
 //! and the latency of a whole bridge attachment (veth on a bridge, static
 //! IPv4 + IPv6, gateways, both limits) against the CNI chain bridge +
-//! static + bandwidth doing the same; and what netrt adds to a container's
+//! static + bandwidth doing the same; where teardown's time goes (the
+//! kernel's wait for each deletion request); and what netrt adds to a container's
 //! start, with runc and with Docker, against the same without netrt.
 //! Run it through integration/bench (root; it installs what it needs).
 
@@ -59,6 +60,10 @@ fn main() {
         attach_latency(iterations);
         println!();
     }
+    if part.is_empty() || part == "teardown" {
+        teardown_cost(iterations.min(30));
+        println!();
+    }
     if part == "scale" {
         scale(iterations.min(20));
         return;
@@ -94,23 +99,67 @@ fn attach_latency(iterations: usize) {
     println!("Latency of a bridge attachment over {iterations} runs: veth on {bridge}, 198.51.100.10/24 and");
     println!("2001:db8:ff::10/64, both gateways, egress and ingress 10mbit; a fresh namespace each run.");
     println!("netrt: one netrt-hook process. CNI: bridge (with static IPAM) then bandwidth, as a runtime");
-    println!("runs the chain; DEL in reverse order while the namespace exists, netrt's poststop after it is gone.\n");
-    println!("{:<34} {:>10} {:>10}", "", "median", "p95");
-    let (setup, teardown) = netrt_attach_latency(&bridge, iterations);
-    let (add, del) = cni_chain_latency(&bridge, iterations);
-    let ratio = percentile(&setup, 50) / percentile(&add, 50);
-    for (label, samples) in [
-        ("netrt-hook setup (createRuntime)", &setup),
-        ("netrt-hook teardown (poststop)", &teardown),
-        ("CNI bridge+static+bandwidth ADD", &add),
-        ("CNI bandwidth+bridge DEL", &del),
-    ] {
-        println!("{label:<34} {:>8.2}ms {:>8.2}ms", percentile(samples, 50), percentile(samples, 95));
+    println!("runs the chain; its DEL in reverse order while the namespace exists. netrt's poststop twice:");
+    println!("after the namespace is gone (as runc runs it) and while it exists (as the CNI DEL runs).");
+    println!("Teardown and DEL are timed until they return; 'left' counts the runs after which a device");
+    println!("of the container was still on the host at that moment (read from sysfs at once).\n");
+    println!("{:<44} {:>10} {:>10} {:>8}", "", "median", "p95", "left");
+    let mut gone = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut alive = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut chain = Timings { setup: vec![], teardown: vec![], left: 0 };
+    // Round after round, so the machine's drift hits all three alike.
+    for _ in 0..iterations {
+        gone.add(netrt_attach_latency(&bridge, 1, Namespace::GoneFirst));
+        alive.add(netrt_attach_latency(&bridge, 1, Namespace::Alive));
+        chain.add(cni_chain_latency(&bridge, 1));
     }
-    println!("\nnetrt setup median / CNI chain ADD median: {ratio:.2}");
+    for (label, timed, left) in [
+        ("netrt-hook setup (createRuntime)", &gone.setup, None),
+        ("netrt-hook teardown, namespace gone (runc)", &gone.teardown, Some(gone.left)),
+        ("netrt-hook teardown, namespace alive", &alive.teardown, Some(alive.left)),
+        ("CNI bridge+static+bandwidth ADD", &chain.setup, None),
+        ("CNI bandwidth+bridge DEL", &chain.teardown, Some(chain.left)),
+    ] {
+        let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
+        println!("{label:<44} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
+    }
+    println!("\nnetrt setup median / CNI chain ADD median: {:.2}", percentile(&gone.setup, 50) / percentile(&chain.setup, 50));
+    for (label, netrt) in [("namespace gone", &gone), ("namespace alive", &alive)] {
+        let ratio = percentile(&netrt.teardown, 50) / percentile(&chain.teardown, 50);
+        println!("netrt teardown ({label}) median / CNI chain DEL median: {ratio:.2} (goal: at most 0.50)");
+    }
 }
 
-fn netrt_attach_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+/// When netrt's poststop runs: after the container's namespace is gone, as
+/// runc runs it, or while it still exists, as a CNI DEL runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Namespace {
+    GoneFirst,
+    Alive,
+}
+
+/// Times of one tool's runs, and how many runs left something on the host.
+struct Timings {
+    setup: Vec<f64>,
+    teardown: Vec<f64>,
+    left: usize,
+}
+
+impl Timings {
+    fn add(&mut self, more: Timings) {
+        self.setup.extend(more.setup);
+        self.teardown.extend(more.teardown);
+        self.left += more.left;
+    }
+}
+
+/// The network devices of the host's namespace, from sysfs: one readdir,
+/// fast enough to look the moment a teardown returns.
+fn host_devices() -> std::collections::BTreeSet<String> {
+    fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn netrt_attach_latency(bridge: &str, iterations: usize, namespace: Namespace) -> Timings {
     let bundle = std::env::temp_dir().join("netrt-bench-attach");
     fs::create_dir_all(&bundle).unwrap();
     let config = json!({"ociVersion": "1.0.2", "annotations": {
@@ -118,23 +167,30 @@ fn netrt_attach_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>)
         "net.gateway": "198.51.100.1,2001:db8:ff::1", "net.egress": "10mbit", "net.ingress": "10mbit"}});
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     let hook = hook_binary();
-    let (mut setup, mut teardown) = (vec![], vec![]);
+    let mut timings = Timings { setup: vec![], teardown: vec![], left: 0 };
     for _ in 0..iterations {
+        let before = host_devices();
         let holder = isolated_process();
         let state = |status: &str| {
             json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
         };
         let (creating, stopped) = (state("creating"), state("stopped"));
-        setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
-        end(holder);
-        teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
-        wait_for_ifb_gone(ATTACH_ID);
+        timings.setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
+        if namespace == Namespace::GoneFirst {
+            end(holder);
+            timings.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+            timings.left += usize::from(host_devices() != before);
+        } else {
+            timings.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+            timings.left += usize::from(host_devices() != before);
+            end(holder);
+        }
     }
     let _ = fs::remove_dir_all(&bundle);
-    (setup, teardown)
+    timings
 }
 
-fn cni_chain_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+fn cni_chain_latency(bridge: &str, iterations: usize) -> Timings {
     let bridge_config = json!({
         "cniVersion": "0.4.0", "name": "nrt-bench", "type": "bridge", "bridge": bridge,
         "isGateway": false, "ipMasq": false,
@@ -143,8 +199,9 @@ fn cni_chain_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
                                {"address": "2001:db8:ff::10/64", "gateway": "2001:db8:ff::1"}],
                  "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
     });
-    let (mut add, mut del) = (vec![], vec![]);
+    let (mut add, mut del, mut left) = (vec![], vec![], 0);
     for _ in 0..iterations {
+        let before = host_devices();
         let holder = isolated_process();
         let netns = format!("/proc/{}/ns/net", holder.id());
         let start = Instant::now();
@@ -158,11 +215,12 @@ fn cni_chain_latency(bridge: &str, iterations: usize) -> (Vec<f64>, Vec<f64>) {
         bridge_del["prevResult"] = bridge_result;
         run_cni("bridge", "DEL", &netns, &bridge_del);
         del.push(start.elapsed().as_secs_f64() * 1e3);
+        left += usize::from(host_devices() != before);
         end(holder);
-        // The plugin leaves its qdiscs and ifb behind on DEL; not timed.
+        // Whatever a DEL left (an ifb), removed untimed.
         sh_quiet("for l in $(ip -o link show type ifb | grep -o 'bwp[0-9a-f]*'); do ip link del $l; done");
     }
-    (add, del)
+    Timings { setup: add, teardown: del, left }
 }
 
 fn bandwidth_chain_config(prev_result: &serde_json::Value) -> serde_json::Value {
@@ -304,22 +362,37 @@ fn latency(lab: &Lab, iterations: usize) {
     // findmnt names the mounted type (stat -f says "ext2/ext3" for ext4 too).
     let filesystem = sh("mkdir -p /run/netrt && findmnt -n -o FSTYPE --target /run/netrt");
     println!("(/run/netrt, where netrt writes a record per setup, is on {})\n", filesystem.trim());
-    println!("{:<34} {:>10} {:>10}", "", "median", "p95");
-    let (setup, teardown) = netrt_latency(lab, iterations);
-    let (add, del) = cni_latency(lab, iterations);
-    for (label, samples) in [
-        ("netrt-hook setup (createRuntime)", setup),
-        ("netrt-hook teardown (poststop)", teardown),
-        ("CNI bandwidth ADD", add),
-        ("CNI bandwidth DEL", del),
+    println!("'left': runs after which the ifb, or a qdisc on the veth, was still there when teardown returned.\n");
+    println!("{:<34} {:>10} {:>10} {:>8}", "", "median", "p95", "left");
+    let (netrt, cni) = limits_latency(lab, iterations);
+    for (label, timed, left) in [
+        ("netrt-hook setup (createRuntime)", &netrt.setup, None),
+        ("netrt-hook teardown (poststop)", &netrt.teardown, Some(netrt.left)),
+        ("CNI bandwidth ADD", &cni.setup, None),
+        ("CNI bandwidth DEL", &cni.teardown, Some(cni.left)),
     ] {
-        println!("{label:<34} {:>8.2}ms {:>8.2}ms", percentile(&samples, 50), percentile(&samples, 95));
+        let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
+        println!("{label:<34} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
     }
+    let ratio = percentile(&netrt.teardown, 50) / percentile(&cni.teardown, 50);
+    println!("\nnetrt teardown median / CNI bandwidth DEL median: {ratio:.2} (goal: at most 1.00)");
+}
+
+/// What a limit leaves on the lab's host veth and in the host's devices:
+/// an ifb of netrt's or of the plugin's, a qdisc other than the default.
+fn limit_leftovers(lab: &Lab) -> usize {
+    let ifbs = host_devices().iter().filter(|name| name.starts_with("nrti") || name.starts_with("bwp")).count();
+    let host_veth = lab.host_veth.as_deref().unwrap();
+    let qdiscs: serde_json::Value = serde_json::from_str(&sh(&format!("tc -j qdisc show dev {host_veth}"))).unwrap();
+    let shaping = qdiscs.as_array().unwrap().iter().filter(|q| q["kind"] != "noqueue").count();
+    ifbs + shaping
 }
 
 /// Times netrt-hook itself, given the state of a process living in the
-/// lab's container namespace, as runc would give it.
-fn netrt_latency(lab: &Lab, iterations: usize) -> (Vec<f64>, Vec<f64>) {
+/// lab's container namespace, as runc would give it, and the CNI plugin on
+/// the same veth, round after round, so the machine's drift (the kernel's
+/// RCU grace periods vary from one moment to the next) hits both alike.
+fn limits_latency(lab: &Lab, iterations: usize) -> (Timings, Timings) {
     let mut holder = Command::new("ip")
         .args(["netns", "exec", &lab.container_ns, "sleep", "600"])
         .spawn()
@@ -337,34 +410,29 @@ fn netrt_latency(lab: &Lab, iterations: usize) -> (Vec<f64>, Vec<f64>) {
     };
     let (creating, stopped) = (state("creating"), state("stopped"));
     let hook = hook_binary();
-    let mut setup = vec![];
-    let mut teardown = vec![];
+    let cni_config = cni_config(lab, 10_000_000, 10_000_000 / 1000 * 20);
+    let mut netrt = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut cni = Timings { setup: vec![], teardown: vec![], left: 0 };
     for _ in 0..iterations {
-        setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
-        teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+        netrt.setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
+        netrt.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
+        netrt.left += usize::from(limit_leftovers(lab) > 0);
+
+        let start = Instant::now();
+        let output = cni_command(lab, "ADD", &cni_config).wait_with_output().unwrap();
+        cni.setup.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(output.status.success(), "CNI ADD: {}", String::from_utf8_lossy(&output.stdout));
+        let start = Instant::now();
+        let output = cni_command(lab, "DEL", &cni_config).wait_with_output().unwrap();
+        cni.teardown.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(output.status.success(), "CNI DEL: {}", String::from_utf8_lossy(&output.stdout));
+        cni.left += usize::from(limit_leftovers(lab) > 0);
+        remove_cni_leftovers(lab);
     }
     let _ = holder.kill();
     let _ = holder.wait();
     let _ = fs::remove_dir_all(&bundle);
-    (setup, teardown)
-}
-
-fn cni_latency(lab: &Lab, iterations: usize) -> (Vec<f64>, Vec<f64>) {
-    let config = cni_config(lab, 10_000_000, 10_000_000 / 1000 * 20);
-    let mut add = vec![];
-    let mut del = vec![];
-    for _ in 0..iterations {
-        let start = Instant::now();
-        let output = cni_command(lab, "ADD", &config).wait_with_output().unwrap();
-        add.push(start.elapsed().as_secs_f64() * 1e3);
-        assert!(output.status.success(), "CNI ADD: {}", String::from_utf8_lossy(&output.stdout));
-        let start = Instant::now();
-        let output = cni_command(lab, "DEL", &config).wait_with_output().unwrap();
-        del.push(start.elapsed().as_secs_f64() * 1e3);
-        assert!(output.status.success(), "CNI DEL: {}", String::from_utf8_lossy(&output.stdout));
-        remove_cni_leftovers(lab);
-    }
-    (add, del)
+    (netrt, cni)
 }
 
 fn time_process(command: &mut Command, stdin: &str) -> f64 {
@@ -470,7 +538,6 @@ fn runc_start_overhead(iterations: usize) {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
             let delete = runc(&variant.runtime, &["delete", variant.id]);
-            wait_for_ifb_gone(variant.id);
             if round > 0 {
                 // Round 0 warms the page cache and is not counted.
                 starts[i].push(start);
@@ -597,7 +664,7 @@ fn scale(iterations: usize) {
         assert!(status.success(), "container {count} of {SCALE_CONTAINERS} does not start");
         bundles.push((id, bundle));
         if SCALE_CHECKPOINTS.contains(&count) {
-            let (setup, teardown) = netrt_attach_latency(&bridge, iterations);
+            let Timings { setup, teardown, .. } = netrt_attach_latency(&bridge, iterations, Namespace::GoneFirst);
             let status_table = median_of(5, || time_command(Command::new(hook_binary()).arg("status")));
             let status_json = median_of(5, || time_command(Command::new(hook_binary()).args(["status", "--json"])));
             let rows = sh(&format!("{} status | wc -l", hook_binary().display())).trim().parse::<usize>().unwrap_or(0);
@@ -617,9 +684,6 @@ fn scale(iterations: usize) {
     println!("\nsetup median at {SCALE_CONTAINERS} / at 1: {:.2} (goal: at most 1.5)", last_setup / first);
     for (id, _) in &bundles {
         let _ = Command::new("runc").args(["delete", "-f", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    }
-    for (id, _) in &bundles {
-        wait_for_ifb_gone(id);
     }
     let left = sh("ls /run/netrt/containers | grep -c nrt-scale; true");
     let claims = sh("find /run/netrt/addresses -lname 'nrt-scale-*' | wc -l");
@@ -654,7 +718,65 @@ fn peak_memory_kb(bridge: &str) -> u64 {
     time_process(&mut command, &state("creating"));
     end(holder);
     time_process(Command::new(hook_binary()).arg("poststop"), &state("stopped"));
-    wait_for_ifb_gone("nrt-bench-mem");
     let _ = fs::remove_dir_all(&bundle);
     fs::read_to_string(&report).unwrap().trim().parse().unwrap()
+}
+
+/// A link group of the benchmark's own, never netrt's.
+const BENCH_GROUP: u32 = 0x6e72_6263;
+
+/// Where teardown's time goes, measured with iproute2 in the same shapes
+/// netrt's requests take: one `ip` process per row, so every row carries the
+/// cost of starting `ip` and one request, shown first. Then the kernel's own
+/// account: where a deleting process sleeps (`/proc/PID/wchan`).
+fn teardown_cost(iterations: usize) {
+    let ns = "nrtbtdc";
+    sh_quiet(&format!("ip netns del {ns}"));
+    sh(&format!("ip netns add {ns}"));
+    let batch = std::env::temp_dir().join("netrt-bench-batch");
+    fs::write(&batch, "link del nrtbtdv\nlink del nrtbtdi\n").unwrap();
+    let veth = format!("ip link add nrtbtdv type veth peer name eth0 netns {ns}");
+    let both = format!("{veth} && ip link add nrtbtdi type ifb");
+    let grouped = format!("{both} && ip link set nrtbtdv group {BENCH_GROUP} && ip link set nrtbtdi group {BENCH_GROUP}");
+    let group = BENCH_GROUP.to_string();
+    let batch_path = batch.display().to_string();
+    let rows: [(&str, String, Vec<&str>); 6] = [
+        ("ip, no deletion (start + 1 request)", String::new(), vec!["link", "show", "lo"]),
+        ("one ifb", "ip link add nrtbtdi type ifb".into(), vec!["link", "del", "nrtbtdi"]),
+        ("veth pair, by its host end", veth.clone(), vec!["link", "del", "nrtbtdv"]),
+        ("veth pair, by its end in the namespace", veth.clone(), vec!["-n", ns, "link", "del", "eth0"]),
+        ("veth pair + ifb, 2 requests", both.clone(), vec!["-batch", &batch_path]),
+        ("veth pair + ifb, 1 request (link group)", grouped.clone(), vec!["link", "del", "group", &group]),
+    ];
+    println!("Where teardown's time goes: deleting devices as netrt's teardown does, over {iterations} runs, with");
+    println!("iproute2 (one process per row; the first row is the cost of the process and one request).\n");
+    println!("{:<44} {:>10} {:>10}", "", "median", "p95");
+    for (label, prepare, arguments) in &rows {
+        let mut samples = vec![];
+        for _ in 0..iterations {
+            if !prepare.is_empty() {
+                sh(prepare);
+            }
+            samples.push(time_command(Command::new("ip").args(arguments)));
+        }
+        println!("{label:<44} {:>8.2}ms {:>8.2}ms", percentile(&samples, 50), percentile(&samples, 95));
+    }
+    let mut waits: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..iterations {
+        sh(&grouped);
+        let mut child = Command::new("ip").args(["link", "del", "group", &group]).spawn().unwrap();
+        let wchan = format!("/proc/{}/wchan", child.id());
+        while child.try_wait().unwrap().is_none() {
+            let symbol = fs::read_to_string(&wchan).unwrap_or_default();
+            *waits.entry(if symbol.is_empty() || symbol == "0" { "(running)".into() } else { symbol }).or_default() += 1;
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+    let total: usize = waits.values().sum();
+    let mut shares: Vec<_> = waits.into_iter().collect();
+    shares.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let shares: Vec<String> = shares.iter().take(4).map(|(symbol, n)| format!("{symbol} {:.0} %", *n as f64 * 100.0 / total as f64)).collect();
+    println!("\nwhere `ip link del group` spends its time (wchan, {total} samples every 0.2 ms): {}", shares.join(", "));
+    sh_quiet(&format!("ip netns del {ns}"));
+    let _ = fs::remove_file(&batch);
 }
