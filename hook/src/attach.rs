@@ -33,7 +33,8 @@ pub enum PreparedMedium {
     /// The host end keeps the bridge's MTU, and has a MAC that never
     /// becomes the bridge's.
     Bridge { bridge: Link, host_veth: String, host_mac: [u8; 6] },
-    Macvlan { lower: Lower },
+    /// `pin`: where the container's namespace is kept until teardown.
+    Macvlan { lower: Lower, pin: String },
 }
 
 /// The host interface a macvlan is made on.
@@ -108,7 +109,8 @@ pub async fn prepare(
                     "{mtu} is larger than the MTU of the macvlan's parent ({lower_mtu})"
                 )));
             }
-            (PreparedMedium::Macvlan { lower }, lower_mtu)
+            let pin = crate::record::Store::system().pin_path(container_id).display().to_string();
+            (PreparedMedium::Macvlan { lower, pin }, lower_mtu)
         }
     };
     let names: Vec<String> = container.links().await.map_err(|e| text(lead, e))?.into_iter().map(|l| l.name).collect();
@@ -192,12 +194,13 @@ fn existing_vlan(link: Link, parent: &Link, vlan_id: u16, others: &[Record], att
 pub fn planned_objects(prepared: &Prepared) -> Vec<Created> {
     match &prepared.medium {
         PreparedMedium::Bridge { host_veth, .. } => vec![Created::HostVeth { name: host_veth.clone(), index: None }],
-        PreparedMedium::Macvlan { lower } => {
-            let mut objects = match lower {
+        PreparedMedium::Macvlan { lower, pin } => {
+            let mut objects = vec![Created::NetnsPin { path: pin.clone() }];
+            objects.extend(match lower {
                 Lower::Existing(_) => vec![],
                 Lower::SharedVlan(link) => vec![Created::VlanLink { name: link.name.clone(), index: Some(link.index) }],
                 Lower::NewVlan { name, .. } => vec![Created::VlanLink { name: name.clone(), index: None }],
-            };
+            });
             objects.push(Created::ContainerLink { name: prepared.ifname.clone(), index: None });
             objects
         }
@@ -239,7 +242,10 @@ pub async fn apply(
             }
             Some(veth)
         }
-        PreparedMedium::Macvlan { lower } => {
+        PreparedMedium::Macvlan { lower, pin } => {
+            crate::netns::pin(container_ns, std::path::Path::new(pin)).map_err(|e| attachment.refuse(lead, e))?;
+            done.push(Created::NetnsPin { path: pin.clone() });
+            step(steps)?;
             let lower = match lower {
                 Lower::Existing(link) => link.clone(),
                 Lower::SharedVlan(link) => {

@@ -268,13 +268,18 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
 }
 
 /// Sockets for undoing a record: the container's namespace only if the
-/// record's path still leads to that very namespace.
+/// record's path, or the pin setup made, still leads to that very namespace.
 fn sockets_for_record(record: &Record, host_ns: &NetNs) -> Result<Sockets> {
     let host = Netlink::open_in(host_ns).map_err(Error::System)?;
-    let container = match NetNs::open(&record.netns_path) {
-        Ok(ns) if ns.id() == record.netns => Some(Netlink::open_in(&ns).map_err(Error::System)?),
+    let pins = record.created.iter().filter_map(|c| match c {
+        Created::NetnsPin { path } => Some(path.as_str()),
         _ => None,
-    };
+    });
+    let container_ns = std::iter::once(record.netns_path.as_str())
+        .chain(pins)
+        .filter_map(|path| NetNs::open(path).ok())
+        .find(|ns| ns.id() == record.netns);
+    let container = container_ns.map(|ns| Netlink::open_in(&ns).map_err(Error::System)).transpose()?;
     Ok(Sockets { host, container })
 }
 

@@ -2,9 +2,11 @@
 //! inside one (only to open sockets there; the work goes through them).
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +61,42 @@ impl NetNs {
             std::process::abort();
         }
         Ok(result)
+    }
+}
+
+/// Keeps the namespace `ns` alive at `path`, a bind mount of its nsfs file
+/// (as `ip netns add` does), so that teardown can still enter it after the
+/// container's last process is gone and delete what netrt put there
+/// before the runtime's delete returns: a macvlan left to the kernel's
+/// own, later, clean-up of the namespace would hold its parent (its
+/// promiscuity, its address list) for a while after that. A pin left by an
+/// earlier run under the same path is replaced.
+pub fn pin(ns: &NetNs, path: &Path) -> Result<(), String> {
+    unpin(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let source = format!("/proc/self/fd/{}", ns.file.as_raw_fd());
+    mount(Some(source.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("cannot keep the container's network namespace at {}: {e}", path.display()))
+}
+
+/// Lets go of a pin; one that is not there is fine. Returns whether one was.
+pub fn unpin(path: &Path) -> Result<bool, String> {
+    let was_mounted = match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) => true,
+        // Not a mount point, or no such file.
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => false,
+        Err(e) => return Err(format!("cannot unmount {}: {e}", path.display())),
+    };
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove {}: {e}", path.display())),
+        _ => Ok(was_mounted),
     }
 }
 

@@ -46,6 +46,9 @@ pub enum Created {
     /// An 802.1Q sub-interface netrt made on the host. Every container on
     /// it lists it; the last one to go deletes it.
     VlanLink { name: String, index: Option<u32> },
+    /// A bind mount that keeps the container's namespace alive until
+    /// teardown has deleted what netrt put inside it (see `netns::pin`).
+    NetnsPin { path: String },
     /// The container's default route of one family, replaced by netrt's;
     /// undoing deletes netrt's and puts the replaced ones back.
     DefaultRoute { ours: RouteSpec, replaced: Vec<RouteSpec> },
@@ -123,6 +126,11 @@ impl Store {
     /// The record of a setup under way, or of one that died under way.
     fn partial_path_of(&self, id: &str) -> PathBuf {
         self.containers().join(format!("{id}.partial"))
+    }
+
+    /// Where the namespace of container `id` is pinned (see `netns::pin`).
+    pub fn pin_path(&self, id: &str) -> PathBuf {
+        self.dir.join("netns").join(id)
     }
 
     /// Address claims: one symbolic link per address an attachment holds,

@@ -270,6 +270,9 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
             }
             return Ok(removed);
         }
+        Created::NetnsPin { path } => {
+            return crate::netns::unpin(std::path::Path::new(path)).map_err(|detail| NetError { action: "teardown".into(), errno: None, detail })
+        }
         Created::RootQdisc { side, index, name } => (side, index, name, true),
         Created::IngressQdisc { side, index, name } => (side, index, name, false),
     };
@@ -317,7 +320,7 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
                 Some(on) => find_named(on, &name, index, kinds).await.map(|found| going.extend(found.map(|link| (side, link)))),
                 None => Ok(()),
             },
-            (None, Created::VlanLink { .. }) => Ok(()),
+            (None, Created::VlanLink { .. } | Created::NetnsPin { .. }) => Ok(()),
             (None, Created::RootQdisc { side, name, .. } | Created::IngressQdisc { side, name, .. })
                 if devices.contains(&(*side, name.clone())) =>
             {
@@ -334,6 +337,16 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
         if let (Some(on), false) = (sockets.on(side), links.is_empty()) {
             if let Err(e) = delete_together(on, &links).await {
                 failures.push(e);
+            }
+        }
+    }
+    // The namespace may go only once what netrt put inside it is gone.
+    if failures.is_empty() {
+        for object in objects {
+            if let Created::NetnsPin { path } = object {
+                if let Err(detail) = crate::netns::unpin(std::path::Path::new(path)) {
+                    failures.push(NetError { action: "teardown".into(), errno: None, detail });
+                }
             }
         }
     }

@@ -26,18 +26,28 @@ fn container_mtu(container: &Container) -> String {
 
 /// Starts and deletes the container `RUNS` times. The moment the runtime
 /// has deleted it, a look at sysfs (microseconds, no process spawned) finds
-/// none of netrt's host devices; the host snapshot taken next must equal
-/// the one before the first start.
-fn clean_at_once(id: &str, namespaces: &[&str], start: impl Fn() -> (Container, Bundle), made_by_netrt: &[String]) {
+/// none of netrt's host devices, and the flags of the host interfaces in
+/// `watched` (a macvlan parent's promiscuous mode) as they were; the host
+/// snapshot taken next must equal the one before the first start.
+fn clean_at_once(
+    id: &str,
+    namespaces: &[&str],
+    start: impl Fn() -> (Container, Bundle),
+    made_by_netrt: &[String],
+    watched: &[&str],
+) {
     let before = snapshot(namespaces);
+    let flags = || -> Vec<String> { watched.iter().map(|link| sys(link, "flags")).collect() };
+    let flags_before = flags();
     let present = || -> Vec<String> {
         made_by_netrt.iter().filter(|d| std::path::Path::new(&format!("/sys/class/net/{d}")).exists()).cloned().collect()
     };
     for run in 1..=RUNS {
         let (container, bundle) = start();
         assert_eq!(present(), made_by_netrt, "run {run}: netrt's host devices while {id} runs");
-        let left = container.stop_then(present);
+        let (left, flags_after) = container.stop_then(|| (present(), flags()));
         assert!(left.is_empty(), "run {run}: {left:?} still there when the delete of {id} returned");
+        assert_eq!(flags_after, flags_before, "run {run}: the flags of {watched:?} when the delete of {id} returned");
         let after = snapshot(namespaces);
         assert_eq!(after, before, "run {run}: the host right after the delete of {id}");
         drop(bundle);
@@ -57,7 +67,7 @@ fn a_bridge_attachment_with_limits_is_gone_when_delete_returns() {
         ("net.ingress", "30mbit"),
     ];
     let devices = [host_veth_name(id), ifb_name(id)];
-    clean_at_once(id, &[&lan.peer_ns], || start_isolated(id, &annotations), &devices);
+    clean_at_once(id, &[&lan.peer_ns], || start_isolated(id, &annotations), &devices, &[&bridge]);
 }
 
 #[test]
@@ -66,7 +76,19 @@ fn a_macvlan_attachment_is_gone_when_delete_returns() {
     let parent = lan.parent.clone().unwrap();
     let id = "nrt-clean-macvlan";
     let annotations = [("net.parent", parent.as_str()), ("net.ip", "198.51.100.32/24"), ("net.egress", "20mbit")];
-    clean_at_once(id, &[&lan.peer_ns], || start_isolated(id, &annotations), &[]);
+    clean_at_once(id, &[&lan.peer_ns], || start_isolated(id, &annotations), &[], &[&parent]);
+
+    // A container that ends by itself: runc runs poststop at once, while
+    // the kernel may still be tearing the namespace down.
+    let flags = sys(&parent, "flags");
+    let before = snapshot(&[&lan.peer_ns]);
+    let spec = BundleSpec { command: "true", ..BundleSpec::isolated(&annotations) };
+    let bundle = Bundle::create(id, &spec);
+    for run in 1..=RUNS {
+        Container::run_to_end(id, &bundle).unwrap_or_else(|e| panic!("run {run}: {e}"));
+        assert_eq!(sys(&parent, "flags"), flags, "run {run}: {parent}'s flags when the delete of {id} returned");
+    }
+    assert_eq!(snapshot(&[&lan.peer_ns]), before);
 }
 
 #[test]
@@ -74,7 +96,8 @@ fn limits_on_an_engines_veth_are_gone_when_delete_returns() {
     let lab = Lab::bridged("hl");
     let id = "nrt-clean-limits";
     let limits = [("net.egress", "20mbit"), ("net.ingress", "30mbit")];
-    clean_at_once(id, &[&lab.container_ns, &lab.server_ns], || lab.start(id, &limits), &[ifb_name(id)]);
+    let host_veth = lab.host_veth.clone().unwrap();
+    clean_at_once(id, &[&lab.container_ns, &lab.server_ns], || lab.start(id, &limits), &[ifb_name(id)], &[&host_veth]);
 }
 
 #[test]
