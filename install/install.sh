@@ -82,7 +82,11 @@ if [[ $uninstall == yes ]]; then
     docker_config=$(manifest_get docker_config)
     backup=$docker_config.netrt-backup
     written_sum=$(manifest_get docker_written)
-    if [[ -n $written_sum ]]; then
+    if [[ $(manifest_get docker_configured) == yes && -x $bin_dir/netrt ]]; then
+        "$bin_dir/netrt" configure docker --config "$docker_config" --remove | sed -n '1p' | while read -r line; do say "$line"; done
+        reload_docker
+    elif [[ -n $written_sum ]]; then
+        # An install made before `netrt configure` existed.
         need_commands jq:jq
         if [[ -f $docker_config && $(sha256sum <"$docker_config" | cut -d' ' -f1) == "$written_sum" ]]; then
             if [[ $(manifest_get docker_original) == absent ]]; then
@@ -99,6 +103,9 @@ if [[ $uninstall == yes ]]; then
             say "removed runtimes.netrt from $docker_config (changed since the install, so edited; the original is kept in $backup)"
         fi
         reload_docker
+    fi
+    if [[ -x $bin_dir/netrt && -e $hook_file ]]; then
+        "$bin_dir/netrt" configure podman --config "$hook_file" --remove | sed -n '1p' | while read -r line; do say "$line"; done
     fi
     for file in "$bin_dir/netrt" "$bin_dir/netrt-hook" "$man_dir/netrt.8" "$man_dir/netrt-hook.8" "$hook_file"; do
         [[ -e $file ]] && rm -f "$file" && say "removed $file"
@@ -146,36 +153,23 @@ put "$source_dir/target/release/netrt" "$bin_dir/netrt" 0755
 put "$source_dir/man/netrt-hook.8" "$man_dir/netrt-hook.8" 0644
 put "$source_dir/man/netrt.8" "$man_dir/netrt.8" 0644
 
-hook_json=$(mktemp)
-sed "s|@HOOK@|$bin_dir/netrt-hook|" "$source_dir/install/hooks.d/netrt.json" >"$hook_json"
-put "$hook_json" "$hook_file" 0644
-rm -f "$hook_json"
+configured=$("$bin_dir/netrt" configure podman --config "$hook_file") ||
+    die "$hook_file could not be written (see above)"
+say "$(head -n 1 <<<"$configured")"
+[[ $configured == *unchanged* ]] || changed=yes
 
 docker_written=$(manifest_get docker_written)
 docker_original=$(manifest_get docker_original)
+docker_configured=$(manifest_get docker_configured)
 if command -v dockerd >/dev/null || [[ -d $(dirname "$docker_config") ]]; then
-    wanted="$bin_dir/netrt"
-    if [[ -f $docker_config ]] && [[ $(jq -r '.runtimes.netrt.path // empty' "$docker_config") == "$wanted" ]]; then
-        say "unchanged: $docker_config already has runtimes.netrt = $wanted"
-    else
-        mkdir -p "$(dirname "$docker_config")"
-        if [[ ! -e $backup && -z $docker_written ]]; then
-            if [[ -f $docker_config ]]; then
-                cp -p "$docker_config" "$backup"
-                docker_original=present
-                say "kept the original $docker_config as $backup"
-            else
-                docker_original=absent
-            fi
-        fi
-        current='{}'
-        [[ -s $docker_config ]] && current=$(cat "$docker_config")
-        jq --arg path "$wanted" '.runtimes.netrt = {"path": $path}' <<<"$current" >"$docker_config.netrt-tmp" ||
-            die "$docker_config is not valid JSON; fix it and run again"
-        chmod --reference="$docker_config" "$docker_config.netrt-tmp" 2>/dev/null || chmod 0644 "$docker_config.netrt-tmp"
-        mv "$docker_config.netrt-tmp" "$docker_config"
-        say "registered the runtime in $docker_config: runtimes.netrt.path = $wanted (other keys kept)"
-        docker_written=$(sha256sum <"$docker_config" | cut -d' ' -f1)
+    # netrt configure keeps every other key, and the original beside the
+    # file for --uninstall (netrt configure docker --remove).
+    configured=$("$bin_dir/netrt" configure docker --config "$docker_config") ||
+        die "$docker_config could not be edited (see above); fix it and run again"
+    first_line=$(head -n 1 <<<"$configured")
+    say "$first_line"
+    if [[ $first_line != *unchanged ]]; then
+        [[ -z $docker_written ]] && docker_configured=yes
         changed=yes
         reload_docker
     fi
@@ -191,6 +185,7 @@ new_manifest=$(mktemp)
     echo "docker_config=$docker_config"
     [[ -n $docker_written ]] && echo "docker_written=$docker_written"
     [[ -n $docker_original ]] && echo "docker_original=$docker_original"
+    [[ -n $docker_configured ]] && echo "docker_configured=$docker_configured"
     sed '/^$/d; s/^/created_dir=/' <<<"$created_dirs" | sort -u
 } >"$new_manifest"
 if [[ -f $manifest ]] && cmp -s "$new_manifest" "$manifest"; then

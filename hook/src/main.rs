@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use netrt::hook::{self, Timing};
 use netrt::{plan, policy, settings, status};
 
@@ -83,6 +83,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a completion script for this shell, e.g.
+    /// `source <(netrt-hook completions bash)`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +104,10 @@ fn main() -> ExitCode {
         Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
         Some(Command::Status { id, json }) => show_status(id.as_deref(), json),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
+            Ok(())
+        }
         Some(Command::Gc) => hook::gc().map(|removed| {
             if removed.is_empty() {
                 println!("nothing to remove");

@@ -46,7 +46,21 @@ fn every_key_and_command_is_in_the_man_page() {
         assert!(page.contains(command), "netrt-hook.8 lacks the command {command}");
     }
     let wrapper = man_text("netrt.8");
-    for word in ["create", "start", "--defer-without-network", "apply-deferred", "daemon.json", "--log"] {
+    for word in ["create", "start", "--defer-without-network", "apply-deferred", "daemon.json", "--log", "configure", "completions", "--dry-run", "--remove"] {
         assert!(wrapper.contains(word), "netrt.8 lacks {word}");
+    }
+}
+
+#[test]
+fn completions_load_in_bash() {
+    for (binary, name) in [(hook_binary(), "netrt-hook"), (wrapper_binary(), "netrt")] {
+        let command = format!("source <({} completions bash) && complete -p {name}", binary.display());
+        let output = Command::new("bash").args(["-c", &command]).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && text.contains(&format!(" {name}")), "{name}: {text}{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let words = sh(&format!("bash -c 'source <({} completions bash); COMP_WORDS=(netrt configure \"\"); COMP_CWORD=2; _netrt netrt \"\" configure; echo ${{COMPREPLY[*]}}'", wrapper_binary().display()));
+    for engine in ["docker", "containerd", "podman"] {
+        assert!(words.contains(engine), "netrt configure <TAB> offers {engine}: {words}");
     }
 }

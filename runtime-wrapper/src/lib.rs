@@ -6,6 +6,8 @@
 
 pub mod args;
 pub mod bundle;
+pub mod configure;
+pub mod own;
 pub mod runlog;
 pub mod runtime;
 
@@ -32,11 +34,17 @@ the start. Every command and flag goes unchanged to the real runtime: \"runtime\
 /etc/netrt/netrt.json (or the file NETRT_CONFIG names), else runc, then crun, on PATH.
 Errors go to stderr and to the --log file. See netrt(8) and netrt-hook(8).
 
+netrt's own commands:
+  netrt configure docker|containerd|podman [--config FILE] [--dry-run] [--remove]
+                      register netrt with that engine, keeping every other setting
+  netrt completions bash|zsh|fish
+                      a completion script for netrt's own commands
+
 The real runtime's help follows.
 ";
 
 /// The wrapper's canonical path, to find netrt-hook and never exec itself.
-fn own_path() -> Result<PathBuf, String> {
+pub fn own_path() -> Result<PathBuf, String> {
     std::env::current_exe()
         .and_then(|path| path.canonicalize())
         .map_err(|e| format!("netrt: cannot find its own executable: {e}"))

@@ -3,6 +3,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let arguments: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = netrt_wrapper::own::run(&arguments) {
+        return code;
+    }
     let invocation = netrt_wrapper::args::parse(&arguments);
     let Err(message) = netrt_wrapper::run(&invocation, &arguments);
     eprintln!("{message}");
