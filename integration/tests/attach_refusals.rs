@@ -200,8 +200,8 @@ fn a_fault_after_any_attachment_step_is_rolled_back() {
     let macvlan: Vec<(&str, &str)> =
         [("net.parent", parent.as_str()), ("net.ip", "198.51.100.61/24")].into_iter().chain(limits).collect();
     // bridge: veth, bridge port, link up, addresses, 2 gateways, routes, 6 shaping steps
-    // macvlan: macvlan, link up, addresses, 6 shaping steps
-    for (lan, annotations, steps) in [(&lan, &bridged, 13), (&parent_lan, &macvlan, 9)] {
+    // macvlan: namespace pin, macvlan, link up, addresses, 6 shaping steps
+    for (lan, annotations, steps) in [(&lan, &bridged, 13), (&parent_lan, &macvlan, 10)] {
         for step in 1..=steps {
             let fault = format!("NETRT_FAULT_AFTER_STEP={step}");
             let hook_env = [fault.as_str()];
