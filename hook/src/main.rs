@@ -79,9 +79,13 @@ enum Command {
     Status {
         /// Only this container
         id: Option<String>,
-        /// Print JSON instead of a table
+        /// Print JSON instead of a table (the same as --format json)
         #[arg(long)]
         json: bool,
+        /// table, json, or prometheus (the text format node_exporter's
+        /// textfile collector reads)
+        #[arg(long, value_enum, default_value = "table")]
+        format: StatusFormat,
     },
     /// Print a completion script for this shell, e.g.
     /// `source <(netrt-hook completions bash)`
@@ -103,7 +107,7 @@ fn main() -> ExitCode {
         Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin(), Timing::Now),
         Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
-        Some(Command::Status { id, json }) => show_status(id.as_deref(), json),
+        Some(Command::Status { id, json, format }) => show_status(id.as_deref(), if json { StatusFormat::Json } else { format }),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
             Ok(())
@@ -142,12 +146,19 @@ fn check(words: &[String]) -> netrt::error::Result<()> {
     Ok(())
 }
 
-fn show_status(id: Option<&str>, json: bool) -> netrt::error::Result<()> {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StatusFormat {
+    Table,
+    Json,
+    Prometheus,
+}
+
+fn show_status(id: Option<&str>, format: StatusFormat) -> netrt::error::Result<()> {
     let entries = status::collect(id)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&entries).expect("status serialises"));
-    } else {
-        print!("{}", status::render_table(&entries));
+    match format {
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&entries).expect("status serialises")),
+        StatusFormat::Table => print!("{}", status::render_table(&entries)),
+        StatusFormat::Prometheus => print!("{}", status::render_prometheus(&entries)),
     }
     Ok(())
 }

@@ -216,6 +216,55 @@ pub fn render_table(entries: &[Entry]) -> String {
     out
 }
 
+/// The Prometheus text exposition format (version 0.0.4), for
+/// node_exporter's textfile collector: per container and direction its
+/// limit, whether the kernel has the shaper, and the shaper's counters.
+pub fn render_prometheus(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    family(&mut out, "netrt_containers", "gauge", "Containers netrt manages on this host.");
+    out += &format!("netrt_containers {}\n", entries.len());
+    type Sample = fn(&Limit) -> Option<u64>;
+    let families: [(&str, &str, &str, Sample); 8] = [
+        ("netrt_limit_bytes_per_second", "gauge", "The limit asked for (Prometheus counts bytes: bit/s divided by 8).", |l| {
+            Some(l.configured_rate_bps / 8)
+        }),
+        ("netrt_shaper_present", "gauge", "1 when the kernel has the limit's shaper, 0 when it is missing.", |l| {
+            Some(u64::from(l.rate_bps.is_some()))
+        }),
+        ("netrt_shaper_rate_bytes_per_second", "gauge", "The rate the kernel's shaper enforces.", |l| l.rate_bps.map(|bps| bps / 8)),
+        ("netrt_sent_bytes_total", "counter", "Bytes the shaper let through.", |l| Some(l.sent_bytes)),
+        ("netrt_sent_packets_total", "counter", "Packets the shaper let through.", |l| Some(l.sent_packets.into())),
+        ("netrt_dropped_packets_total", "counter", "Packets the shaper dropped.", |l| Some(l.dropped_packets.into())),
+        ("netrt_overlimits_total", "counter", "Times a packet had to wait for tokens.", |l| Some(l.overlimits.into())),
+        ("netrt_backlog_bytes", "gauge", "Bytes waiting in the shaper's queue.", |l| Some(l.backlog_bytes.into())),
+    ];
+    for (name, kind, help, sample) in families {
+        family(&mut out, name, kind, help);
+        for entry in entries {
+            for limit in &entry.limits {
+                if let Some(value) = sample(limit) {
+                    out += &format!(
+                        "{name}{{container=\"{}\",direction=\"{}\",device=\"{}\"}} {value}\n",
+                        label(&entry.id),
+                        limit.direction.name(),
+                        label(&limit.device)
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    *out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+/// A label value as the exposition format quotes it.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 fn interface_of(entry: &Entry) -> String {
     match &entry.host_veth {
         Some(veth) => format!("{}@{}", entry.interface, veth),
@@ -225,4 +274,49 @@ fn interface_of(entry: &Entry) -> String {
 
 fn short(id: &str) -> String {
     if id.len() > 20 { format!("{}…", &id[..19]) } else { id.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(direction: Direction, present: bool) -> Limit {
+        Limit {
+            direction,
+            device: "nrti0123456789a".into(),
+            configured_rate_bps: 10_000_000,
+            rate_bps: present.then_some(10_000_000),
+            burst_bytes: None,
+            limit_bytes: None,
+            sent_bytes: 1234,
+            sent_packets: 5,
+            dropped_packets: 1,
+            overlimits: 2,
+            backlog_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn prometheus_families_have_help_type_and_labelled_samples() {
+        let entry = Entry {
+            id: "web\"1".into(),
+            interface: "eth0".into(),
+            host_veth: None,
+            shaped_in: "host",
+            complete: true,
+            attachment: None,
+            addresses: vec![],
+            vlan: None,
+            limits: vec![limit(Direction::Egress, true), limit(Direction::Ingress, false)],
+        };
+        let text = render_prometheus(&[entry]);
+        assert!(text.contains("netrt_containers 1\n"), "{text}");
+        assert!(text.contains("netrt_limit_bytes_per_second{container=\"web\\\"1\",direction=\"egress\",device=\"nrti0123456789a\"} 1250000\n"), "{text}");
+        assert!(text.contains("netrt_shaper_present{container=\"web\\\"1\",direction=\"ingress\",device=\"nrti0123456789a\"} 0\n"), "{text}");
+        assert_eq!(text.matches("netrt_shaper_rate_bytes_per_second{").count(), 1, "a missing shaper has no rate: {text}");
+        assert!(text.contains("# TYPE netrt_sent_bytes_total counter\n"), "{text}");
+        let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(families, text.lines().filter(|l| l.starts_with("# HELP ")).count());
+        assert_eq!(families, 9);
+    }
 }
