@@ -247,3 +247,77 @@ pub fn managed(id: &str) -> bool {
     let status: Value = serde_json::from_str(&sh(&format!("{} status --json", crate::hook_binary().display()))).unwrap();
     status.as_array().unwrap().iter().any(|entry| entry["id"] == id)
 }
+
+/// containerd with a config of the test's own (`containerd config default`
+/// with root, state and socket under `dir`), so that it never meets
+/// dockerd's. Its tasks are killed and removed, and it is stopped, on drop.
+pub struct Containerd {
+    child: Child,
+    pub socket: PathBuf,
+    pub namespace: &'static str,
+}
+
+impl Containerd {
+    /// Debian's default config, pointed at `dir`.
+    pub fn default_config(dir: &Path) -> String {
+        sh("containerd config default")
+            .replace("root = \"/var/lib/containerd\"", &format!("root = \"{}\"", dir.join("root").display()))
+            .replace("state = \"/run/containerd\"", &format!("state = \"{}\"", dir.join("state").display()))
+            .replace(
+                "address = \"/run/containerd/containerd.sock\"",
+                &format!("address = \"{}\"", dir.join("containerd.sock").display()),
+            )
+    }
+
+    pub fn start(config: &Path) -> Containerd {
+        let log = fs::File::create(config.with_extension("log")).unwrap();
+        let child = Command::new("containerd")
+            .args(["--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("containerd starts (it comes with docker.io)");
+        let socket = config.with_file_name("containerd.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "containerd did not open {}", socket.display());
+            sleep(Duration::from_millis(100));
+        }
+        Containerd { child, socket, namespace: "netrt-it" }
+    }
+
+    /// The ctr command line for this containerd and namespace.
+    pub fn ctr(&self) -> String {
+        format!("ctr --address {} -n {}", self.socket.display(), self.namespace)
+    }
+
+    /// The pid of a running task.
+    pub fn pid(&self, id: &str) -> u32 {
+        let tasks = sh(&format!("{} task ls", self.ctr()));
+        let line = tasks.lines().find(|l| l.split_whitespace().next() == Some(id)).unwrap_or_else(|| panic!("no task {id}: {tasks}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Kills a task, waits for it to stop, and removes task and container.
+    pub fn remove(&self, id: &str) {
+        let ctr = self.ctr();
+        sh_quiet(&format!("{ctr} task kill -s KILL {id}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && sh_output(&format!("{ctr} task ls | grep -w {id} | grep -qv STOPPED")).status.success() {
+            sleep(Duration::from_millis(50));
+        }
+        sh_quiet(&format!("{ctr} task delete -f {id}"));
+        sh_quiet(&format!("{ctr} container rm {id}"));
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let ctr = self.ctr();
+        for id in sh(&format!("{ctr} container ls -q")).split_whitespace() {
+            self.remove(id);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

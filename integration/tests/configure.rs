@@ -4,10 +4,10 @@
 //! containerd; the file round trips need nothing.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
+use netrt_integration::engines::Containerd;
 use netrt_integration::*;
 use serde_json::Value;
 
@@ -107,37 +107,6 @@ fn podman_hooks_file_is_written_and_removed() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// containerd with a config of the test's own: its root, state and socket
-/// under `dir`, so it never meets another containerd.
-struct Containerd {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Containerd {
-    fn start(config: &Path, socket: PathBuf) -> Containerd {
-        let log = fs::File::create(config.with_extension("log")).unwrap();
-        let child = Command::new("containerd").args(["--config", config.to_str().unwrap()]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "containerd did not open {}", socket.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Containerd { child, socket }
-    }
-
-    fn ctr(&self, arguments: &str) -> String {
-        sh(&format!("ctr --address {} {arguments}", self.socket.display()))
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
     if sh_output("command -v containerd && command -v ctr").stdout.is_empty() {
@@ -145,12 +114,8 @@ fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
         return;
     }
     let dir = scratch("containerd");
-    let socket = dir.join("containerd.sock");
     // Debian's default config, pointed at the test's own directories.
-    let default = sh("containerd config default")
-        .replace("root = \"/var/lib/containerd\"", &format!("root = \"{}\"", dir.join("root").display()))
-        .replace("state = \"/run/containerd\"", &format!("state = \"{}\"", dir.join("state").display()))
-        .replace("address = \"/run/containerd/containerd.sock\"", &format!("address = \"{}\"", socket.display()));
+    let default = Containerd::default_config(&dir);
     let config = dir.join("config.toml");
     fs::write(&config, &default).unwrap();
 
@@ -160,8 +125,8 @@ fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
     let kept_lines = default.lines().filter(|line| edited.lines().any(|l| l == *line)).count();
     assert_eq!(kept_lines, default.lines().count(), "every line of the default stays as it was");
 
-    let containerd = Containerd::start(&config, socket);
-    let plugins = containerd.ctr("plugins ls");
+    let containerd = Containerd::start(&config);
+    let plugins = sh(&format!("{} plugins ls", containerd.ctr()));
     let cri = plugins.lines().find(|l| l.contains("io.containerd.grpc.v1") && l.contains(" cri ")).expect(&plugins);
     assert!(cri.trim_end().ends_with("ok"), "the CRI plugin loaded the config: {cri}");
     let dump = sh(&format!("containerd --config {} config dump", config.display()));
