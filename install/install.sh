@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # netrt's installer: builds the release binaries, installs them with their
-# man pages, writes the podman/CRI-O hooks.d file, registers the runtime in
-# Docker's daemon.json when Docker is present, then proves the work on this
-# machine with one busybox container run through netrt by runc.
+# man pages and shell completions, writes the podman/CRI-O hooks.d file and
+# registers the runtime in Docker's daemon.json when Docker is present (both
+# with `netrt configure`), then proves the work on this machine with one
+# busybox container run through netrt by runc.
 #
 #   install/install.sh [--prefix DIR] [--hooks-dir DIR] [--docker-config FILE] [--no-demo]
 #   install/install.sh --uninstall [--prefix DIR]
@@ -40,6 +41,9 @@ die() { echo "netrt install: $*" >&2; exit 1; }
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=$prefix/bin
 man_dir=$prefix/share/man/man8
+completion_files=("$prefix/share/bash-completion/completions/netrt" "$prefix/share/bash-completion/completions/netrt-hook"
+    "$prefix/share/zsh/vendor-completions/_netrt" "$prefix/share/zsh/vendor-completions/_netrt-hook"
+    "$prefix/share/fish/vendor_completions.d/netrt.fish" "$prefix/share/fish/vendor_completions.d/netrt-hook.fish")
 state_dir=$prefix/share/netrt
 manifest=$state_dir/install-manifest
 backup=$docker_config.netrt-backup
@@ -107,7 +111,7 @@ if [[ $uninstall == yes ]]; then
     if [[ -x $bin_dir/netrt && -e $hook_file ]]; then
         "$bin_dir/netrt" configure podman --config "$hook_file" --remove | sed -n '1p' | while read -r line; do say "$line"; done
     fi
-    for file in "$bin_dir/netrt" "$bin_dir/netrt-hook" "$man_dir/netrt.8" "$man_dir/netrt-hook.8" "$hook_file"; do
+    for file in "$bin_dir/netrt" "$bin_dir/netrt-hook" "$man_dir/netrt.8" "$man_dir/netrt-hook.8" "$hook_file" "${completion_files[@]}"; do
         [[ -e $file ]] && rm -f "$file" && say "removed $file"
     done
     rm -f "$manifest"
@@ -137,6 +141,7 @@ note_new_dirs() {
     done
 }
 for dir in "$bin_dir" "$man_dir" "$state_dir" "$hooks_dir"; do note_new_dirs "$dir"; done
+for file in "${completion_files[@]}"; do note_new_dirs "$(dirname "$file")"; done
 
 changed=no
 put() { # source destination mode
@@ -152,6 +157,19 @@ put "$source_dir/target/release/netrt-hook" "$bin_dir/netrt-hook" 0755
 put "$source_dir/target/release/netrt" "$bin_dir/netrt" 0755
 put "$source_dir/man/netrt-hook.8" "$man_dir/netrt-hook.8" 0644
 put "$source_dir/man/netrt.8" "$man_dir/netrt.8" 0644
+completion=$(mktemp)
+for file in "${completion_files[@]}"; do
+    name=$(basename "$file" .fish)
+    name=${name#_}
+    case $file in
+        */bash-completion/*) shell=bash ;;
+        */zsh/*) shell=zsh ;;
+        *) shell=fish ;;
+    esac
+    "$source_dir/target/release/$name" completions "$shell" >"$completion"
+    put "$completion" "$file" 0644
+done
+rm -f "$completion"
 
 configured=$("$bin_dir/netrt" configure podman --config "$hook_file") ||
     die "$hook_file could not be written (see above)"
