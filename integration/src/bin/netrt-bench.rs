@@ -107,11 +107,17 @@ fn attach_latency(iterations: usize) {
     let mut gone = Timings { setup: vec![], teardown: vec![], left: 0 };
     let mut alive = Timings { setup: vec![], teardown: vec![], left: 0 };
     let mut chain = Timings { setup: vec![], teardown: vec![], left: 0 };
-    // Round after round, so the machine's drift hits all three alike.
+    let mut macvlan = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let parent_lan = Lan::parent("bnchm");
+    let parent = parent_lan.parent.clone().unwrap();
+    let bridged = bridge_annotations(&bridge);
+    let on_parent = json!({"net.parent": parent, "net.ip": "198.51.100.11/24", "net.egress": "10mbit", "net.ingress": "10mbit"});
+    // Round after round, so the machine's drift hits all alike.
     for _ in 0..iterations {
-        gone.add(netrt_attach_latency(&bridge, 1, Namespace::GoneFirst));
-        alive.add(netrt_attach_latency(&bridge, 1, Namespace::Alive));
+        gone.add(netrt_attach_latency(&bridged, None, 1, Namespace::GoneFirst));
+        alive.add(netrt_attach_latency(&bridged, None, 1, Namespace::Alive));
         chain.add(cni_chain_latency(&bridge, 1));
+        macvlan.add(netrt_attach_latency(&on_parent, Some(&parent), 1, Namespace::GoneFirst));
     }
     for (label, timed, left) in [
         ("netrt-hook setup (createRuntime)", &gone.setup, None),
@@ -119,6 +125,8 @@ fn attach_latency(iterations: usize) {
         ("netrt-hook teardown, namespace alive", &alive.teardown, Some(alive.left)),
         ("CNI bridge+static+bandwidth ADD", &chain.setup, None),
         ("CNI bandwidth+bridge DEL", &chain.teardown, Some(chain.left)),
+        ("netrt-hook setup, macvlan + both limits", &macvlan.setup, None),
+        ("netrt-hook teardown, macvlan (runc)", &macvlan.teardown, Some(macvlan.left)),
     ] {
         let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
         println!("{label:<44} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
@@ -159,17 +167,30 @@ fn host_devices() -> std::collections::BTreeSet<String> {
     fs::read_dir("/sys/class/net").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
 }
 
-fn netrt_attach_latency(bridge: &str, iterations: usize, namespace: Namespace) -> Timings {
+fn bridge_annotations(bridge: &str) -> serde_json::Value {
+    json!({"net.bridge": bridge, "net.ip": "198.51.100.10/24,2001:db8:ff::10/64",
+           "net.gateway": "198.51.100.1,2001:db8:ff::1", "net.egress": "10mbit", "net.ingress": "10mbit"})
+}
+
+/// What a teardown may leave on the host: its devices, and the flags of a
+/// macvlan's parent (promiscuous while a macvlan lives on it).
+fn host_state(parent: Option<&str>) -> (std::collections::BTreeSet<String>, String) {
+    let flags = parent.map(|p| fs::read_to_string(format!("/sys/class/net/{p}/flags")).unwrap_or_default()).unwrap_or_default();
+    (host_devices(), flags)
+}
+
+/// netrt-hook setup and teardown with these annotations, each in a fresh
+/// namespace; `parent`: a macvlan's, whose flags must be as before when
+/// teardown returns.
+fn netrt_attach_latency(annotations: &serde_json::Value, parent: Option<&str>, iterations: usize, namespace: Namespace) -> Timings {
     let bundle = std::env::temp_dir().join("netrt-bench-attach");
     fs::create_dir_all(&bundle).unwrap();
-    let config = json!({"ociVersion": "1.0.2", "annotations": {
-        "net.bridge": bridge, "net.ip": "198.51.100.10/24,2001:db8:ff::10/64",
-        "net.gateway": "198.51.100.1,2001:db8:ff::1", "net.egress": "10mbit", "net.ingress": "10mbit"}});
+    let config = json!({"ociVersion": "1.0.2", "annotations": annotations});
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     let hook = hook_binary();
     let mut timings = Timings { setup: vec![], teardown: vec![], left: 0 };
     for _ in 0..iterations {
-        let before = host_devices();
+        let before = host_state(parent);
         let holder = isolated_process();
         let state = |status: &str| {
             json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
@@ -179,10 +200,10 @@ fn netrt_attach_latency(bridge: &str, iterations: usize, namespace: Namespace) -
         if namespace == Namespace::GoneFirst {
             end(holder);
             timings.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
-            timings.left += usize::from(host_devices() != before);
+            timings.left += usize::from(host_state(parent) != before);
         } else {
             timings.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
-            timings.left += usize::from(host_devices() != before);
+            timings.left += usize::from(host_state(parent) != before);
             end(holder);
         }
     }
@@ -664,7 +685,7 @@ fn scale(iterations: usize) {
         assert!(status.success(), "container {count} of {SCALE_CONTAINERS} does not start");
         bundles.push((id, bundle));
         if SCALE_CHECKPOINTS.contains(&count) {
-            let Timings { setup, teardown, .. } = netrt_attach_latency(&bridge, iterations, Namespace::GoneFirst);
+            let Timings { setup, teardown, .. } = netrt_attach_latency(&bridge_annotations(&bridge), None, iterations, Namespace::GoneFirst);
             let status_table = median_of(5, || time_command(Command::new(hook_binary()).arg("status")));
             let status_json = median_of(5, || time_command(Command::new(hook_binary()).args(["status", "--json"])));
             let rows = sh(&format!("{} status | wc -l", hook_binary().display())).trim().parse::<usize>().unwrap_or(0);
