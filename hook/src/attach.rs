@@ -3,7 +3,7 @@
 //! 802.1Q sub-interface, made if missing), then the interface's addresses,
 //! gateway and routes. Each step records its undo, as shaping does.
 
-use crate::attachment::{Attachment, Cidr, Medium};
+use crate::attachment::{format_mac, Attachment, Cidr, Medium};
 use crate::error::KeyError;
 use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
 use crate::netns::NetNs;
@@ -154,10 +154,6 @@ fn bridge_mac_would_change(bridge: &Link, port_mac: &[u8; 6]) -> bool {
 
 /// `addr_assign_type` of a MAC someone set (not the kernel's choice).
 const NET_ADDR_SET: &str = "3";
-
-fn format_mac(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
 
 fn check_vlan_filtering(bridge: &Link, attachment: &Attachment) -> Result<(), KeyError> {
     match bridge.vlan_filtering {

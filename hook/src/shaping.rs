@@ -342,11 +342,9 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
     }
     // The namespace may go only once what netrt put inside it is gone.
     if failures.is_empty() {
-        for object in objects {
-            if let Created::NetnsPin { path } = object {
-                if let Err(detail) = crate::netns::unpin(std::path::Path::new(path)) {
-                    failures.push(NetError { action: "teardown".into(), errno: None, detail });
-                }
+        for pin in objects.iter().filter(|object| matches!(object, Created::NetnsPin { .. })) {
+            if let Err(e) = undo(pin, sockets).await {
+                failures.push(e);
             }
         }
     }
