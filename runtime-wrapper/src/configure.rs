@@ -200,62 +200,44 @@ pub struct Request {
 
 /// Carries out `request`; returns the lines to print.
 pub fn apply(request: &Request) -> Result<Vec<String>, Refusal> {
-    let config = &request.config;
-    let shown = config.display();
-    let current = read_if_present(config)?;
-    let refuse = |why: String| format!("netrt configure: {shown}: {why}; the file is left as it was");
-    let backup = backup_path(config, "netrt-backup");
-    let absent_marker = backup_path(config, "netrt-absent");
-    let original: Option<Option<Vec<u8>>> = if absent_marker.exists() {
-        Some(None)
-    } else {
-        read_if_present(&backup)?.map(Some)
-    };
+    let files = Files::of(&request.config)?;
+    if request.remove { remove(request, &files) } else { add(request, &files) }
+}
 
-    if request.remove {
-        let Some(text) = current.as_ref() else {
-            forget_original(&backup, &absent_marker, request.dry_run)?;
-            return Ok(vec![format!("{shown} does not exist: nothing of netrt's to remove")]);
-        };
-        let text = String::from_utf8_lossy(text).into_owned();
-        let removed = edit(request, &text, true).map_err(refuse)?;
-        // Nobody changed the file since netrt wrote it: give back the bytes
-        // it had (or no file, if there was none).
-        if let Some(original) = &original {
-            let original_text = original.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            if edit(request, &original_text, false).ok().flatten().as_deref() == Some(text.as_str()) {
-                let line = match original {
-                    Some(bytes) => {
-                        write_like(config, bytes, request.dry_run)?;
-                        format!("{shown}: put back as it was before netrt configure (from {})", backup.display())
-                    }
-                    None => {
-                        remove_file(config, request.dry_run)?;
-                        format!("{shown}: removed (there was none before netrt configure)")
-                    }
-                };
-                forget_original(&backup, &absent_marker, request.dry_run)?;
-                return Ok(finish(request, vec![line]));
-            }
-        }
-        forget_original(&backup, &absent_marker, request.dry_run)?;
-        if request.engine == Engine::Podman {
-            if text != podman_hooks_file(&request.hook) {
-                return Ok(vec![format!("{shown}: not the file netrt configure writes (changed since?); left as it was")]);
-            }
-            remove_file(config, request.dry_run)?;
-            return Ok(finish(request, vec![format!("{shown}: removed")]));
-        }
-        let Some(new_text) = removed else {
-            return Ok(vec![format!("{shown}: nothing of netrt's in it; unchanged")]);
-        };
-        write_like(config, new_text.as_bytes(), request.dry_run)?;
-        let what = describe(request.engine);
-        return Ok(finish(request, vec![format!("{shown}: removed {what}; the rest, changed since netrt configure, kept")]));
+/// The file `configure` edits, as it is now, and the original kept beside it.
+struct Files {
+    current: Option<Vec<u8>>,
+    backup: PathBuf,
+    absent_marker: PathBuf,
+    /// What the file was before the first change: Some(None) when there
+    /// was no file; None when `configure` kept nothing.
+    original: Option<Option<Vec<u8>>>,
+}
+
+impl Files {
+    fn of(config: &Path) -> Result<Files, Refusal> {
+        let backup = backup_path(config, "netrt-backup");
+        let absent_marker = backup_path(config, "netrt-absent");
+        let original = if absent_marker.exists() { Some(None) } else { read_if_present(&backup)?.map(Some) };
+        Ok(Files { current: read_if_present(config)?, backup, absent_marker, original })
     }
 
+    fn forget_original(&self, dry_run: bool) -> Result<(), Refusal> {
+        remove_file(&self.backup, dry_run)?;
+        remove_file(&self.absent_marker, dry_run)
+    }
+}
+
+fn refusal(config: &Path, why: String) -> Refusal {
+    format!("netrt configure: {}: {why}; the file is left as it was", config.display())
+}
+
+fn add(request: &Request, files: &Files) -> Result<Vec<String>, Refusal> {
+    let config = &request.config;
+    let shown = config.display();
+    let current = &files.current;
     let text = current.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()).unwrap_or_default();
-    let Some(new_text) = edit(request, &text, false).map_err(refuse)? else {
+    let Some(new_text) = edit(request, &text, false).map_err(|why| refusal(config, why))? else {
         return Ok(vec![format!("{shown}: already has {}; unchanged", describe(request.engine))]);
     };
     if let Some(dir) = config.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
@@ -265,10 +247,10 @@ pub fn apply(request: &Request) -> Result<Vec<String>, Refusal> {
     }
     // A hooks.d file is netrt's whole: none before needs no marker.
     let whole_file = request.engine == Engine::Podman && current.is_none();
-    if original.is_none() && !request.dry_run && !whole_file {
-        match &current {
-            Some(bytes) => write_new(&backup, bytes)?,
-            None => write_new(&absent_marker, b"")?,
+    if files.original.is_none() && !whole_file {
+        match current {
+            Some(bytes) => write_like(&files.backup, bytes, request.dry_run)?,
+            None => write_like(&files.absent_marker, b"", request.dry_run)?,
         }
     }
     write_like(config, new_text.as_bytes(), request.dry_run)?;
@@ -283,6 +265,57 @@ pub fn apply(request: &Request) -> Result<Vec<String>, Refusal> {
         lines.push(new_text.trim_end().to_string());
     }
     Ok(finish(request, lines))
+}
+
+fn remove(request: &Request, files: &Files) -> Result<Vec<String>, Refusal> {
+    let config = &request.config;
+    let shown = config.display();
+    let Some(bytes) = &files.current else {
+        files.forget_original(request.dry_run)?;
+        return Ok(vec![format!("{shown} does not exist: nothing of netrt's to remove")]);
+    };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let removed = edit(request, &text, true).map_err(|why| refusal(config, why))?;
+    if let Some(line) = restore_original(request, files, &text)? {
+        files.forget_original(request.dry_run)?;
+        return Ok(finish(request, vec![line]));
+    }
+    files.forget_original(request.dry_run)?;
+    if request.engine == Engine::Podman {
+        if text != podman_hooks_file(&request.hook) {
+            return Ok(vec![format!("{shown}: not the file netrt configure writes (changed since?); left as it was")]);
+        }
+        remove_file(config, request.dry_run)?;
+        return Ok(finish(request, vec![format!("{shown}: removed")]));
+    }
+    let Some(new_text) = removed else {
+        return Ok(vec![format!("{shown}: nothing of netrt's in it; unchanged")]);
+    };
+    write_like(config, new_text.as_bytes(), request.dry_run)?;
+    let what = describe(request.engine);
+    Ok(finish(request, vec![format!("{shown}: removed {what}; the rest, changed since netrt configure, kept")]))
+}
+
+/// When nobody changed the file since netrt wrote it (it is what adding to
+/// the original gives), puts back the bytes it had, or no file if there was
+/// none, and says so. None: it changed since, or nothing was kept.
+fn restore_original(request: &Request, files: &Files, text: &str) -> Result<Option<String>, Refusal> {
+    let Some(original) = &files.original else { return Ok(None) };
+    let original_text = original.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+    if edit(request, &original_text, false).ok().flatten().as_deref() != Some(text) {
+        return Ok(None);
+    }
+    let shown = request.config.display();
+    Ok(Some(match original {
+        Some(bytes) => {
+            write_like(&request.config, bytes, request.dry_run)?;
+            format!("{shown}: put back as it was before netrt configure (from {})", files.backup.display())
+        }
+        None => {
+            remove_file(&request.config, request.dry_run)?;
+            format!("{shown}: removed (there was none before netrt configure)")
+        }
+    }))
 }
 
 /// The edit for one engine: add (or, with `remove`, take out) netrt's entry.
@@ -355,10 +388,6 @@ fn write_like(path: &Path, bytes: &[u8], dry_run: bool) -> Result<(), Refusal> {
     })
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), Refusal> {
-    write_like(path, bytes, false)
-}
-
 fn remove_file(path: &Path, dry_run: bool) -> Result<(), Refusal> {
     if dry_run {
         return Ok(());
@@ -369,10 +398,6 @@ fn remove_file(path: &Path, dry_run: bool) -> Result<(), Refusal> {
     }
 }
 
-fn forget_original(backup: &Path, absent_marker: &Path, dry_run: bool) -> Result<(), Refusal> {
-    remove_file(backup, dry_run)?;
-    remove_file(absent_marker, dry_run)
-}
 
 #[cfg(test)]
 mod tests {
