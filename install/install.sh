@@ -46,7 +46,6 @@ completion_files=("$prefix/share/bash-completion/completions/netrt" "$prefix/sha
     "$prefix/share/fish/vendor_completions.d/netrt.fish" "$prefix/share/fish/vendor_completions.d/netrt-hook.fish")
 state_dir=$prefix/share/netrt
 manifest=$state_dir/install-manifest
-backup=$docker_config.netrt-backup
 hook_file=$hooks_dir/netrt.json
 
 apt_install() {

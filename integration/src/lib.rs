@@ -442,23 +442,24 @@ impl Container {
     /// exited: it exits once the container is deleted, poststop included,
     /// so that is the moment the runtime's delete returns.
     pub fn stop_then<T>(mut self, right_after: impl FnOnce() -> T) -> T {
-        if let Some(mut child) = self.child.take() {
-            sh_quiet(&format!("runc kill {} KILL", self.id));
-            let _ = child.wait();
-        }
+        self.kill_and_reap();
         let seen = right_after();
         self.kill_and_delete();
         seen
     }
 
-    fn kill_and_delete(&mut self) {
+    /// Kills the container and waits for `runc run` to exit.
+    fn kill_and_reap(&mut self) {
         if let Some(mut child) = self.child.take() {
             sh_quiet(&format!("runc kill {} KILL", self.id));
             let _ = child.wait();
         }
-        sh_quiet(&format!("runc delete -f {}", self.id));
     }
 
+    fn kill_and_delete(&mut self) {
+        self.kill_and_reap();
+        sh_quiet(&format!("runc delete -f {}", self.id));
+    }
 }
 
 impl Drop for Container {
@@ -483,9 +484,9 @@ impl Drop for NetnsName {
 }
 
 /// What netrt could leave behind or change, as text to compare: every link
-/// with its kind, master, MTU, MAC and promiscuity, every qdisc and ingress filter on the host and in the
-/// given namespaces, the records under /run/netrt/containers and the
-/// address claims under /run/netrt/addresses.
+/// with its kind, master, MTU, MAC and promiscuity, every qdisc and ingress
+/// filter on the host and in the given namespaces, the records under
+/// /run/netrt/containers and the address claims under /run/netrt/addresses.
 pub fn snapshot(namespaces: &[&str]) -> String {
     let mut out = String::new();
     let mut prefixes = vec![String::new()];

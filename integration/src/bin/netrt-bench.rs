@@ -103,7 +103,6 @@ fn attach_latency(iterations: usize) {
     println!("after the namespace is gone (as runc runs it) and while it exists (as the CNI DEL runs).");
     println!("Teardown and DEL are timed until they return; 'left' counts the runs after which a device");
     println!("of the container was still on the host at that moment (read from sysfs at once).\n");
-    println!("{:<44} {:>10} {:>10} {:>8}", "", "median", "p95", "left");
     let mut gone = Timings { setup: vec![], teardown: vec![], left: 0 };
     let mut alive = Timings { setup: vec![], teardown: vec![], left: 0 };
     let mut chain = Timings { setup: vec![], teardown: vec![], left: 0 };
@@ -119,7 +118,7 @@ fn attach_latency(iterations: usize) {
         chain.add(cni_chain_latency(&bridge, 1));
         macvlan.add(netrt_attach_latency(&on_parent, Some(&parent), 1, Namespace::GoneFirst));
     }
-    for (label, timed, left) in [
+    print_rows(44, iterations, &[
         ("netrt-hook setup (createRuntime)", &gone.setup, None),
         ("netrt-hook teardown, namespace gone (runc)", &gone.teardown, Some(gone.left)),
         ("netrt-hook teardown, namespace alive", &alive.teardown, Some(alive.left)),
@@ -127,14 +126,21 @@ fn attach_latency(iterations: usize) {
         ("CNI bandwidth+bridge DEL", &chain.teardown, Some(chain.left)),
         ("netrt-hook setup, macvlan + both limits", &macvlan.setup, None),
         ("netrt-hook teardown, macvlan (runc)", &macvlan.teardown, Some(macvlan.left)),
-    ] {
-        let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
-        println!("{label:<44} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
-    }
+    ]);
     println!("\nnetrt setup median / CNI chain ADD median: {:.2}", percentile(&gone.setup, 50) / percentile(&chain.setup, 50));
     for (label, netrt) in [("namespace gone", &gone), ("namespace alive", &alive)] {
         let ratio = percentile(&netrt.teardown, 50) / percentile(&chain.teardown, 50);
         println!("netrt teardown ({label}) median / CNI chain DEL median: {ratio:.2} (goal: at most 0.50)");
+    }
+}
+
+/// A table of median and p95 per row, and for teardowns how many of the
+/// `iterations` runs left something on the host.
+fn print_rows(width: usize, iterations: usize, rows: &[(&str, &Vec<f64>, Option<usize>)]) {
+    println!("{:<width$} {:>10} {:>10} {:>8}", "", "median", "p95", "left");
+    for (label, timed, left) in rows {
+        let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
+        println!("{label:<width$} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
     }
 }
 
@@ -384,17 +390,13 @@ fn latency(lab: &Lab, iterations: usize) {
     let filesystem = sh("mkdir -p /run/netrt && findmnt -n -o FSTYPE --target /run/netrt");
     println!("(/run/netrt, where netrt writes a record per setup, is on {})\n", filesystem.trim());
     println!("'left': runs after which the ifb, or a qdisc on the veth, was still there when teardown returned.\n");
-    println!("{:<34} {:>10} {:>10} {:>8}", "", "median", "p95", "left");
     let (netrt, cni) = limits_latency(lab, iterations);
-    for (label, timed, left) in [
+    print_rows(34, iterations, &[
         ("netrt-hook setup (createRuntime)", &netrt.setup, None),
         ("netrt-hook teardown (poststop)", &netrt.teardown, Some(netrt.left)),
         ("CNI bandwidth ADD", &cni.setup, None),
         ("CNI bandwidth DEL", &cni.teardown, Some(cni.left)),
-    ] {
-        let left = left.map_or(String::new(), |n| format!("{n}/{iterations}"));
-        println!("{label:<34} {:>8.2}ms {:>8.2}ms {left:>8}", percentile(timed, 50), percentile(timed, 95));
-    }
+    ]);
     let ratio = percentile(&netrt.teardown, 50) / percentile(&cni.teardown, 50);
     println!("\nnetrt teardown median / CNI bandwidth DEL median: {ratio:.2} (goal: at most 1.00)");
 }
