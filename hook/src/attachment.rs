@@ -163,6 +163,9 @@ pub struct Attachment {
     pub mtu: Option<u32>,
     /// The attachment's settings as the user gave them, for messages.
     pub given: Settings,
+    /// `net.pool`: the pool that gives the addresses `net.ip` does not.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl Attachment {
@@ -256,6 +259,13 @@ impl Attachment {
 
 /// Validates the attachment keys; None if no attachment was asked for.
 pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
+    build_with(settings, &[])
+}
+
+/// As `build`, for settings that `net.pool` expanded: `pool_networks`, the
+/// pool's subnets, are where its addresses will come from, so gateways and
+/// routes through them are reachable before the addresses are allocated.
+pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<Attachment>, KeyError> {
     let bridge = settings.get("net.bridge");
     let parent = settings.get("net.parent");
     let medium = match (bridge, parent) {
@@ -286,7 +296,7 @@ pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
     };
     let given: Settings = settings
         .iter()
-        .filter(|(key, _)| COMPANION_KEYS.contains(&key.as_str()) || *key == "net.bridge" || *key == "net.parent")
+        .filter(|(key, _)| COMPANION_KEYS.contains(&key.as_str()) || ["net.bridge", "net.parent", "net.pool"].contains(&key.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let field = |key: &str| settings.get(key);
@@ -302,10 +312,11 @@ pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
         })
         .transpose()?;
     let addresses = field("net.ip").map(addresses).transpose()?.unwrap_or_default();
-    let gateways = field("net.gateway").map(|s| gateways(s, &addresses)).transpose()?.unwrap_or_default();
-    let routes = field("net.routes").map(|s| routes(s, &addresses)).transpose()?.unwrap_or_default();
+    let networks: Vec<Cidr> = addresses.iter().chain(pool_networks).copied().collect();
+    let gateways = field("net.gateway").map(|s| gateways(s, &networks)).transpose()?.unwrap_or_default();
+    let routes = field("net.routes").map(|s| routes(s, &networks)).transpose()?.unwrap_or_default();
     let mac = field("net.mac").map(|s| parse_mac(&s.value).map_err(|r| refuse(s, r))).transpose()?;
-    let mtu = field("net.mtu").map(|s| mtu(s, &addresses)).transpose()?;
+    let mtu = field("net.mtu").map(|s| mtu(s, &networks)).transpose()?;
     if let (Medium::Macvlan { mode: MacvlanMode::Passthru, .. }, Some(given_mac)) = (&medium, field("net.mac")) {
         return Err(refuse(given_mac, format!(
             "a passthru macvlan carries its parent's own MAC, so setting another would change the MAC of {} \
@@ -314,7 +325,8 @@ pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
         )));
     }
 
-    let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given };
+    let pool = field("net.pool").map(|s| s.value.clone());
+    let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given, pool };
     if let Some(sub) = attachment.vlan_interface() {
         if sub.len() > MAX_IFNAME_BYTES {
             return Err(attachment.refuse("net.vlan", format!(

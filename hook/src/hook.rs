@@ -10,6 +10,9 @@ use crate::netlink::Netlink;
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
+use crate::pools::claims;
+use crate::pools::config::Pools;
+use crate::pools::store::{Claim, StoreError};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
 use crate::shaping::{self, Placement, Sockets};
@@ -61,7 +64,7 @@ pub fn apply_deferred(id: &str) -> Result<()> {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
-        .enable_io()
+        .enable_all()
         .build()
         .map_err(|e| Error::System(format!("cannot start the netlink runtime: {e}")))
 }
@@ -77,16 +80,18 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let settings = settings::collect(&annotations, config.env());
-    let plan = plan::build(&settings)?;
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let (policy, pools) = policy::load_with_pools()?;
+    let mut plan = plan::build_with(&settings, &pools)?;
     if plan.is_empty() {
         return Ok(());
     }
-    policy::load()?.check(&plan)?;
+    policy.check_with(&plan, &pools)?;
     privilege::check()?;
-    let refuse = |reason: String| -> Error {
-        let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
-        KeyError::new(key, value, reason).into()
-    };
+    let (lead_key, lead_value) = plan.lead_setting().map(|(k, v)| (k.to_string(), v.to_string())).expect("a plan has a lead setting");
+    let refuse = |reason: String| -> Error { KeyError::new(&lead_key, &lead_value, reason).into() };
     let pid = container.pid.ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
     let container_ns = NetNs::of_pid(pid).map_err(refuse)?;
     let host_ns = NetNs::current().map_err(refuse)?;
@@ -125,6 +130,111 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
             host: Netlink::open_in(&host_ns).map_err(refuse)?,
             container: Some(Netlink::open_in(&container_ns).map_err(refuse)?),
         };
+        let pooled = plan.attachment.as_ref().is_some_and(|a| claims::uses_pools(a, &pools));
+        let mut registry = None;
+        if pooled {
+            registry = Some(claim_addresses(&store, &pools, &mut plan, container, pid, &container_ns, &netns_path).await?);
+        }
+        let result = setup_claimed(container, &plan, &store, &sockets, &container_ns, &host_ns, pid, netns_path, pooled).await;
+        if let (Err(_), Some(registry)) = (&result, registry.as_mut()) {
+            // Claims go with a setup that left nothing; a record that still
+            // lists objects keeps them until teardown or gc finishes.
+            match store.load(&container.id)? {
+                Some(record) if !record.created.is_empty() => {}
+                leftover => {
+                    release_or_remember(&store, registry, &pools.node, &container.id).await;
+                    match leftover {
+                        Some(record) => store.remove(&record)?,
+                        None => store.remove_unreadable(&container.id)?,
+                    }
+                }
+            }
+        }
+        result
+    })
+}
+
+/// Claims the attachment's pool addresses (allocating what `net.pool`
+/// leaves open) after writing a record that says so, so that a kill at
+/// any point leaves claims that teardown or gc find. Returns the open
+/// registry for the rest of setup.
+async fn claim_addresses(
+    store: &Store,
+    pools: &Pools,
+    plan: &mut Plan,
+    container: &Container,
+    pid: i32,
+    container_ns: &NetNs,
+    netns_path: &str,
+) -> Result<claims::AnyStore> {
+    let attachment = plan.attachment.as_mut().expect("pooled plans have an attachment");
+    let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
+    let mut registry = claims::open(pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+    settle_pending(store, &mut registry, &pools.node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+    let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path.to_string(), String::new(), None, Plan::default());
+    record.pool_claims = true;
+    store.begin(&record)?;
+    fault::kill_point("claim", 0);
+    let is_stale = |claim: &Claim| {
+        claim.node.as_deref() == Some(pools.node.as_str())
+            && claim.container.as_deref().is_some_and(|holder| holder != container.id && !store.exists(holder))
+    };
+    let claimed = claims::claim(&mut registry, pools, attachment, &container.id, &is_stale).await;
+    fault::kill_point("claim", 1);
+    if let Err(refusal) = claimed {
+        release_or_remember(store, &mut registry, &pools.node, &container.id).await;
+        store.remove_unreadable(&container.id)?;
+        return Err(refusal.into());
+    }
+    Ok(registry)
+}
+
+/// Releases container `id`'s claims; if the registry cannot, remembers
+/// them for the next run that reaches it (teardown never fails for it).
+async fn release_or_remember(store: &Store, registry: &mut claims::AnyStore, node: &str, id: &str) {
+    if let Err(e) = claims::release(registry, node, id).await {
+        log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
+        if let Err(e) = store.add_pending_release(id) {
+            log::error(&e.to_string());
+        }
+    }
+}
+
+/// Carries out the releases earlier runs could not; returns what it did.
+async fn settle_pending(store: &Store, registry: &mut claims::AnyStore, node: &str) -> std::result::Result<Vec<String>, StoreError> {
+    let mut lines = vec![];
+    for id in store.pending_releases().map_err(|e| StoreError::Failed(e.to_string()))? {
+        for held in claims::release(registry, node, &id).await? {
+            lines.push(format!("released {} of pool {} (container {id}, left pending)", held.claim.address, held.pool));
+        }
+        store.remove_pending_release(&id).map_err(|e| StoreError::Failed(e.to_string()))?;
+    }
+    Ok(lines)
+}
+
+/// Setup once the pool addresses are claimed: checks, then every change,
+/// recorded before it is made and undone on failure.
+#[allow(clippy::too_many_arguments)]
+async fn setup_claimed(
+    container: &Container,
+    plan: &Plan,
+    store: &Store,
+    sockets: &Sockets,
+    container_ns: &NetNs,
+    host_ns: &NetNs,
+    pid: i32,
+    netns_path: String,
+    pooled: bool,
+) -> Result<()> {
+    let refuse = |reason: String| -> Error {
+        let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
+        KeyError::new(key, value, reason).into()
+    };
+    {
+        let store = store;
+        let sockets = sockets;
+        let container_ns = container_ns;
+        let host_ns = host_ns;
         // Other containers' records matter only to an attachment on a VLAN
         // sub-interface it may share; addresses are checked by their claims,
         // so that setup does not read every record on a busy host.
@@ -134,6 +244,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         };
         let ifb = shaping::ifb_name(&container.id);
         let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
+        record.pool_claims = pooled;
 
         // Everything is checked before the first change.
         let (target, frame_bytes) = match &plan.attachment {
@@ -160,7 +271,11 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         };
         let buckets = shaping::token_buckets(&plan, frame_bytes)?;
         remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
-        store.begin(&record)?;
+        if pooled {
+            store.update_partial(&record)?;
+        } else {
+            store.begin(&record)?;
+        }
         store.claim(&record)?;
         fault::kill_point("setup", 0);
 
@@ -208,7 +323,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         }
         log::error(&format!("setup of {} failed and was undone: {error}", container.id));
         Err(error)
-    })
+    }
 }
 
 /// What setup works on: an attachment it makes, or the container's
@@ -264,7 +379,52 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
     }
+    if record.pool_claims {
+        release_record_claims(store, &record.id).await;
+    }
     store.remove(record)
+}
+
+/// Releases a torn-down container's pool claims. The host is clean
+/// already; a registry that does not answer gets the release later.
+async fn release_record_claims(store: &Store, id: &str) {
+    let pools = match policy::load_with_pools() {
+        Ok((_, pools)) => pools,
+        Err(e) => {
+            log::error(&format!("the claims of {id} are released later: {e}"));
+            let _ = store.add_pending_release(id);
+            return;
+        }
+    };
+    match claims::open(&pools, true).await {
+        Ok(mut registry) => {
+            if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
+                log::error(&format!("releases left pending wait longer: {e}"));
+            }
+            release_or_remember(store, &mut registry, &pools.node, id).await;
+        }
+        Err(e) => {
+            log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
+            let _ = store.add_pending_release(id);
+        }
+    }
+}
+
+/// gc's part for pools: releases left pending, and the claims of this
+/// node's containers that have no record (their setup was killed, or
+/// their record was removed by hand). Only where pools are defined.
+async fn collect_pool_claims(store: &Store) -> Result<Vec<String>> {
+    let (_, pools) = policy::load_with_pools()?;
+    if pools.pools.is_empty() && store.pending_releases()?.is_empty() {
+        return Ok(vec![]);
+    }
+    let registry_error = |e: StoreError| Error::System(format!("pool claims not collected: {e}"));
+    let mut registry = claims::open(&pools, false).await.map_err(registry_error)?;
+    let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
+    let exists = |id: &str| store.exists(id);
+    lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
+    lines.iter().for_each(|line| log::info(line));
+    Ok(lines)
 }
 
 /// Sockets for undoing a record: the container's namespace only if the
@@ -349,6 +509,7 @@ pub fn gc() -> Result<Vec<String>> {
             removed.push(line);
         }
         removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
+        removed.extend(collect_pool_claims(&store).await?);
         for address in store.remove_orphan_claims()? {
             let line = format!("removed the claim of {address}: no record holds it");
             log::info(&line);

@@ -19,6 +19,7 @@ pub mod netns;
 pub mod oci;
 pub mod plan;
 pub mod policy;
+pub mod pools;
 pub mod privilege;
 pub mod record;
 pub mod settings;

@@ -32,6 +32,8 @@ Attachment (one extra interface in the container; exactly one of net.bridge, net
   net.routes=ROUTE,...      203.0.113.0/24 via 198.51.100.1, 192.0.2.0/24
   net.mac=MAC               02:00:5e:10:00:01 (default: 02:42 + the IPv4 address)
   net.mtu=68-65535          e.g. 9000
+  net.pool=NAME             attachment, addresses and gateways from a pool of
+                            /etc/netrt/netrt.json; net.ip asks for exact ones
 
 Policy: /etc/netrt/netrt.json (or the file NETRT_CONFIG names) bounds bridges,
 parents, VLANs, subnets and the maximum rate.
@@ -87,12 +89,69 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: StatusFormat,
     },
+    /// Address pools (SPEC §6): what they hold, reservations, and the
+    /// claims of a node that is gone for good
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
     /// Print a completion script for this shell, e.g.
     /// `source <(netrt-hook completions bash)`
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Each pool: attachment, ranges, used and free addresses per family
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each claimed address of a pool: node, container and since when, or
+    /// the note of a reservation
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reserve addresses no container may get (the hosts' own, routers)
+    Reserve {
+        name: String,
+        /// ADDRESS or FIRST-LAST, e.g. 198.51.100.2-198.51.100.9
+        #[arg(value_name = "ADDRESS|FIRST-LAST", required = true)]
+        addresses: Vec<String>,
+        /// Why, shown by `pool show`
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Give reserved addresses back to allocation
+    Unreserve {
+        name: String,
+        #[arg(value_name = "ADDRESS|FIRST-LAST", required = true)]
+        addresses: Vec<String>,
+    },
+    /// Release every claim of a node that is gone for good
+    Release {
+        /// The node's name, as its `node` setting (or host name) gave it
+        #[arg(long, required = true)]
+        node: String,
+    },
+}
+
+fn pool(command: PoolCommand) -> netrt::error::Result<()> {
+    use netrt::pools::commands;
+    let out = match command {
+        PoolCommand::List { json } => commands::list(json)?,
+        PoolCommand::Show { name, json } => commands::show(&name, json)?,
+        PoolCommand::Reserve { name, addresses, note } => commands::reserve(&name, &addresses, &note)?,
+        PoolCommand::Unreserve { name, addresses } => commands::unreserve(&name, &addresses)?,
+        PoolCommand::Release { node } => commands::release_node(&node)?,
+    };
+    print!("{out}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -108,6 +167,7 @@ fn main() -> ExitCode {
         Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
         Some(Command::Status { id, json, format }) => show_status(id.as_deref(), if json { StatusFormat::Json } else { format }),
+        Some(Command::Pool { command }) => pool(command),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
             Ok(())
@@ -132,8 +192,9 @@ fn main() -> ExitCode {
 
 fn check(words: &[String]) -> netrt::error::Result<()> {
     let settings = settings::from_words(words).map_err(netrt::error::Error::Input)?;
-    let plan = plan::build(&settings)?;
-    policy::load()?.check(&plan)?;
+    let (policy, pools) = policy::load_with_pools()?;
+    let plan = plan::build_with(&settings, &pools)?;
+    policy.check_with(&plan, &pools)?;
     if plan.is_empty() {
         println!("no settings: the container would not be touched");
     }

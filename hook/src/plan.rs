@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attachment::{self, Attachment};
 use crate::error::KeyError;
+use crate::pools::config::Pools;
 use crate::settings::{Setting, Settings};
 use crate::units;
 
@@ -20,9 +21,9 @@ pub const DEFAULT_BURST_US: u64 = 20_000;
 
 pub const BANDWIDTH_KEYS: [&str; 6] =
     ["net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency"];
-pub const ATTACHMENT_KEYS: [&str; 10] = [
+pub const ATTACHMENT_KEYS: [&str; 11] = [
     "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname",
-    "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu",
+    "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu", "net.pool",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,14 +97,22 @@ impl Plan {
 }
 
 /// Validates every setting; the first refusal, in key order, is returned.
+/// `net.pool` needs the pools of the configuration: see `build_with`.
 pub fn build(settings: &Settings) -> Result<Plan, KeyError> {
+    build_with(settings, &Pools::default())
+}
+
+/// Validates every setting, `net.pool` resolved against `pools`. The
+/// pool's addresses are allocated later, under the host lock.
+pub fn build_with(settings: &Settings, pools: &Pools) -> Result<Plan, KeyError> {
     for (key, setting) in settings {
         check_known(key, setting)?;
     }
+    let (expanded, pool_networks) = pools.expand(settings)?;
     Ok(Plan {
         egress: shaper(settings, Direction::Egress)?,
         ingress: shaper(settings, Direction::Ingress)?,
-        attachment: attachment::build(settings)?,
+        attachment: attachment::build_with(&expanded, &pool_networks)?,
     })
 }
 

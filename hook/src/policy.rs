@@ -3,6 +3,7 @@
 //! file or list means no bound; a file that cannot be read or understood is
 //! an error, never ignored: a typo must not open what the admin closed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use crate::attachment::{Cidr, Medium};
 use crate::error::{Error, KeyError, Result};
 use crate::plan::Plan;
+use crate::pools::config::{PoolFile, Pools, RegistryFile};
 use crate::units;
 
 pub const CONFIG_PATH: &str = "/etc/netrt/netrt.json";
@@ -23,6 +25,11 @@ pub struct ConfigFile {
     pub runtime: Option<String>,
     #[serde(default)]
     pub policy: PolicyFile,
+    /// This host's name in the registry (SPEC §6); default: the host name.
+    pub node: Option<String>,
+    pub registry: Option<RegistryFile>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +77,13 @@ pub fn parse_config(shown: &str, text: &str) -> Result<ConfigFile> {
 pub fn load() -> Result<Policy> {
     let (path, config) = read_config()?;
     Policy::from_file(path, config.policy)
+}
+
+/// The policy and the pools, from one read of the configuration file.
+pub fn load_with_pools() -> Result<(Policy, Pools)> {
+    let (path, config) = read_config()?;
+    let pools = Pools::from_file(&path, config.node, config.registry, config.pools)?;
+    Ok((Policy::from_file(path, config.policy)?, pools))
 }
 
 impl Policy {
@@ -134,6 +148,23 @@ impl Policy {
                     self.rule("subnets", list_of(&shown))
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// As `check`, and a pool's subnets must lie inside `policy.subnets`
+    /// too: every address it may give is then allowed.
+    pub fn check_with(&self, plan: &Plan, pools: &Pools) -> Result<(), KeyError> {
+        self.check(plan)?;
+        let (Some(subnets), Some(attachment)) = (&self.subnets, &plan.attachment) else { return Ok(()) };
+        let Some(pool) = attachment.pool.as_ref().and_then(|name| pools.get(name)) else { return Ok(()) };
+        if let Some(outside) = pool.subnets.iter().find(|p| !subnets.iter().any(|s| s.covers(p))) {
+            let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
+            return Err(attachment.refuse("net.pool", format!(
+                "pool {}'s subnet {outside} {}",
+                pool.name,
+                self.rule("subnets", list_of(&shown))
+            )));
         }
         Ok(())
     }

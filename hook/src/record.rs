@@ -71,6 +71,10 @@ pub struct Record {
     pub plan: Plan,
     /// Everything setup makes, written before the first change.
     pub created: Vec<Created>,
+    /// Whether the container may hold claims in a pool: teardown then
+    /// releases every claim the registry lists for it.
+    #[serde(default)]
+    pub pool_claims: bool,
     /// False until setup has finished: kept in the file's name, not in it.
     #[serde(skip)]
     pub complete: bool,
@@ -83,7 +87,19 @@ impl Record {
     }
 
     pub fn new(id: &str, pid: i32, netns: NsId, netns_path: String, interface: String, host_veth: Option<String>, plan: Plan) -> Self {
-        Record { version: RECORD_VERSION, id: id.to_string(), pid, netns, netns_path, interface, host_veth, plan, created: vec![], complete: false }
+        Record {
+            version: RECORD_VERSION,
+            id: id.to_string(),
+            pid,
+            netns,
+            netns_path,
+            interface,
+            host_veth,
+            plan,
+            created: vec![],
+            pool_claims: false,
+            complete: false,
+        }
     }
 }
 
@@ -297,6 +313,37 @@ impl Store {
         }
         freed.sort();
         Ok(freed)
+    }
+
+    fn pending_dir(&self) -> PathBuf {
+        self.dir.join("pending-releases")
+    }
+
+    /// Remembers that container `id`'s claims could not be released (the
+    /// registry did not answer): the next run that reaches it releases them.
+    pub fn add_pending_release(&self, id: &str) -> Result<()> {
+        let dir = self.pending_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(id);
+        fs::write(&path, "").map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
+    pub fn pending_releases(&self) -> Result<Vec<String>> {
+        let mut ids: Vec<String> = entries_of(&self.pending_dir())?
+            .into_iter()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|id| check_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn remove_pending_release(&self, id: &str) -> Result<()> {
+        remove_if_present(&self.pending_dir().join(id))
     }
 
     fn deferred_dir(&self) -> PathBuf {

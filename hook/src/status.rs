@@ -24,10 +24,20 @@ pub struct Entry {
     pub complete: bool,
     /// `bridge br0, VLAN 50` or `macvlan on eth1.50`; None without one.
     pub attachment: Option<String>,
-    /// The static addresses netrt gave the attached interface.
+    /// The addresses netrt gave the attached interface.
     pub addresses: Vec<String>,
+    /// Of those, the ones in a pool: which pool, and the node that claims them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pooled: Vec<PooledAddress>,
     pub vlan: Option<u16>,
     pub limits: Vec<Limit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PooledAddress {
+    pub address: String,
+    pub pool: String,
+    pub node: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +72,8 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
     if records.is_empty() {
         return Ok(vec![]);
     }
+    // Without a readable configuration, status still shows what is there.
+    let pools = crate::policy::load_with_pools().map(|(_, pools)| pools).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -75,7 +87,9 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
         let host_view = if records.iter().any(|r| r.host_veth.is_some()) { View::of(&host).await } else { View::default() };
         let mut entries = vec![];
         for record in &records {
-            entries.push(entry(record, &host_view).await);
+            let mut entry = entry(record, &host_view).await;
+            entry.pooled = pooled_addresses(record, &pools);
+            entries.push(entry);
         }
         Ok(entries)
     })
@@ -162,9 +176,20 @@ async fn entry(record: &Record, host_view: &View) -> Entry {
         complete: record.complete,
         attachment: record.plan.attachment.as_ref().map(describe_attachment),
         addresses: record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|a| a.to_string()).collect(),
+        pooled: vec![],
         vlan: record.plan.attachment.as_ref().and_then(|a| a.vlan),
         limits,
     }
+}
+
+fn pooled_addresses(record: &Record, pools: &crate::pools::config::Pools) -> Vec<PooledAddress> {
+    record
+        .addresses()
+        .filter_map(|a| {
+            let pool = pools.pool_of(a)?;
+            Some(PooledAddress { address: a.to_string(), pool: pool.name.clone(), node: pools.node.clone() })
+        })
+        .collect()
 }
 
 fn describe_attachment(attachment: &Attachment) -> String {
@@ -208,7 +233,15 @@ pub fn render_table(entries: &[Entry]) -> String {
         out += &format!("\n{:<20} {:<32} {:<26} {}\n", "CONTAINER", "INTERFACE", "ATTACHMENT", "ADDRESSES");
         for entry in entries {
             if let Some(attachment) = &entry.attachment {
-                let addresses = if entry.addresses.is_empty() { "-".to_string() } else { entry.addresses.join(", ") };
+                let shown: Vec<String> = entry
+                    .addresses
+                    .iter()
+                    .map(|a| match entry.pooled.iter().find(|p| a.starts_with(&format!("{}/", p.address))) {
+                        Some(p) => format!("{a} (pool {}, node {})", p.pool, p.node),
+                        None => a.clone(),
+                    })
+                    .collect();
+                let addresses = if shown.is_empty() { "-".to_string() } else { shown.join(", ") };
                 out += &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
             }
         }
@@ -306,6 +339,7 @@ mod tests {
             complete: true,
             attachment: None,
             addresses: vec![],
+            pooled: vec![],
             vlan: None,
             limits: vec![limit(Direction::Egress, true), limit(Direction::Ingress, false)],
         };

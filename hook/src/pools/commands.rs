@@ -1,0 +1,260 @@
+//! `netrt-hook pool list|show|reserve|unreserve|release --node`.
+
+use serde::Serialize;
+
+use super::claims::{self, addresses_of};
+use super::config::{Pool, Pools, Registry, Span};
+use super::store::{format_time, Claim, ClaimStore, Store};
+use crate::error::{Error, Result};
+use crate::record;
+
+fn load() -> Result<Pools> {
+    let (path, config) = crate::policy::read_config()?;
+    Pools::from_file(&path, config.node, config.registry, config.pools)
+}
+
+fn pool<'a>(pools: &'a Pools, name: &str) -> Result<&'a Pool> {
+    pools.get(name).ok_or_else(|| Error::Input(pools.unknown(name)))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::System(format!("cannot start the runtime: {e}")))
+}
+
+/// Runs `work` against this node's store; host-wide claims change only
+/// under the host lock, as setup's do.
+fn with_store<T>(pools: &Pools, changes: bool, work: impl AsyncFnOnce(&mut Store) -> Result<T>) -> Result<T> {
+    let _lock = match (&pools.registry, changes) {
+        (Registry::Host, true) => Some(record::Store::system().lock()?),
+        _ => None,
+    };
+    runtime()?.block_on(async {
+        let mut store = claims::open(pools, false).await.map_err(|e| Error::System(e.to_string()))?;
+        work(&mut store).await
+    })
+}
+
+fn system(e: impl std::fmt::Display) -> Error {
+    Error::System(e.to_string())
+}
+
+#[derive(Serialize)]
+struct FamilyUse {
+    family: &'static str,
+    size: String,
+    used: u128,
+    free: String,
+}
+
+#[derive(Serialize)]
+struct PoolUse {
+    name: String,
+    attachment: String,
+    subnets: Vec<String>,
+    ranges: Vec<String>,
+    gateways: Vec<String>,
+    families: Vec<FamilyUse>,
+}
+
+/// Addresses of `span` that allocation skips (gateways, exclusions).
+fn skipped_in(pool: &Pool, span: &Span) -> u128 {
+    let gateways = pool.gateways.iter().filter(|g| span.contains(**g)).count() as u128;
+    let excluded: u128 = pool
+        .exclude
+        .iter()
+        .filter(|e| e.v6 == span.v6)
+        .map(|e| {
+            let (first, last) = (e.first.max(span.first), e.last.min(span.last));
+            if first <= last { last - first + 1 } else { 0 }
+        })
+        .sum();
+    gateways + excluded
+}
+
+pub fn list(json: bool) -> Result<String> {
+    let pools = load()?;
+    let uses = with_store(&pools, false, async |store| {
+        let mut uses = vec![];
+        for pool in pools.pools.values() {
+            let mut families = vec![];
+            for subnet in &pool.subnets {
+                let v6 = subnet.address.is_ipv6();
+                let used = store.count(&pool.name, v6).await.map_err(system)?;
+                let mut in_ranges = 0u128;
+                let mut skipped = 0u128;
+                for span in pool.ranges_of(v6) {
+                    in_ranges += store.claims(&pool.name, v6, Some(*span)).await.map_err(system)?.len() as u128;
+                    skipped += skipped_in(pool, span);
+                }
+                let size = pool.size(v6);
+                families.push(FamilyUse {
+                    family: if v6 { "ipv6" } else { "ipv4" },
+                    size: size.to_string(),
+                    used,
+                    free: size.saturating_sub(in_ranges + skipped).to_string(),
+                });
+            }
+            let a = &pool.attachment;
+            let mut attachment = match (&a.bridge, &a.parent) {
+                (Some(bridge), _) => format!("bridge {bridge}"),
+                (_, Some(parent)) => format!("macvlan on {parent}"),
+                _ => String::new(),
+            };
+            if let Some(vlan) = a.vlan {
+                attachment.push_str(&format!(", VLAN {vlan}"));
+            }
+            uses.push(PoolUse {
+                name: pool.name.clone(),
+                attachment,
+                subnets: pool.subnets.iter().map(|s| s.to_string()).collect(),
+                ranges: pool.ranges.iter().map(Span::to_string).collect(),
+                gateways: pool.gateways.iter().map(|g| g.to_string()).collect(),
+                families,
+            });
+        }
+        Ok(uses)
+    })?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&uses).expect("serialises") + "\n");
+    }
+    if uses.is_empty() {
+        return Ok(format!("no pools are defined in {}\n", pools.path));
+    }
+    let mut out = format!("{:<12} {:<22} {:<6} {:>8} {:>10}  {}\n", "POOL", "ATTACHMENT", "FAMILY", "USED", "FREE", "RANGES");
+    for pool in &uses {
+        for family in &pool.families {
+            let ranges: Vec<&String> = pool.ranges.iter().filter(|r| r.contains(':') == (family.family == "ipv6")).collect();
+            out.push_str(&format!(
+                "{:<12} {:<22} {:<6} {:>8} {:>10}  {}\n",
+                pool.name,
+                pool.attachment,
+                family.family,
+                family.used,
+                family.free,
+                ranges.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct ShownClaim {
+    address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved: Option<String>,
+    since: String,
+}
+
+pub fn show(name: &str, json: bool) -> Result<String> {
+    let pools = load()?;
+    let pool = pool(&pools, name)?;
+    let claims = with_store(&pools, false, async |store| {
+        let mut all = vec![];
+        for subnet in &pool.subnets {
+            all.extend(store.claims(&pool.name, subnet.address.is_ipv6(), None).await.map_err(system)?);
+        }
+        Ok(all)
+    })?;
+    let shown: Vec<ShownClaim> = claims
+        .into_iter()
+        .map(|h| ShownClaim {
+            address: h.claim.address.to_string(),
+            node: h.claim.node,
+            container: h.claim.container,
+            reserved: h.claim.reserved,
+            since: format_time(h.claim.since),
+        })
+        .collect();
+    if json {
+        return Ok(serde_json::to_string_pretty(&shown).expect("serialises") + "\n");
+    }
+    let mut out = format!("{:<26} {:<16} {:<28} {}\n", "ADDRESS", "NODE", "CONTAINER", "SINCE");
+    for c in &shown {
+        let holder = match &c.reserved {
+            Some(note) if note.is_empty() => "reserved".to_string(),
+            Some(note) => format!("reserved: {note}"),
+            None => c.container.clone().unwrap_or_default(),
+        };
+        out.push_str(&format!("{:<26} {:<16} {:<28} {}\n", c.address, c.node.as_deref().unwrap_or("-"), holder, c.since));
+    }
+    Ok(out)
+}
+
+pub fn reserve(name: &str, items: &[String], note: &str) -> Result<String> {
+    let pools = load()?;
+    let pool = pool(&pools, name)?;
+    let spans = claims::spans_of(pool, items).map_err(Error::Input)?;
+    let (made, held) = with_store(&pools, true, async |store| {
+        store.register(&pool.name, &pool.addressing(), &pools.node).await.map_err(system)?.map_or(Ok(()), |(_, node)| {
+            Err(Error::Input(format!("pool {name}'s addressing differs from what node {node} registered")))
+        })?;
+        let (mut made, mut held) = (0usize, vec![]);
+        for span in &spans {
+            for a in addresses_of(*span) {
+                match store.create(&pool.name, &Claim::reservation(a, note), false).await.map_err(system)? {
+                    None => made += 1,
+                    Some(h) if h.claim.reserved.as_deref() == Some(note) => {}
+                    Some(h) => held.push(format!("{a} ({})", h.claim.holder())),
+                }
+            }
+        }
+        Ok((made, held))
+    })?;
+    if !held.is_empty() {
+        return Err(Error::Input(format!(
+            "reserved {made} addresses in pool {name}; {} could not be, they are held: {}",
+            held.len(),
+            held.join(", ")
+        )));
+    }
+    Ok(format!("reserved {made} addresses in pool {name}\n"))
+}
+
+pub fn unreserve(name: &str, items: &[String]) -> Result<String> {
+    let pools = load()?;
+    let pool = pool(&pools, name)?;
+    let spans = claims::spans_of(pool, items).map_err(Error::Input)?;
+    let freed = with_store(&pools, true, async |store| {
+        let mut freed = 0usize;
+        for span in &spans {
+            for held in store.claims(&pool.name, span.v6, Some(*span)).await.map_err(system)? {
+                if held.claim.reserved.is_some() {
+                    store.delete(&held).await.map_err(system)?;
+                    freed += 1;
+                }
+            }
+        }
+        Ok(freed)
+    })?;
+    Ok(format!("unreserved {freed} addresses in pool {name}\n"))
+}
+
+pub fn release_node(node: &str) -> Result<String> {
+    super::config::check_name(node).map_err(Error::Input)?;
+    let pools = load()?;
+    let lines = with_store(&pools, true, async |store| {
+        let mut lines = vec![];
+        for held in store.held_by(node, None).await.map_err(system)? {
+            store.delete(&held).await.map_err(system)?;
+            lines.push(format!(
+                "released {} of pool {} (container {} on node {node})",
+                held.claim.address,
+                held.pool,
+                held.claim.container.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok(lines)
+    })?;
+    if lines.is_empty() {
+        return Ok(format!("node {node} holds no address\n"));
+    }
+    Ok(lines.join("\n") + "\n")
+}

@@ -1,0 +1,294 @@
+//! Cluster-wide claims in etcd. The hook is a short-lived client: it
+//! connects, makes or releases its claims with transactions (a compare on
+//! the claim's key, never a read-modify-write) and exits; no lease, no
+//! keep-alive, no daemon.
+//!
+//! Keys under the configured prefix:
+//! `pools/NAME/addressing` and `pools/NAME/registered-by` (the first node's),
+//! `pools/NAME/claims/4/c6336464` (one per address, sorted like addresses),
+//! `pools/NAME/last/4` (allocation's cursor), and
+//! `nodes/NODE/CONTAINER/NAME/4/c6336464` (the same claim, found by holder).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp, TxnOpResponse};
+use tokio::time::Instant;
+
+use super::config::{number, Addressing, Etcd, Span};
+use super::store::{address_key, Claim, ClaimStore, Held, StoreError, StoreResult};
+
+/// How many addresses one read of claims covers while looking for a free one.
+const WINDOW: u128 = 1024;
+
+pub struct EtcdStore {
+    client: Client,
+    prefix: String,
+    timeout: Duration,
+    /// When set, no request may end later (a setup's whole budget).
+    budget: Option<Instant>,
+    endpoints: String,
+    registered: BTreeSet<String>,
+}
+
+fn failed(e: etcd_client::Error) -> StoreError {
+    StoreError::Failed(format!("etcd refused: {e}"))
+}
+
+fn tls_options(etcd: &Etcd) -> StoreResult<Option<TlsOptions>> {
+    let https = etcd.endpoints.iter().any(|e| e.starts_with("https://"));
+    if !https {
+        return Ok(None);
+    }
+    let read = |path: &str| std::fs::read(path).map_err(|e| StoreError::Failed(format!("cannot read {path}: {e}")));
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = &etcd.ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&etcd.cert, &etcd.key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(Some(tls))
+}
+
+impl EtcdStore {
+    /// Connects within the configured timeout; with `budget`, every later
+    /// request must also end by then.
+    pub async fn connect(etcd: &Etcd, budget: bool) -> StoreResult<EtcdStore> {
+        let timeout = Duration::from_millis(etcd.timeout_ms);
+        let mut options = ConnectOptions::new().with_connect_timeout(timeout).with_timeout(timeout);
+        if let Some(tls) = tls_options(etcd)? {
+            options = options.with_tls(tls);
+        }
+        if let (Some(user), Some(file)) = (&etcd.user, &etcd.password_file) {
+            let password = std::fs::read_to_string(file).map_err(|e| StoreError::Failed(format!("cannot read {file}: {e}")))?;
+            options = options.with_user(user.clone(), password.trim_end_matches(['\n', '\r']).to_string());
+        }
+        let endpoints = etcd.endpoints.join(", ");
+        let deadline = Instant::now() + timeout;
+        let connected = tokio::time::timeout_at(deadline, Client::connect(&etcd.endpoints, Some(options))).await;
+        let unreachable = || StoreError::Unreachable(format!(
+            "the address registry did not answer within {} (etcd at {endpoints})",
+            crate::units::format_duration_us(etcd.timeout_ms * 1000)
+        ));
+        let client = match connected {
+            Err(_) => return Err(unreachable()),
+            Ok(Err(etcd_client::Error::TransportError(_))) => return Err(unreachable()),
+            Ok(Err(e)) => return Err(failed(e)),
+            Ok(Ok(client)) => client,
+        };
+        Ok(EtcdStore {
+            client,
+            prefix: etcd.prefix.clone(),
+            timeout,
+            budget: budget.then_some(deadline),
+            endpoints,
+            registered: BTreeSet::new(),
+        })
+    }
+
+    async fn within<T>(&self, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> StoreResult<T> {
+        let mut deadline = Instant::now() + self.timeout;
+        if let Some(budget) = self.budget {
+            deadline = deadline.min(budget);
+        }
+        let unreachable = || StoreError::Unreachable(format!(
+            "the address registry did not answer within {} (etcd at {})",
+            crate::units::format_duration_us(self.timeout.as_micros() as u64),
+            self.endpoints
+        ));
+        match tokio::time::timeout_at(deadline, request).await {
+            Err(_) => Err(unreachable()),
+            // gRPC's CANCELLED (1), DEADLINE_EXCEEDED (4) and UNAVAILABLE (14):
+            // no member answered, as opposed to one that refused.
+            Ok(Err(etcd_client::Error::GRpcStatus(status))) if matches!(status.code() as i32, 1 | 4 | 14) => Err(unreachable()),
+            Ok(Err(etcd_client::Error::TransportError(_))) => Err(unreachable()),
+            Ok(Err(e)) => Err(failed(e)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    fn pool_key(&self, pool: &str, rest: &str) -> String {
+        format!("{}pools/{pool}/{rest}", self.prefix)
+    }
+
+    fn claim_key(&self, pool: &str, v6: bool, n: u128) -> String {
+        self.pool_key(pool, &format!("claims/{}", address_key(v6, n)))
+    }
+
+    fn index_key(&self, pool: &str, claim: &Claim) -> Option<String> {
+        let (node, container) = (claim.node.as_ref()?, claim.container.as_ref()?);
+        let key = address_key(claim.address.is_ipv6(), number(claim.address));
+        Some(format!("{}nodes/{node}/{container}/{pool}/{key}", self.prefix))
+    }
+
+    fn last_key(&self, pool: &str, v6: bool) -> String {
+        self.pool_key(pool, if v6 { "last/6" } else { "last/4" })
+    }
+
+    async fn range(&self, from: String, to: String, options: GetOptions) -> StoreResult<Vec<(String, String)>> {
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.get(from, Some(options.with_range(to)))).await?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), String::from_utf8_lossy(kv.value()).into_owned()))
+            .collect())
+    }
+
+    /// The keys of a span's claims: from its first address's key to just
+    /// after its last's.
+    fn span_keys(&self, pool: &str, span: Span) -> (String, String) {
+        (self.claim_key(pool, span.v6, span.first), format!("{}\0", self.claim_key(pool, span.v6, span.last)))
+    }
+}
+
+fn parse_held(pool: &str, raw: String) -> StoreResult<Held> {
+    let claim: Claim = serde_json::from_str(&raw).map_err(|e| StoreError::Failed(format!("a claim in etcd is damaged ({e}): {raw}")))?;
+    Ok(Held { pool: pool.to_string(), claim, raw })
+}
+
+impl ClaimStore for EtcdStore {
+    async fn register(&mut self, pool: &str, addressing: &Addressing, node: &str) -> StoreResult<Option<(Addressing, String)>> {
+        if self.registered.contains(pool) {
+            return Ok(None);
+        }
+        let (key, by) = (self.pool_key(pool, "addressing"), self.pool_key(pool, "registered-by"));
+        let ours = serde_json::to_string(addressing).expect("serialises");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), ours, None), TxnOp::put(by.clone(), node, None)])
+            .or_else([TxnOp::get(key, None), TxnOp::get(by, None)]);
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.txn(txn)).await?;
+        if !response.succeeded() {
+            let values: Vec<String> = response
+                .op_responses()
+                .into_iter()
+                .map(|r| match r {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .collect();
+            let theirs: Addressing = serde_json::from_str(&values[0])
+                .map_err(|e| StoreError::Failed(format!("pool {pool}'s registered addressing is damaged: {e}")))?;
+            if theirs != *addressing {
+                return Ok(Some((theirs, values[1].clone())));
+            }
+        }
+        self.registered.insert(pool.to_string());
+        Ok(None)
+    }
+
+    async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.get(self.last_key(pool, v6), None)).await?;
+        Ok(response
+            .kvs()
+            .first()
+            .and_then(|kv| String::from_utf8_lossy(kv.value()).parse::<std::net::IpAddr>().ok())
+            .map(number))
+    }
+
+    async fn first_unclaimed(&mut self, pool: &str, span: Span, excluded: &dyn Fn(u128) -> bool) -> StoreResult<Option<u128>> {
+        let mut first = span.first;
+        loop {
+            let last = span.last.min(first.saturating_add(WINDOW - 1));
+            let window = Span { v6: span.v6, first, last };
+            let (from, to) = self.span_keys(pool, window);
+            let claimed: BTreeSet<String> = self.range(from, to, GetOptions::new().with_keys_only()).await?.into_iter().map(|(k, _)| k).collect();
+            let mut n = first;
+            loop {
+                if !excluded(n) && !claimed.contains(&self.claim_key(pool, span.v6, n)) {
+                    return Ok(Some(n));
+                }
+                if n == last {
+                    break;
+                }
+                n += 1;
+            }
+            if last == span.last {
+                return Ok(None);
+            }
+            first = last + 1;
+        }
+    }
+
+    async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>> {
+        let v6 = claim.address.is_ipv6();
+        let key = self.claim_key(pool, v6, number(claim.address));
+        let raw = claim.to_json();
+        let mut puts = vec![TxnOp::put(key.clone(), raw.clone(), None)];
+        let index = self.index_key(pool, claim);
+        if let Some(index) = &index {
+            puts.push(TxnOp::put(index.clone(), raw.clone(), None));
+        }
+        if set_last {
+            puts.push(TxnOp::put(self.last_key(pool, v6), claim.address.to_string(), None));
+        }
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then(puts)
+            .or_else([TxnOp::get(key, None)]);
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.txn(txn)).await?;
+        if response.succeeded() {
+            return Ok(None);
+        }
+        let existing = response.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+            _ => None,
+        });
+        let Some(existing) = existing else {
+            // Released between the compare and the read: try again.
+            return Box::pin(self.create(pool, claim, set_last)).await;
+        };
+        let holder = parse_held(pool, existing)?;
+        if let (true, Some(index)) = (holder.claim.same_holder(claim), index) {
+            self.within(kv.put(index, holder.raw, None)).await?;
+            return Ok(None);
+        }
+        Ok(Some(holder))
+    }
+
+    async fn delete(&mut self, held: &Held) -> StoreResult<()> {
+        let key = self.claim_key(&held.pool, held.claim.address.is_ipv6(), number(held.claim.address));
+        let index: Vec<TxnOp> = self.index_key(&held.pool, &held.claim).into_iter().map(|i| TxnOp::delete(i, None)).collect();
+        let mut both = vec![TxnOp::delete(key.clone(), None)];
+        both.extend(index.iter().cloned());
+        let txn = Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
+        let mut kv = self.client.kv_client();
+        self.within(kv.txn(txn)).await.map(|_| ())
+    }
+
+    async fn held_by(&mut self, node: &str, container: Option<&str>) -> StoreResult<Vec<Held>> {
+        let node_prefix = format!("{}nodes/{node}/", self.prefix);
+        let prefix = match container {
+            Some(c) => format!("{node_prefix}{c}/"),
+            None => node_prefix.clone(),
+        };
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let mut held = vec![];
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let pool = key.strip_prefix(&node_prefix).and_then(|rest| rest.split('/').nth(1)).unwrap_or_default().to_string();
+            held.push(parse_held(&pool, String::from_utf8_lossy(kv.value()).into_owned())?);
+        }
+        Ok(held)
+    }
+
+    async fn claims(&mut self, pool: &str, v6: bool, span: Option<Span>) -> StoreResult<Vec<Held>> {
+        let whole = Span { v6, first: 0, last: if v6 { u128::MAX } else { u32::MAX as u128 } };
+        let (from, to) = self.span_keys(pool, span.unwrap_or(whole));
+        self.range(from, to, GetOptions::new()).await?.into_iter().map(|(_, raw)| parse_held(pool, raw)).collect()
+    }
+
+    async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
+        let whole = Span { v6, first: 0, last: if v6 { u128::MAX } else { u32::MAX as u128 } };
+        let (from, to) = self.span_keys(pool, whole);
+        let mut kv = self.client.kv_client();
+        let response = self.within(kv.get(from, Some(GetOptions::new().with_range(to).with_count_only()))).await?;
+        Ok(response.count() as u128)
+    }
+}

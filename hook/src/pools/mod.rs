@@ -1,0 +1,12 @@
+//! Address pools and the registry that keeps their claims unique (SPEC §6):
+//! the configuration ([`config`]), the claim stores behind one trait
+//! ([`store`]: host-wide files in [`host`], cluster-wide in [`etcd`]), what
+//! setup, teardown and gc do with claims ([`claims`]), and the admin's
+//! `netrt-hook pool` commands ([`commands`]).
+
+pub mod claims;
+pub mod commands;
+pub mod config;
+pub mod etcd;
+pub mod host;
+pub mod store;
