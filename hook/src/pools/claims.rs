@@ -293,7 +293,7 @@ mod tests {
             let stale = |c: &Claim| c.container.as_deref() == Some("web1");
             claim(&mut store, &pools, &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]), "web3", &stale).await.unwrap();
             assert!(release(&mut store, "a", "web1").await.unwrap().is_empty(), "the takeover removed web1's index entry too");
-            let lines = release_gone(&mut store, "a", &|c| c != "web3").await.unwrap();
+            let lines = release_gone(&mut store, "a", &|c| c == "web3").await.unwrap();
             assert!(lines.is_empty(), "{lines:?}");
             let lines = release_gone(&mut store, "a", &|_| false).await.unwrap();
             assert_eq!(lines, ["released 198.51.100.50 of pool lan (container web3 is gone)"]);
