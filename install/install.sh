@@ -123,7 +123,7 @@ if [[ $uninstall == yes ]]; then
 fi
 
 # ---------------------------------------------------------------- install
-need_commands cc:gcc pkg-config:pkg-config jq:jq
+need_commands cc:gcc pkg-config:pkg-config jq:jq protoc:protobuf-compiler
 [[ -e /usr/include/stdio.h ]] || apt_install libc6-dev
 command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup, or Debian's cargo if it is new enough: rust-version in Cargo.toml) and run again"
 

@@ -230,100 +230,94 @@ async fn setup_claimed(
         let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
         KeyError::new(key, value, reason).into()
     };
-    {
-        let store = store;
-        let sockets = sockets;
-        let container_ns = container_ns;
-        let host_ns = host_ns;
-        // Other containers' records matter only to an attachment on a VLAN
-        // sub-interface it may share; addresses are checked by their claims,
-        // so that setup does not read every record on a busy host.
-        let others = match &plan.attachment {
-            Some(attachment) if attachment.vlan_interface().is_some() => other_records(&store, &container.id)?,
-            _ => vec![],
-        };
-        let ifb = shaping::ifb_name(&container.id);
-        let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
-        record.pool_claims = pooled;
+    // Other containers' records matter only to an attachment on a VLAN
+    // sub-interface it may share; addresses are checked by their claims,
+    // so that setup does not read every record on a busy host.
+    let others = match &plan.attachment {
+        Some(attachment) if attachment.vlan_interface().is_some() => other_records(store, &container.id)?,
+        _ => vec![],
+    };
+    let ifb = shaping::ifb_name(&container.id);
+    let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
+    record.pool_claims = pooled;
 
-        // Everything is checked before the first change.
-        let (target, frame_bytes) = match &plan.attachment {
-            Some(attachment) => {
-                attach::check_conflicts(attachment, &container.id, &store)?;
-                let prepared = attach::prepare(attachment, &container.id, &sockets, &others).await?;
-                record.interface = prepared.ifname.clone();
-                record.host_veth = match &prepared.medium {
-                    attach::PreparedMedium::Bridge { host_veth, .. } => Some(host_veth.clone()),
-                    attach::PreparedMedium::Macvlan { .. } => None,
-                };
-                record.created = attach::planned_objects(&prepared);
-                let frame_bytes = prepared.frame_bytes();
-                (Target::Attach(attachment, prepared), frame_bytes)
-            }
-            None => {
-                let placement = shaping::locate(&sockets, &host_ns, &container_ns).await.map_err(refuse)?;
-                record.interface = placement.interface().name.clone();
-                record.host_veth = placement.host_veth().map(|v| v.name.clone());
-                record.created = shaping::planned_objects(&plan, &placement, &ifb);
-                let frame_bytes = placement.frame_bytes();
-                (Target::Existing(placement), frame_bytes)
-            }
-        };
-        let buckets = shaping::token_buckets(&plan, frame_bytes)?;
-        remove_strays(&sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
-        if pooled {
-            store.update_partial(&record)?;
-        } else {
-            store.begin(&record)?;
-        }
-        store.claim(&record)?;
-        fault::kill_point("setup", 0);
-
-        let mut done = vec![];
-        let mut steps = 0;
-        let applied: Result<Placement> = async {
-            let placement = match target {
-                Target::Attach(attachment, prepared) => {
-                    let placement = attach::apply(attachment, &prepared, &sockets, &container_ns, &mut done, &mut steps).await?;
-                    if !buckets.is_empty() {
-                        record.created = done.clone();
-                        record.created.extend(shaping::planned_objects(&plan, &placement, &ifb));
-                        store.update_partial(&record)?;
-                    }
-                    placement
-                }
-                Target::Existing(placement) => placement,
+    // Everything is checked before the first change.
+    let (target, frame_bytes) = match &plan.attachment {
+        Some(attachment) => {
+            attach::check_conflicts(attachment, &container.id, store)?;
+            let prepared = attach::prepare(attachment, &container.id, sockets, &others).await?;
+            record.interface = prepared.ifname.clone();
+            record.host_veth = match &prepared.medium {
+                attach::PreparedMedium::Bridge { host_veth, .. } => Some(host_veth.clone()),
+                attach::PreparedMedium::Macvlan { .. } => None,
             };
-            shaping::apply(&buckets, &placement, &ifb, &sockets, &mut done, &mut steps).await.map_err(|(direction, e)| {
-                let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
-                Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
-            })?;
-            if record.created != done {
-                record.created = done.clone();
-                store.update_partial(&record)?;
-            }
-            store.commit(&container.id)?;
-            Ok(placement)
+            record.created = attach::planned_objects(&prepared);
+            let frame_bytes = prepared.frame_bytes();
+            (Target::Attach(attachment, prepared), frame_bytes)
         }
-        .await;
-        let error = match applied {
-            Ok(placement) => {
-                log::info(&describe_setup(&container.id, &plan, &placement));
-                return Ok(());
+        None => {
+            let placement = shaping::locate(sockets, host_ns, container_ns).await.map_err(refuse)?;
+            record.interface = placement.interface().name.clone();
+            record.host_veth = placement.host_veth().map(|v| v.name.clone());
+            record.created = shaping::planned_objects(plan, &placement, &ifb);
+            let frame_bytes = placement.frame_bytes();
+            (Target::Existing(placement), frame_bytes)
+        }
+    };
+    let buckets = shaping::token_buckets(plan, frame_bytes)?;
+    remove_strays(sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
+    if pooled {
+        store.update_partial(&record)?;
+    } else {
+        store.begin(&record)?;
+    }
+    store.claim(&record)?;
+    fault::kill_point("setup", 0);
+
+    let mut done = vec![];
+    let mut steps = 0;
+    let applied: Result<Placement> = async {
+        let placement = match target {
+            Target::Attach(attachment, prepared) => {
+                let placement = attach::apply(attachment, &prepared, sockets, container_ns, &mut done, &mut steps).await?;
+                if !buckets.is_empty() {
+                    record.created = done.clone();
+                    record.created.extend(shaping::planned_objects(plan, &placement, &ifb));
+                    store.update_partial(&record)?;
+                }
+                placement
             }
-            Err(error) => error,
+            Target::Existing(placement) => placement,
         };
-        let failures = shaping::undo_all(&done, &sockets, &attach::vlans_in_use(&others)).await;
-        if failures.is_empty() {
-            store.remove(&record)?;
-        } else {
-            // Keep the write-ahead record so teardown or gc can finish.
-            record.created = done;
+        shaping::apply(&buckets, &placement, &ifb, sockets, &mut done, &mut steps).await.map_err(|(direction, e)| {
+            let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
+            Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
+        })?;
+        if record.created != done {
+            record.created = done.clone();
             store.update_partial(&record)?;
         }
-        log::error(&format!("setup of {} failed and was undone: {error}", container.id));
-        Err(error)
+        store.commit(&container.id)?;
+        Ok(placement)
     }
+    .await;
+    let error = match applied {
+        Ok(placement) => {
+            log::info(&describe_setup(&container.id, plan, &placement));
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    let failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
+    if failures.is_empty() {
+        store.remove(&record)?;
+    } else {
+        // Keep the write-ahead record so teardown or gc can finish.
+        record.created = done;
+        store.update_partial(&record)?;
+    }
+    log::error(&format!("setup of {} failed and was undone: {error}", container.id));
+    Err(error)
 }
 
 /// What setup works on: an attachment it makes, or the container's

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod cluster;
 pub mod engines;
 
 /// Runs a shell command; panics with its output if it fails.
@@ -359,21 +360,31 @@ impl Drop for Bundle {
 pub struct Container {
     pub id: String,
     child: Option<Child>,
+    /// The command that enters the node the container runs on, if not the host.
+    enter: String,
 }
 
 impl Container {
     /// Starts the container and waits until it runs, or returns runc's
     /// output if it does not start.
     pub fn start(id: &str, bundle: &Bundle) -> Result<Container, String> {
-        sh_quiet(&format!("runc delete -f {id}"));
-        let child = Command::new("runc")
-            .args(["run", "--bundle", &bundle.dir.display().to_string(), id])
+        Container::start_on("", id, bundle)
+    }
+
+    /// Starts the container with the runc of a node (`enter` runs a
+    /// command in the node's mount namespace; empty: the host).
+    pub fn start_on(enter: &str, id: &str, bundle: &Bundle) -> Result<Container, String> {
+        sh_quiet(&format!("{enter} runc delete -f {id}"));
+        let mut words: Vec<String> = enter.split_whitespace().map(String::from).collect();
+        words.extend(["runc".to_string(), "run".into(), "--bundle".into(), bundle.dir.display().to_string(), id.to_string()]);
+        let child = Command::new(&words[0])
+            .args(&words[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("runc starts");
-        let mut container = Container { id: id.to_string(), child: Some(child) };
+        let mut container = Container { id: id.to_string(), child: Some(child), enter: enter.to_string() };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = container.child.as_mut().unwrap().try_wait().unwrap() {
@@ -384,7 +395,7 @@ impl Container {
                     String::from_utf8_lossy(&output.stderr)
                 ));
             }
-            if sh_output(&format!("runc state {id}")).stdout.windows(9).any(|w| w == b"\"running\"") {
+            if sh_output(&format!("{enter} runc state {id}")).stdout.windows(9).any(|w| w == b"\"running\"") {
                 return Ok(container);
             }
             sleep(Duration::from_millis(50));
@@ -406,7 +417,7 @@ impl Container {
 
     /// The container's init process.
     pub fn pid(&self) -> u32 {
-        let state: Value = serde_json::from_str(&sh(&format!("runc state {}", self.id))).unwrap();
+        let state: Value = serde_json::from_str(&sh(&format!("{} runc state {}", self.enter, self.id))).unwrap();
         state["pid"].as_u64().expect("a running container has a pid") as u32
     }
 
@@ -451,14 +462,14 @@ impl Container {
     /// Kills the container and waits for `runc run` to exit.
     fn kill_and_reap(&mut self) {
         if let Some(mut child) = self.child.take() {
-            sh_quiet(&format!("runc kill {} KILL", self.id));
+            sh_quiet(&format!("{} runc kill {} KILL", self.enter, self.id));
             let _ = child.wait();
         }
     }
 
     fn kill_and_delete(&mut self) {
         self.kill_and_reap();
-        sh_quiet(&format!("runc delete -f {}", self.id));
+        sh_quiet(&format!("{} runc delete -f {}", self.enter, self.id));
     }
 }
 
@@ -613,7 +624,7 @@ impl Lan {
 /// Once dockerd has run, bridged IPv4 passes iptables FORWARD (policy
 /// DROP); lets the bridge's own traffic through. Returns the rule, for
 /// `iptables -D` when the test is done; None without iptables.
-fn allow_forwarding(bridge: &str) -> Option<String> {
+pub fn allow_forwarding(bridge: &str) -> Option<String> {
     let rule = format!("FORWARD -i {bridge} -o {bridge} -j ACCEPT");
     sh_output(&format!("iptables -I {rule}")).status.success().then_some(rule)
 }

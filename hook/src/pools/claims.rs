@@ -19,7 +19,7 @@ pub use super::store::Store as AnyStore;
 pub async fn open(pools: &Pools, budget: bool) -> StoreResult<Store> {
     match &pools.registry {
         Registry::Host => Ok(Store::Host(HostStore::system())),
-        Registry::Etcd(etcd) => Ok(Store::Etcd(EtcdStore::connect(etcd, budget).await?)),
+        Registry::Etcd(etcd) => Ok(Store::Etcd(Box::new(EtcdStore::connect(etcd, budget).await?))),
     }
 }
 
@@ -147,7 +147,8 @@ async fn allocate<S: ClaimStore>(store: &mut S, pool: &Pool, v6: bool, node: &st
 /// released.
 pub async fn release<S: ClaimStore>(store: &mut S, node: &str, id: &str) -> StoreResult<Vec<Held>> {
     let held = store.held_by(node, Some(id)).await?;
-    for claim in &held {
+    for (step, claim) in held.iter().enumerate() {
+        crate::fault::kill_point("release", step as u32);
         store.delete(claim).await?;
     }
     Ok(held)
@@ -184,7 +185,7 @@ pub fn spans_of(pool: &Pool, items: &[String]) -> Result<Vec<Span>, String> {
         if pool.subnet_of(first).is_none() || pool.subnet_of(last).is_none() {
             return Err(format!("{item} is not inside pool {}'s subnets", pool.name));
         }
-        if span.len() > 1 << 20 {
+        if span.count() > 1 << 20 {
             return Err(format!("{item} spans more than 1048576 addresses"));
         }
         spans.push(span);

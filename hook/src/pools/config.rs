@@ -83,7 +83,7 @@ impl Span {
         address.is_ipv6() == self.v6 && (self.first..=self.last).contains(&number(address))
     }
 
-    pub fn len(&self) -> u128 {
+    pub fn count(&self) -> u128 {
         self.last - self.first + 1
     }
 }
@@ -316,7 +316,7 @@ impl Pool {
 
     /// How many addresses allocation may give in this family.
     pub fn size(&self, v6: bool) -> u128 {
-        self.ranges_of(v6).map(Span::len).sum()
+        self.ranges_of(v6).map(Span::count).sum()
     }
 
     pub fn addressing(&self) -> Addressing {

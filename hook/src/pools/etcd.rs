@@ -23,6 +23,10 @@ const WINDOW: u128 = 1024;
 
 pub struct EtcdStore {
     client: Client,
+    config: Etcd,
+    options: ConnectOptions,
+    /// The member this run talks to; another on a failed connection.
+    member: usize,
     prefix: String,
     timeout: Duration,
     /// When set, no request may end later (a setup's whole budget).
@@ -64,48 +68,68 @@ impl EtcdStore {
             let password = std::fs::read_to_string(file).map_err(|e| StoreError::Failed(format!("cannot read {file}: {e}")))?;
             options = options.with_user(user.clone(), password.trim_end_matches(['\n', '\r']).to_string());
         }
-        let endpoints = etcd.endpoints.join(", ");
         let deadline = Instant::now() + timeout;
-        let connected = tokio::time::timeout_at(deadline, Client::connect(&etcd.endpoints, Some(options))).await;
-        let unreachable = || StoreError::Unreachable(format!(
-            "the address registry did not answer within {} (etcd at {endpoints})",
-            crate::units::format_duration_us(etcd.timeout_ms * 1000)
-        ));
-        let client = match connected {
-            Err(_) => return Err(unreachable()),
-            Ok(Err(etcd_client::Error::TransportError(_))) => return Err(unreachable()),
-            Ok(Err(e)) => return Err(failed(e)),
-            Ok(Ok(client)) => client,
-        };
-        Ok(EtcdStore {
-            client,
+        // Members in turn, from one that differs per process, so that
+        // hooks spread over the cluster and a dead member costs one try.
+        let member = std::process::id() as usize % etcd.endpoints.len();
+        let mut store = EtcdStore {
+            client: Client::connect([&etcd.endpoints[member]], Some(options.clone())).await.map_err(failed)?,
+            config: etcd.clone(),
+            options,
+            member,
             prefix: etcd.prefix.clone(),
             timeout,
-            budget: budget.then_some(deadline),
-            endpoints,
+            budget: Some(deadline),
+            endpoints: etcd.endpoints.join(", "),
             registered: BTreeSet::new(),
-        })
+        };
+        if !budget {
+            store.budget = None;
+        }
+        Ok(store)
     }
 
-    async fn within<T>(&self, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> StoreResult<T> {
+    fn unreachable(&self) -> StoreError {
+        StoreError::Unreachable(format!(
+            "the address registry did not answer within {} (etcd at {})",
+            crate::units::format_duration_us(self.timeout.as_micros() as u64),
+            self.endpoints
+        ))
+    }
+
+    /// Sends a request to the current member, and on a failed connection
+    /// to the next ones, each once, all within the timeout (and budget).
+    async fn request<T, F, Fut>(&mut self, make: F) -> StoreResult<T>
+    where
+        F: Fn(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
         let mut deadline = Instant::now() + self.timeout;
         if let Some(budget) = self.budget {
             deadline = deadline.min(budget);
         }
-        let unreachable = || StoreError::Unreachable(format!(
-            "the address registry did not answer within {} (etcd at {})",
-            crate::units::format_duration_us(self.timeout.as_micros() as u64),
-            self.endpoints
-        ));
-        match tokio::time::timeout_at(deadline, request).await {
-            Err(_) => Err(unreachable()),
-            // gRPC's CANCELLED (1), DEADLINE_EXCEEDED (4) and UNAVAILABLE (14):
-            // no member answered, as opposed to one that refused.
-            Ok(Err(etcd_client::Error::GRpcStatus(status))) if matches!(status.code() as i32, 1 | 4 | 14) => Err(unreachable()),
-            Ok(Err(etcd_client::Error::TransportError(_))) => Err(unreachable()),
-            Ok(Err(e)) => Err(failed(e)),
-            Ok(Ok(value)) => Ok(value),
+        let members = self.config.endpoints.len();
+        for attempt in 0..members {
+            if attempt > 0 {
+                self.member = (self.member + 1) % members;
+                let endpoint = [&self.config.endpoints[self.member]];
+                match tokio::time::timeout_at(deadline, Client::connect(endpoint, Some(self.options.clone()))).await {
+                    Ok(Ok(client)) => self.client = client,
+                    Ok(Err(_)) => continue,
+                    Err(_) => return Err(self.unreachable()),
+                }
+            }
+            match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
+                Err(_) => return Err(self.unreachable()),
+                // No answer from this member (refused, reset, gRPC's
+                // CANCELLED 1, DEADLINE_EXCEEDED 4, UNAVAILABLE 14): the next.
+                Ok(Err(etcd_client::Error::TransportError(_))) => continue,
+                Ok(Err(etcd_client::Error::GRpcStatus(status))) if matches!(status.code() as i32, 1 | 4 | 14) => continue,
+                Ok(Err(e)) => return Err(failed(e)),
+                Ok(Ok(value)) => return Ok(value),
+            }
         }
+        Err(self.unreachable())
     }
 
     fn pool_key(&self, pool: &str, rest: &str) -> String {
@@ -126,9 +150,13 @@ impl EtcdStore {
         self.pool_key(pool, if v6 { "last/6" } else { "last/4" })
     }
 
-    async fn range(&self, from: String, to: String, options: GetOptions) -> StoreResult<Vec<(String, String)>> {
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.get(from, Some(options.with_range(to)))).await?;
+    async fn range(&mut self, from: String, to: String, options: GetOptions) -> StoreResult<Vec<(String, String)>> {
+        let options = options.with_range(to);
+        let response = self.request(|mut kv| {
+            let (from, options) = (from.clone(), options.clone());
+            async move { kv.get(from, Some(options)).await }
+        })
+        .await?;
         Ok(response
             .kvs()
             .iter()
@@ -159,8 +187,11 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), ours, None), TxnOp::put(by.clone(), node, None)])
             .or_else([TxnOp::get(key, None), TxnOp::get(by, None)]);
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.txn(txn)).await?;
+        let response = self.request(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         if !response.succeeded() {
             let values: Vec<String> = response
                 .op_responses()
@@ -181,8 +212,12 @@ impl ClaimStore for EtcdStore {
     }
 
     async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.get(self.last_key(pool, v6), None)).await?;
+        let key = self.last_key(pool, v6);
+        let response = self.request(|mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
         Ok(response
             .kvs()
             .first()
@@ -230,8 +265,11 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then(puts)
             .or_else([TxnOp::get(key, None)]);
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.txn(txn)).await?;
+        let response = self.request(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         if response.succeeded() {
             return Ok(None);
         }
@@ -245,7 +283,12 @@ impl ClaimStore for EtcdStore {
         };
         let holder = parse_held(pool, existing)?;
         if let (true, Some(index)) = (holder.claim.same_holder(claim), index) {
-            self.within(kv.put(index, holder.raw, None)).await?;
+            let raw = holder.raw.clone();
+            self.request(|mut kv| {
+                let (index, raw) = (index.clone(), raw.clone());
+                async move { kv.put(index, raw, None).await }
+            })
+            .await?;
             return Ok(None);
         }
         Ok(Some(holder))
@@ -257,8 +300,12 @@ impl ClaimStore for EtcdStore {
         let mut both = vec![TxnOp::delete(key.clone(), None)];
         both.extend(index.iter().cloned());
         let txn = Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
-        let mut kv = self.client.kv_client();
-        self.within(kv.txn(txn)).await.map(|_| ())
+        self.request(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn held_by(&mut self, node: &str, container: Option<&str>) -> StoreResult<Vec<Held>> {
@@ -267,8 +314,11 @@ impl ClaimStore for EtcdStore {
             Some(c) => format!("{node_prefix}{c}/"),
             None => node_prefix.clone(),
         };
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let response = self.request(|mut kv| {
+            let prefix = prefix.clone();
+            async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
         let mut held = vec![];
         for kv in response.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -287,8 +337,11 @@ impl ClaimStore for EtcdStore {
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
         let whole = Span { v6, first: 0, last: if v6 { u128::MAX } else { u32::MAX as u128 } };
         let (from, to) = self.span_keys(pool, whole);
-        let mut kv = self.client.kv_client();
-        let response = self.within(kv.get(from, Some(GetOptions::new().with_range(to).with_count_only()))).await?;
+        let response = self.request(|mut kv| {
+            let (from, to) = (from.clone(), to.clone());
+            async move { kv.get(from, Some(GetOptions::new().with_range(to).with_count_only())).await }
+        })
+        .await?;
         Ok(response.count() as u128)
     }
 }

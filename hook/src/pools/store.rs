@@ -111,7 +111,7 @@ pub trait ClaimStore {
 /// The store the configuration chose.
 pub enum Store {
     Host(HostStore),
-    Etcd(EtcdStore),
+    Etcd(Box<EtcdStore>),
 }
 
 macro_rules! delegate {

@@ -1,0 +1,323 @@
+//! Address pools through real runc: cluster-wide on a real 3-member etcd
+//! cluster with nodes that are mount namespaces of one machine (each its
+//! own /run/netrt, runc state, configuration and bridge, the bridges wired
+//! together as the LAN), and host-wide without a registry. Needs root,
+//! Debian's etcd-server and etcd-client.
+
+use std::time::{Duration, Instant};
+
+use netrt_integration::cluster::{Certs, EtcdCluster, Node, Wire};
+use netrt_integration::*;
+use serde_json::{json, Value};
+
+fn config(node: &str, registry: Option<Value>, pool_name: &str, pool: Value) -> Value {
+    let mut config = json!({"node": node, "pools": {pool_name: pool}});
+    if let Some(registry) = registry {
+        config["registry"] = registry;
+    }
+    config
+}
+
+fn etcd(cluster: &EtcdCluster, prefix: &str, timeout: &str) -> Value {
+    json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": timeout}})
+}
+
+fn lan_pool(bridge: &str) -> Value {
+    json!({"bridge": bridge, "subnets": ["198.51.100.0/24", "2001:db8:5::/64"],
+           "ranges": ["198.51.100.100-198.51.100.199", "2001:db8:5::100-2001:db8:5::1ff"],
+           "gateways": ["198.51.100.1", "2001:db8:5::1"], "exclude": ["198.51.100.150"]})
+}
+
+/// Starts a container on a node; Err carries runc's output.
+fn start_on(node: &Node, id: &str, annotations: &[(&str, &str)], hook: Option<(&std::path::Path, &str)>) -> Result<(Container, Bundle), String> {
+    let env = node.hook_env();
+    let fault;
+    let mut hook_env = vec![env.as_str()];
+    let mut spec = BundleSpec::isolated(annotations);
+    if let Some((binary, point)) = hook {
+        fault = format!("NETRT_FAULT_KILL={point}");
+        hook_env.push(fault.as_str());
+        spec.hook = binary.to_path_buf();
+    }
+    spec.hook_env = &hook_env;
+    let bundle = Bundle::create(id, &spec);
+    // runc quotes the hook's message: its backslashes go, so it reads as netrt wrote it.
+    Container::start_on(&node.enter(), id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
+}
+
+fn address_of(container: &Container, family: &str) -> String {
+    let out = String::from_utf8_lossy(&container.net_sh(&format!("ip -o -{family} addr show eth0 scope global")).stdout).into_owned();
+    let word = out.split_whitespace().skip_while(|w| *w != "inet" && *w != "inet6").nth(1).unwrap_or_else(|| panic!("no address: {out}"));
+    word.split('/').next().unwrap().to_string()
+}
+
+fn text(output: std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn ok(output: std::process::Output) -> String {
+    let success = output.status.success();
+    let text = text(output);
+    assert!(success, "{text}");
+    text
+}
+
+/// The claims under a prefix in etcd, one `key value` pair per two lines.
+fn claims_in(cluster: &EtcdCluster, prefix: &str) -> String {
+    cluster.dump(&format!("{prefix}pools/lan/claims/")) + &cluster.dump(&format!("{prefix}nodes/"))
+}
+
+#[test]
+fn two_nodes_share_one_pool_and_reach_each_other() {
+    let cluster = EtcdCluster::start("flat", 3, 23790, None);
+    let prefix = "/it-flat/";
+    let a = Node::new("node-a", "nrtpAbr", &config("node-a", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpAbr")));
+    // Host B's bridge has another name: the attachment is each node's own.
+    let b = Node::new("node-b", "nrtpBbr", &config("node-b", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpBbr")));
+    let _wire = Wire::join("nrtpw", &a, &b);
+    let rules: Vec<_> = [&a.bridge, &b.bridge].iter().filter_map(|br| allow_forwarding(br)).collect();
+    let before = snapshot(&[]);
+
+    let (a1, _ba1) = start_on(&a, "nrt-pool-a1", &[("net.pool", "lan")], None).unwrap();
+    let (b1, _bb1) = start_on(&b, "nrt-pool-b1", &[("net.pool", "lan")], None).unwrap();
+    let (a4, a6) = (address_of(&a1, "4"), address_of(&a1, "6"));
+    let (b4, b6) = (address_of(&b1, "4"), address_of(&b1, "6"));
+    assert_eq!((a4.as_str(), a6.as_str()), ("198.51.100.100", "2001:db8:5::100"), "the first of each range");
+    assert_eq!((b4.as_str(), b6.as_str()), ("198.51.100.101", "2001:db8:5::101"), "node B continues after node A's");
+    let routes = text(a1.net_sh("ip route; ip -6 route"));
+    assert!(routes.contains("default via 198.51.100.1 dev eth0") && routes.contains("default via 2001:db8:5::1 dev eth0"), "{routes}");
+    // The flat network: across the two hosts' bridges, both families.
+    ok(a1.net_sh(&format!("busybox ping -c 1 -W 2 {b4}")));
+    ok(b1.net_sh(&format!("busybox ping -6 -c 1 -W 2 {a6}")));
+
+    // Node A's address, asked for statically on node B: refused, naming both.
+    let refused = start_on(&b, "nrt-pool-b2", &[("net.bridge", "nrtpBbr"), ("net.ip", &format!("{a4}/24"))], None).err().expect("refused");
+    assert!(refused.contains(&format!("net.ip=\"{a4}/24\": {a4} is already held by container nrt-pool-a1 on node node-a (pool lan)")), "{refused}");
+    let status = ok(a.hook("status"));
+    assert!(status.contains(&format!("{a4}/24 (pool lan, node node-a)")), "{status}");
+    let shown = ok(a.hook("pool show lan --json"));
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let holders: Vec<(&str, &str)> = shown.as_array().unwrap().iter().map(|c| (c["container"].as_str().unwrap(), c["node"].as_str().unwrap())).collect();
+    assert_eq!(holders, [("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b"), ("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b")]);
+    let listed = ok(b.hook("pool list"));
+    assert!(listed.lines().any(|l| l.starts_with("lan") && l.contains("ipv4") && l.contains(" 2 ") && l.contains(" 97 ")), "99 addresses less 2 claimed: {listed}");
+
+    // A node whose pool differs from what node A registered is refused.
+    let mut other = lan_pool("nrtpCbr");
+    other["ranges"] = json!(["198.51.100.10-198.51.100.19", "2001:db8:5::100-2001:db8:5::1ff"]);
+    let c = Node::new("node-c", "nrtpCbr", &config("node-c", Some(etcd(&cluster, prefix, "2s")), "lan", other));
+    let refused = start_on(&c, "nrt-pool-c1", &[("net.pool", "lan")], None).err().expect("refused");
+    assert!(refused.contains("differs from what node node-a registered"), "{refused}");
+    drop(c);
+
+    a1.stop();
+    b1.stop();
+    assert_eq!(claims_in(&cluster, prefix), "", "stopped containers hold nothing in etcd");
+    assert_eq!(snapshot(&[]), before, "nothing of the containers is left on the host");
+    for rule in rules {
+        sh_quiet(&format!("iptables -D {rule}"));
+    }
+}
+
+#[test]
+fn sixty_containers_in_parallel_on_three_nodes_get_sixty_distinct_addresses() {
+    let cluster = EtcdCluster::start("sixty", 3, 23810, None);
+    let prefix = "/it-sixty/";
+    // 62 addresses in the range, two excluded: exactly 60 free.
+    let pool = |bridge: &str| {
+        json!({"bridge": bridge, "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.10-198.51.100.71"],
+               "gateways": ["198.51.100.1"], "exclude": ["198.51.100.20", "198.51.100.30"]})
+    };
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| {
+            let name = format!("node-{i}");
+            let bridge = format!("nrts{i}br");
+            Node::new(&name, &bridge, &config(&name, Some(etcd(&cluster, prefix, "5s")), "lan", pool(&bridge)))
+        })
+        .collect();
+    let started: Vec<(Container, Bundle, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..60)
+            .map(|i| {
+                let node = &nodes[i % 3];
+                scope.spawn(move || {
+                    let id = format!("nrt-sixty-{i}");
+                    let (container, bundle) = start_on(node, &id, &[("net.pool", "lan")], None).unwrap_or_else(|e| panic!("{id}: {e}"));
+                    let address = address_of(&container, "4");
+                    (container, bundle, address)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<u32> = started.iter().map(|(_, _, a)| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap())).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 60, "all distinct");
+    let (first, last) = (u32::from(std::net::Ipv4Addr::new(198, 51, 100, 10)), u32::from(std::net::Ipv4Addr::new(198, 51, 100, 71)));
+    assert!(addresses.iter().all(|a| (first..=last).contains(a)), "inside the range");
+    for excluded in [20u8, 30] {
+        assert!(!addresses.contains(&u32::from(std::net::Ipv4Addr::new(198, 51, 100, excluded))), "198.51.100.{excluded} is excluded");
+    }
+    let refused = start_on(&nodes[0], "nrt-sixty-61", &[("net.pool", "lan")], None).err().expect("the 61st is refused");
+    assert!(refused.contains("net.pool=\"lan\": pool lan has no free IPv4 address: ranges 198.51.100.10-198.51.100.71 (62 addresses, 60 claimed or reserved)"), "{refused}");
+    std::thread::scope(|scope| {
+        for (container, bundle, _) in started {
+            scope.spawn(move || {
+                container.stop();
+                drop(bundle);
+            });
+        }
+    });
+    assert_eq!(claims_in(&cluster, prefix), "");
+}
+
+#[test]
+fn members_down_refusals_and_releases_that_wait_for_the_registry() {
+    let mut cluster = EtcdCluster::start("faults", 3, 23830, None);
+    let prefix = "/it-faults/";
+    let node = Node::new("node-f", "nrtpFbr", &config("node-f", Some(etcd(&cluster, prefix, "1s")), "lan", lan_pool("nrtpFbr")));
+    let before = snapshot(&[]);
+
+    // One member down: the other two still make a quorum.
+    cluster.stop_member(2);
+    let (f1, _bf1) = start_on(&node, "nrt-fault-1", &[("net.pool", "lan")], None).expect("starts with one member down");
+    let running = snapshot(&[]);
+
+    // Two down: no quorum. Refused within the timeout (+0.5 s), nothing left.
+    cluster.stop_member(1);
+    let started = Instant::now();
+    let refused = start_on(&node, "nrt-fault-2", &[("net.pool", "lan")], None).err().expect("refused without quorum");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "refused after {took:?}");
+    assert!(refused.contains("net.pool=\"lan\": the address registry did not answer within 1s (etcd at http://127.0.0.1:23830"), "{refused}");
+    assert_eq!(snapshot(&[]), running, "the refused container left nothing on the host");
+
+    // Teardown without a registry: the host is clean when it returns, the
+    // release waits in the node's /run/netrt.
+    let seen = f1.stop_then(|| snapshot(&[]));
+    assert_eq!(seen, before, "the host is clean the moment delete returns");
+    ok(std::process::Command::new("sh").arg("-c").arg(format!("{} test -e /run/netrt/pending-releases/nrt-fault-1", node.enter())).output().unwrap());
+
+    cluster.restart_member(1);
+    cluster.restart_member(2);
+    cluster.wait_quorum();
+    assert!(cluster.dump(&format!("{prefix}nodes/node-f/nrt-fault-1/")).contains("nrt-fault-1"), "the claim waits for the release");
+    let gc = ok(node.hook("gc"));
+    assert!(gc.contains("released 198.51.100.100 of pool lan (container nrt-fault-1, left pending)"), "{gc}");
+    assert_eq!(claims_in(&cluster, prefix), "", "no claim of either container is left in etcd");
+}
+
+#[test]
+fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
+    let fault_hook = fault_hook_binary();
+    let cluster = EtcdCluster::start("kill", 3, 23850, None);
+    let prefix = "/it-kill/";
+    let node = Node::new("node-k", "nrtpKbr", &config("node-k", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpKbr")));
+    let before = snapshot(&[]);
+    for point in ["claim:0", "claim:1"] {
+        let id = "nrt-kill-c";
+        let failed = start_on(&node, id, &[("net.pool", "lan")], Some((&fault_hook, point)));
+        assert!(failed.is_err(), "the hook killed at {point} fails the start");
+        ok(node.hook("gc"));
+        assert_eq!(claims_in(&cluster, prefix), "", "after a kill at {point} and gc, etcd holds no claim of the container");
+        assert_eq!(snapshot(&[]), before, "after a kill at {point} and gc");
+        // The same address can be had again.
+        let (again, _b) = start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.100/24")], None).expect("starts again");
+        again.stop();
+    }
+    for point in ["release:0", "release:1"] {
+        let id = "nrt-kill-r";
+        let (container, _bundle) = start_on(&node, id, &[("net.pool", "lan")], Some((&fault_hook, point))).expect("starts");
+        container.stop();
+        ok(node.hook("gc"));
+        assert_eq!(claims_in(&cluster, prefix), "", "after a kill at {point} and gc, etcd holds no claim of the container");
+        assert_eq!(snapshot(&[]), before, "after a kill at {point} and gc");
+        let (again, _b) = start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.101/24")], None).expect("starts again");
+        again.stop();
+    }
+}
+
+#[test]
+fn release_node_frees_every_claim_of_a_vanished_node_and_tls_with_client_certificates() {
+    let dir = std::env::temp_dir().join("netrt-it-etcd-tls-certs");
+    let certs = Certs::make(&dir);
+    let cluster = EtcdCluster::start("tls", 3, 23870, Some(&certs));
+    let prefix = "/it-tls/";
+    let registry = json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s",
+        "ca": certs.ca, "cert": certs.client_cert, "key": certs.client_key}});
+    let gone = Node::new("node-gone", "nrtpGbr", &config("node-gone", Some(registry.clone()), "lan", lan_pool("nrtpGbr")));
+    let (g1, _bg1) = start_on(&gone, "nrt-tls-g1", &[("net.pool", "lan")], None).expect("starts over TLS with a client certificate");
+    let (g2, _bg2) = start_on(&gone, "nrt-tls-g2", &[("net.pool", "lan")], None).unwrap();
+    assert!(cluster.dump(&format!("{prefix}nodes/node-gone/")).contains("nrt-tls-g2"));
+
+    // Without a client certificate, etcd refuses the node: the start too.
+    let mut anonymous = registry.clone();
+    anonymous["etcd"].as_object_mut().unwrap().retain(|k, _| k != "cert" && k != "key");
+    let stranger = Node::new("node-x", "nrtpXbr", &config("node-x", Some(anonymous), "lan", lan_pool("nrtpXbr")));
+    let refused = start_on(&stranger, "nrt-tls-x1", &[("net.pool", "lan")], None).err().expect("refused without a client certificate");
+    assert!(refused.contains("net.pool=\"lan\""), "{refused}");
+
+    let other = Node::new("node-o", "nrtpObr", &config("node-o", Some(registry), "lan", lan_pool("nrtpObr")));
+    let released = ok(other.hook("pool release --node node-gone"));
+    assert_eq!(released.lines().count(), 4, "two containers, two families: {released}");
+    assert_eq!(cluster.dump(&format!("{prefix}nodes/node-gone/")), "");
+    let (o1, _bo1) = start_on(&other, "nrt-tls-o1", &[("net.pool", "lan"), ("net.ip", "198.51.100.100/24")], None)
+        .expect("the vanished node's address can be had again");
+    o1.stop();
+    g1.stop();
+    g2.stop();
+    assert_eq!(claims_in(&cluster, prefix), "");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn host_wide_pools_without_a_registry() {
+    let lan = Lan::bridge("hp");
+    let bridge = lan.bridge.clone().unwrap();
+    let pool_name = "it-host-pool";
+    let dir = std::env::temp_dir().join("netrt-it-host-pool");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("netrt.json");
+    let pool = json!({"bridge": bridge, "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.40-198.51.100.45"],
+                      "gateways": ["198.51.100.1"], "exclude": ["198.51.100.42"]});
+    std::fs::write(&config_path, json!({"node": "solo", "pools": {pool_name: pool}}).to_string()).unwrap();
+    let state = std::path::Path::new("/var/lib/netrt/pools").join(pool_name);
+    let _ = std::fs::remove_dir_all(&state);
+    let env = format!("NETRT_CONFIG={}", config_path.display());
+    let cli = |arguments: &str| sh_output(&format!("{env} {} {arguments}", hook_binary().display()));
+    ok(cli(&format!("pool reserve {pool_name} 198.51.100.45 --note router")));
+    let before = snapshot(&[&lan.peer_ns]);
+    let annotations = [("net.pool", pool_name)];
+    let start = |id: &str, annotations: &[(&str, &str)]| {
+        let mut spec = BundleSpec::isolated(annotations);
+        let hook_env = [env.as_str()];
+        spec.hook_env = &hook_env;
+        let bundle = Bundle::create(id, &spec);
+        Container::start(id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
+    };
+    // Six in the range, one excluded, one reserved: four, started at once.
+    let started: Vec<(Container, Bundle)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4).map(|i| scope.spawn(move || start(&format!("nrt-hpool-{i}"), &annotations).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<String> = started.iter().map(|(c, _)| address_of(c, "4")).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["198.51.100.40", "198.51.100.41", "198.51.100.43", "198.51.100.44"]);
+    let refused = start("nrt-hpool-5", &annotations).err().expect("full");
+    assert!(refused.contains(&format!("pool {pool_name} has no free IPv4 address")), "{refused}");
+    let refused = start("nrt-hpool-6", &[("net.bridge", &bridge), ("net.ip", "198.51.100.45/24")]).err().expect("reserved");
+    assert!(refused.contains(&format!("198.51.100.45 is reserved (router) in pool {pool_name}")), "{refused}");
+    let listed = ok(cli("pool list --json"));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["families"][0]["free"], "0");
+    assert_eq!(listed[0]["families"][0]["used"], 5);
+    for (container, _) in started {
+        container.stop();
+    }
+    assert_eq!(snapshot(&[&lan.peer_ns]), before);
+    ok(cli(&format!("pool unreserve {pool_name} 198.51.100.40-198.51.100.45")));
+    let shown: Value = serde_json::from_str(&ok(cli(&format!("pool show {pool_name} --json")))).unwrap();
+    assert_eq!(shown, json!([]), "no claim and no reservation is left");
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_dir_all(&dir);
+}
