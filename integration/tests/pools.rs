@@ -178,8 +178,10 @@ fn members_down_refusals_and_releases_that_wait_for_the_registry() {
     let node = Node::new("node-f", "nrtpFbr", &config("node-f", Some(etcd(&cluster, prefix, "1s")), "lan", lan_pool("nrtpFbr")));
     let before = snapshot(&[]);
 
-    // One member down: the other two still make a quorum.
+    // One member down: the other two still make a quorum (once they have
+    // a leader: losing the leader costs etcd an election of about a second).
     cluster.stop_member(2);
+    cluster.wait_quorum();
     let (f1, _bf1) = start_on(&node, "nrt-fault-1", &[("net.pool", "lan")], None).expect("starts with one member down");
     let running = snapshot(&[]);
 
