@@ -124,7 +124,11 @@ impl EtcdStore {
                 // No answer from this member (refused, reset, gRPC's
                 // CANCELLED 1, DEADLINE_EXCEEDED 4, UNAVAILABLE 14): the next.
                 Ok(Err(etcd_client::Error::TransportError(_))) => continue,
-                Ok(Err(etcd_client::Error::GRpcStatus(status))) if matches!(status.code() as i32, 1 | 4 | 14) => continue,
+                Ok(Err(etcd_client::Error::GRpcStatus(status)))
+                    if matches!(status.code() as i32, 1 | 4 | 14) || status.message() == "transport error" =>
+                {
+                    continue
+                }
                 Ok(Err(e)) => return Err(failed(e)),
                 Ok(Ok(value)) => return Ok(value),
             }
@@ -183,6 +187,15 @@ impl ClaimStore for EtcdStore {
         }
         let (key, by) = (self.pool_key(pool, "addressing"), self.pool_key(pool, "registered-by"));
         let ours = serde_json::to_string(addressing).expect("serialises");
+        // Registered already, the common case: a read, which etcd answers
+        // without a write to its log.
+        let registered = self.range(key.clone(), format!("{key}\0"), GetOptions::new()).await?;
+        if let Some((_, theirs)) = registered.first() {
+            if *theirs == ours {
+                self.registered.insert(pool.to_string());
+                return Ok(None);
+            }
+        }
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), ours, None), TxnOp::put(by.clone(), node, None)])

@@ -64,6 +64,10 @@ fn main() {
         teardown_cost(iterations.min(30));
         println!();
     }
+    if part.is_empty() || part == "pools" {
+        pools_latency(iterations);
+        println!();
+    }
     if part == "scale" {
         scale(iterations.min(20));
         return;
@@ -802,4 +806,73 @@ fn teardown_cost(iterations: usize) {
     println!("\nwhere `ip link del group` spends its time (wchan, {total} samples every 0.2 ms): {}", shares.join(", "));
     sh_quiet(&format!("ip netns del {ns}"));
     let _ = fs::remove_file(&batch);
+}
+
+/// Setup and teardown of a bridge attachment whose address comes from a
+/// pool on a local 3-member etcd cluster, beside the same attachment with a
+/// static address outside any pool, in one run, round after round; the
+/// pools hold 10 and 10,000 claims (reservations made with `pool reserve`).
+fn pools_latency(iterations: usize) {
+    use netrt_integration::cluster::EtcdCluster;
+    let cluster = EtcdCluster::start("bench", 3, 24790, None);
+    let lan = Lan::bridge("bnpl");
+    let bridge = lan.bridge.clone().unwrap();
+    let dir = std::env::temp_dir().join("netrt-bench-pools");
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("netrt.json");
+    let pool = |subnet: &str, gateway: &str| json!({"bridge": bridge, "subnets": [subnet], "gateways": [gateway]});
+    fs::write(&config, json!({
+        "node": "bench",
+        "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": "/netrt-bench/"}},
+        "pools": {"p10": pool("198.18.0.0/16", "198.18.0.1"), "p10k": pool("198.19.0.0/16", "198.19.0.1")},
+    }).to_string()).unwrap();
+    std::env::set_var("NETRT_CONFIG", &config);
+    let hook = hook_binary();
+    let reserve = |pool: &str, span: &str| {
+        let output = Command::new(&hook).args(["pool", "reserve", pool, span, "--note", "bench"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    let started = Instant::now();
+    reserve("p10", "198.18.0.2-198.18.0.11");
+    reserve("p10k", "198.19.0.2-198.19.39.17");
+    let reserving = started.elapsed();
+    println!("Latency of a bridge attachment with both limits over {iterations} runs, the address from a pool");
+    println!("on a local 3-member etcd cluster (data on {}), beside a static address outside any pool;", std::env::temp_dir().display());
+    println!("the pools hold 10 and 10,000 claims (reserving 10,010 addresses took {:.1} s).\n", reserving.as_secs_f64());
+    let limits = [("net.egress", "10mbit"), ("net.ingress", "10mbit")];
+    let with = |extra: &[(&str, &str)]| {
+        let mut map = serde_json::Map::new();
+        for (k, v) in limits.iter().chain(extra) {
+            map.insert(k.to_string(), json!(v));
+        }
+        serde_json::Value::Object(map)
+    };
+    let fixed = with(&[("net.bridge", &bridge), ("net.ip", "198.51.100.10/24"), ("net.gateway", "198.51.100.1")]);
+    let p10 = with(&[("net.pool", "p10")]);
+    let p10k = with(&[("net.pool", "p10k")]);
+    let mut rows = [
+        Timings { setup: vec![], teardown: vec![], left: 0 },
+        Timings { setup: vec![], teardown: vec![], left: 0 },
+        Timings { setup: vec![], teardown: vec![], left: 0 },
+    ];
+    for _ in 0..iterations {
+        for (row, annotations) in rows.iter_mut().zip([&fixed, &p10, &p10k]) {
+            row.add(netrt_attach_latency(annotations, None, 1, Namespace::GoneFirst));
+        }
+    }
+    print_rows(44, iterations, &[
+        ("setup, static address (no pool)", &rows[0].setup, None),
+        ("setup, net.pool on etcd, 10 claimed", &rows[1].setup, None),
+        ("setup, net.pool on etcd, 10,000 claimed", &rows[2].setup, None),
+        ("teardown, static address (no pool)", &rows[0].teardown, Some(rows[0].left)),
+        ("teardown, net.pool on etcd, 10 claimed", &rows[1].teardown, Some(rows[1].left)),
+        ("teardown, net.pool on etcd, 10,000 claimed", &rows[2].teardown, Some(rows[2].left)),
+    ]);
+    let median = |v: &Vec<f64>| percentile(v, 50);
+    println!("\netcd adds {:.2} ms to the setup median (goal: at most 2 ms)", median(&rows[1].setup) - median(&rows[0].setup));
+    println!("setup median with 10,000 claimed / with 10 claimed: {:.2} (goal: at most 1.3)", median(&rows[2].setup) / median(&rows[1].setup));
+    let left = cluster.etcdctl("get --prefix /netrt-bench/nodes/ --keys-only").lines().filter(|l| !l.trim().is_empty()).count();
+    println!("claims of containers left in etcd after the runs: {left}");
+    std::env::remove_var("NETRT_CONFIG");
+    let _ = fs::remove_dir_all(&dir);
 }
