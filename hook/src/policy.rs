@@ -254,6 +254,24 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_outside_the_policy_subnets_is_refused() {
+        let json = r#"{"policy": {"subnets": ["198.51.100.0/24"]},
+            "pools": {"lan": {"bridge": "br0", "subnets": ["198.51.100.0/24"]},
+                      "wide": {"bridge": "br0", "subnets": ["203.0.113.0/24"]}}}"#;
+        let file: ConfigFile = serde_json::from_str(json).unwrap();
+        let pools = Pools::from_file("/etc/netrt/netrt.json", file.node, file.registry, file.pools).unwrap();
+        let p = Policy::from_file("/etc/netrt/netrt.json".into(), file.policy).unwrap();
+        let plan = |pool: &str| {
+            let words = vec![format!("net.pool={pool}")];
+            crate::plan::build_with(&from_words(&words).unwrap(), &pools).unwrap()
+        };
+        assert_eq!(p.check_with(&plan("lan"), &pools), Ok(()));
+        let refusal = p.check_with(&plan("wide"), &pools).unwrap_err().to_string();
+        assert_eq!(refusal, "netrt: net.pool=\"wide\": pool wide's subnet 203.0.113.0/24 not allowed by the host's policy \
+            (policy.subnets in /etc/netrt/netrt.json: allowed are 198.51.100.0/24)");
+    }
+
+    #[test]
     fn a_malformed_policy_is_an_error() {
         for (json, needle) in [
             (r#"{"policy": {"bridge": ["br0"]}}"#, "unknown field `bridge`"),

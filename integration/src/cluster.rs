@@ -55,7 +55,12 @@ impl Certs {
 impl EtcdCluster {
     /// Starts `size` members; client ports `base_port`, +2, …, peer ports +1, +3, ….
     pub fn start(tag: &str, size: usize, base_port: u16, certs: Option<&Certs>) -> EtcdCluster {
-        let dir = std::env::temp_dir().join(format!("netrt-it-etcd-{tag}"));
+        EtcdCluster::start_in(&std::env::temp_dir(), tag, size, base_port, certs)
+    }
+
+    /// As `start`, with the members' data under `base` (a tmpfs, say).
+    pub fn start_in(base: &std::path::Path, tag: &str, size: usize, base_port: u16, certs: Option<&Certs>) -> EtcdCluster {
+        let dir = base.join(format!("netrt-it-etcd-{tag}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let certs_dir = certs.map(|c| c.ca.parent().unwrap().to_path_buf());

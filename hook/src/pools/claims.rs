@@ -127,7 +127,16 @@ async fn allocate<S: ClaimStore>(store: &mut S, pool: &Pool, v6: bool, node: &st
     let ranges: Vec<Span> = pool.ranges_of(v6).copied().collect();
     let last = store.last(&pool.name, v6).await?;
     let excluded = |n: u128| pool.is_excluded(address(v6, n));
-    for mut span in walk_order(&ranges, last) {
+    let order = walk_order(&ranges, last);
+    // Right after the last address given is usually free: try it before
+    // reading any claim. A claim there sends the search the long way.
+    if let Some(next) = order.first().map(|span| span.first).filter(|n| !excluded(*n)) {
+        let claim = Claim::for_container(address(v6, next), node, id);
+        if store.create(&pool.name, &claim, true).await?.is_none() {
+            return Ok(Some(claim.address));
+        }
+    }
+    for mut span in order {
         while let Some(n) = store.first_unclaimed(&pool.name, span, &excluded).await? {
             let claim = Claim::for_container(address(v6, n), node, id);
             if store.create(&pool.name, &claim, true).await?.is_none() {

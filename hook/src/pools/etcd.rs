@@ -33,6 +33,8 @@ pub struct EtcdStore {
     budget: Option<Instant>,
     endpoints: String,
     registered: BTreeSet<String>,
+    /// Allocation's cursors, read along with the registration.
+    cursors: std::collections::BTreeMap<(String, bool), Option<u128>>,
 }
 
 fn failed(e: etcd_client::Error) -> StoreError {
@@ -82,6 +84,7 @@ impl EtcdStore {
             budget: Some(deadline),
             endpoints: etcd.endpoints.join(", "),
             registered: BTreeSet::new(),
+            cursors: Default::default(),
         };
         if !budget {
             store.budget = None;
@@ -187,14 +190,34 @@ impl ClaimStore for EtcdStore {
         }
         let (key, by) = (self.pool_key(pool, "addressing"), self.pool_key(pool, "registered-by"));
         let ours = serde_json::to_string(addressing).expect("serialises");
-        // Registered already, the common case: a read, which etcd answers
-        // without a write to its log.
-        let registered = self.range(key.clone(), format!("{key}\0"), GetOptions::new()).await?;
-        if let Some((_, theirs)) = registered.first() {
-            if *theirs == ours {
-                self.registered.insert(pool.to_string());
-                return Ok(None);
-            }
+        // Registered already, the common case: one read-only transaction,
+        // which etcd answers without a write to its log, and which brings
+        // allocation's cursors along (see `last`).
+        let reads = Txn::new().and_then([
+            TxnOp::get(key.clone(), None),
+            TxnOp::get(self.last_key(pool, false), None),
+            TxnOp::get(self.last_key(pool, true), None),
+        ]);
+        let response = self.request(|mut kv| {
+            let reads = reads.clone();
+            async move { kv.txn(reads).await }
+        })
+        .await?;
+        let values: Vec<Option<String>> = response
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                _ => None,
+            })
+            .collect();
+        for (v6, value) in [(false, &values[1]), (true, &values[2])] {
+            let cursor = value.as_ref().and_then(|v| v.parse::<std::net::IpAddr>().ok()).map(number);
+            self.cursors.insert((pool.to_string(), v6), cursor);
+        }
+        if values[0].as_deref() == Some(ours.as_str()) {
+            self.registered.insert(pool.to_string());
+            return Ok(None);
         }
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -225,6 +248,10 @@ impl ClaimStore for EtcdStore {
     }
 
     async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
+        // Read a moment ago with the registration, in this very setup.
+        if let Some(cursor) = self.cursors.remove(&(pool.to_string(), v6)) {
+            return Ok(cursor);
+        }
         let key = self.last_key(pool, v6);
         let response = self.request(|mut kv| {
             let key = key.clone();
