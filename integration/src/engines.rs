@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{sh, sh_output, sh_quiet, workspace};
+use crate::{sh, sh_output, sh_quiet, without_test_env, workspace};
 
 pub const IMAGE: &str = "netrt-busybox";
 pub const DOCKER_CONFIG: &str = "/etc/docker/daemon.json";
@@ -45,7 +45,7 @@ impl Installed {
 
     /// Runs install.sh with these arguments and the test prefix.
     pub fn run(&self, arguments: &[&str]) -> (bool, String) {
-        let output = Command::new(workspace().join("install/install.sh"))
+        let output = without_test_env(&mut Command::new(workspace().join("install/install.sh")))
             .arg("--prefix")
             .arg(&self.prefix)
             .args(arguments)

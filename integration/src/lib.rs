@@ -33,6 +33,20 @@ pub fn sh_output(command: &str) -> Output {
 }
 
 /// Runs a command and ignores its failure (cleanup of what may be gone).
+/// Takes out of a command's environment what cargo sets for a test
+/// process (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …): a cargo run by the
+/// command (the installer, the package build) would otherwise see build
+/// scripts' watched variables changed and rebuild half the dependencies.
+pub fn without_test_env(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if (name.starts_with("CARGO_") && name != "CARGO_HOME") || name == "CARGO" || name == "OUT_DIR" {
+            command.env_remove(&name);
+        }
+    }
+    command
+}
+
 pub fn sh_quiet(command: &str) {
     let _ = Command::new("sh").arg("-c").arg(command).stdout(Stdio::null()).stderr(Stdio::null()).status();
 }

@@ -21,7 +21,7 @@ struct Paths {
 }
 
 fn install(paths: &Paths, extra: &[&str]) -> String {
-    let output = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/install.sh"))
+    let output = without_test_env(&mut Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/install.sh")))
         .arg("--prefix")
         .arg(&paths.prefix)
         .arg("--hooks-dir")

@@ -165,9 +165,21 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
     if ok { Ok(()) } else { Err(format!("{name:?} is not a name netrt accepts (letters, digits, _ . -, at most 64)")) }
 }
 
-/// This machine's host name, the default node name.
+/// This machine's host name, the default node name, made a name netrt
+/// accepts: a host name nobody set reads `(none)`, and a host without pools
+/// must never be refused for its name.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|n| n.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    node_name_of(name.trim())
+}
+
+fn node_name_of(host_name: &str) -> String {
+    let name: String = host_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' })
+        .take(64)
+        .collect();
+    if check_name(&name).is_ok() { name } else { "localhost".into() }
 }
 
 impl Pools {
@@ -544,6 +556,16 @@ mod tests {
         assert!(vlan50.is_excluded("203.0.113.1".parse().unwrap()), "gateways are never given");
         assert_eq!(p.pool_of("198.51.100.7".parse().unwrap()).map(|p| p.name.as_str()), Some("lan"));
         assert_eq!(p.pool_of("192.0.2.7".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn any_host_name_makes_a_node_name() {
+        assert_eq!(node_name_of("host-a.example.org"), "host-a.example.org");
+        assert_eq!(node_name_of("(none)"), "-none-");
+        assert_eq!(node_name_of(""), "localhost");
+        assert_eq!(node_name_of(".."), "localhost");
+        assert_eq!(node_name_of(&"h".repeat(100)).len(), 64);
+        assert!(pools("{}").is_ok(), "whatever this machine's host name");
     }
 
     #[test]
