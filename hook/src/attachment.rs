@@ -237,7 +237,12 @@ impl Attachment {
         }];
         lines.push(format!("interface: {}", self.ifname.as_deref().unwrap_or("eth0, or the first free ethN")));
         let join = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
-        lines.push(format!("addresses: {}", join(self.addresses.iter().map(Cidr::to_string).collect())));
+        let mut addresses: Vec<String> = self.addresses.iter().map(Cidr::to_string).collect();
+        if let Some(pool) = &self.pool {
+            let given = if addresses.is_empty() { "" } else { "the rest " };
+            addresses.push(format!("{given}from pool {pool} at setup"));
+        }
+        lines.push(format!("addresses: {}", join(addresses)));
         lines.push(format!("gateways: {}", join(self.gateways.iter().map(IpAddr::to_string).collect())));
         lines.push(format!(
             "routes: {}",
