@@ -323,3 +323,38 @@ fn host_wide_pools_without_a_registry() {
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn etcd_user_authentication_with_a_password_file() {
+    let cluster = EtcdCluster::start("auth", 3, 23890, None);
+    let prefix = "/it-auth/";
+    for command in [
+        "user add root:rootpw",
+        "user add netrt:s3cret",
+        "role add netrt",
+        "role grant-permission netrt --prefix=true readwrite /it-auth/",
+        "user grant-role netrt netrt",
+        "auth enable",
+    ] {
+        cluster.etcdctl(command);
+    }
+    let dir = std::env::temp_dir().join("netrt-it-etcd-auth-secret");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good, bad) = (dir.join("password"), dir.join("wrong"));
+    std::fs::write(&good, "s3cret\n").unwrap();
+    std::fs::write(&bad, "guess\n").unwrap();
+    let registry = |file: &std::path::Path| {
+        json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s", "user": "netrt", "password_file": file}})
+    };
+    let node = Node::new("node-u", "nrtpUbr", &config("node-u", Some(registry(&good)), "lan", lan_pool("nrtpUbr")));
+    let (u1, _bu1) = start_on(&node, "nrt-auth-u1", &[("net.pool", "lan")], None).expect("starts as etcd user netrt");
+    let held = cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/"));
+    assert!(held.contains("nrt-auth-u1"), "{held}");
+    let wrong = Node::new("node-w", "nrtpWbr", &config("node-w", Some(registry(&bad)), "lan", lan_pool("nrtpWbr")));
+    let refused = start_on(&wrong, "nrt-auth-w1", &[("net.pool", "lan")], None).err().expect("a wrong password is refused");
+    assert!(refused.contains("net.pool=\"lan\": etcd refused") && refused.contains("authentication failed"), "{refused}");
+    u1.stop();
+    assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}pools/lan/claims/")), "");
+    assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/")), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}

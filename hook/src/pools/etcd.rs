@@ -73,9 +73,35 @@ impl EtcdStore {
         let deadline = Instant::now() + timeout;
         // Members in turn, from one that differs per process, so that
         // hooks spread over the cluster and a dead member costs one try.
-        let member = std::process::id() as usize % etcd.endpoints.len();
+        let first = std::process::id() as usize % etcd.endpoints.len();
+        let unreachable = || StoreError::Unreachable(format!(
+            "the address registry did not answer within {} (etcd at {})",
+            crate::units::format_duration_us(etcd.timeout_ms * 1000),
+            etcd.endpoints.join(", ")
+        ));
+        // Connecting is lazy, but with a user it authenticates at once: a
+        // member that does not answer then costs one try, as in `request`.
+        let mut connected = None;
+        for member in (0..etcd.endpoints.len()).map(|i| (first + i) % etcd.endpoints.len()) {
+            let attempt = Client::connect([&etcd.endpoints[member]], Some(options.clone()));
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Err(_) => return Err(unreachable()),
+                Ok(Ok(client)) => {
+                    connected = Some((client, member));
+                    break;
+                }
+                Ok(Err(etcd_client::Error::TransportError(_))) => continue,
+                Ok(Err(etcd_client::Error::GRpcStatus(status)))
+                    if matches!(status.code() as i32, 1 | 4 | 14) || status.message() == "transport error" =>
+                {
+                    continue
+                }
+                Ok(Err(e)) => return Err(failed(e)),
+            }
+        }
+        let (client, member) = connected.ok_or_else(unreachable)?;
         let mut store = EtcdStore {
-            client: Client::connect([&etcd.endpoints[member]], Some(options.clone())).await.map_err(failed)?,
+            client,
             config: etcd.clone(),
             options,
             member,
