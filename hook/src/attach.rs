@@ -3,7 +3,11 @@
 //! 802.1Q sub-interface, made if missing), then the interface's addresses,
 //! gateway and routes. Each step records its undo, as shaping does.
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use crate::attachment::{format_mac, Attachment, Cidr, Medium};
+use crate::dhcp::client::{self as dhcp, Acquirer, Failure, Held};
 use crate::error::KeyError;
 use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
 use crate::netns::NetNs;
@@ -31,8 +35,9 @@ impl Prepared {
 #[derive(Debug)]
 pub enum PreparedMedium {
     /// The host end keeps the bridge's MTU, and has a MAC that never
-    /// becomes the bridge's.
-    Bridge { bridge: Link, host_veth: String, host_mac: [u8; 6] },
+    /// becomes the bridge's. `pin`: with DHCP, where the container's
+    /// namespace is kept until teardown has released the lease from it.
+    Bridge { bridge: Link, host_veth: String, host_mac: [u8; 6], pin: Option<String> },
     /// `pin`: where the container's namespace is kept until teardown.
     Macvlan { lower: Lower, pin: String },
 }
@@ -88,7 +93,8 @@ pub async fn prepare(
             }
             let bridge_mtu = bridge.mtu;
             let host_veth = shaping::host_veth_name(container_id);
-            (PreparedMedium::Bridge { bridge, host_veth, host_mac }, bridge_mtu)
+            let pin = attachment.dhcp.map(|_| crate::record::Store::system().pin_path(container_id).display().to_string());
+            (PreparedMedium::Bridge { bridge, host_veth, host_mac, pin }, bridge_mtu)
         }
         Medium::Macvlan { parent, .. } => {
             let parent = host_link(host, parent, attachment).await?;
@@ -189,7 +195,10 @@ fn existing_vlan(link: Link, parent: &Link, vlan_id: u16, others: &[Record], att
 /// What setup will create, for the write-ahead record (indices unknown yet).
 pub fn planned_objects(prepared: &Prepared) -> Vec<Created> {
     match &prepared.medium {
-        PreparedMedium::Bridge { host_veth, .. } => vec![Created::HostVeth { name: host_veth.clone(), index: None }],
+        PreparedMedium::Bridge { host_veth, pin, .. } => {
+            let pin = pin.iter().map(|path| Created::NetnsPin { path: path.clone() });
+            pin.chain([Created::HostVeth { name: host_veth.clone(), index: None }]).collect()
+        }
         PreparedMedium::Macvlan { lower, pin } => {
             let mut objects = vec![Created::NetnsPin { path: pin.clone() }];
             objects.extend(match lower {
@@ -203,13 +212,31 @@ pub fn planned_objects(prepared: &Prepared) -> Vec<Created> {
     }
 }
 
+/// What setup brings for an attachment whose IPv4 address comes from
+/// DHCP; `held` is the lease once the server gave it. The exchange runs
+/// without the host lock (`lock`, taken from `store`): a server that
+/// answers slowly, or not at all, must not hold up every other container
+/// of the host. The write-ahead record lists everything made so far, so
+/// gc and other setups see it meanwhile.
+pub struct Leasing<'a> {
+    pub acquirer: &'a Acquirer,
+    pub policy: &'a crate::policy::Policy,
+    pub held: Option<Held>,
+    pub store: &'a crate::record::Store,
+    pub lock: &'a mut Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
 /// Makes the attachment. On failure, the error names the key whose step
-/// failed; `done` holds what was created, for the caller to undo.
+/// failed; `done` holds what was created, for the caller to undo, and
+/// `leasing.held` the lease, for the caller to release.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     attachment: &Attachment,
+    container_id: &str,
     prepared: &Prepared,
     sockets: &Sockets,
     container_ns: &NetNs,
+    leasing: Option<&mut Leasing<'_>>,
     done: &mut Vec<Created>,
     steps: &mut u32,
 ) -> Result<Placement, KeyError> {
@@ -217,11 +244,16 @@ pub async fn apply(
     let fail = |key: &'static str| move |e: NetError| attachment.refuse(key, e.to_string());
     let host = &sockets.host;
     let container = sockets.container.as_ref().expect("setup has the container's socket");
-    let shape = LinkShape { mac: attachment.mac_to_set(), mtu: attachment.mtu };
+    let shape = LinkShape { mac: attachment.mac_for(container_id), mtu: attachment.mtu };
     let step = |steps: &mut u32| shaping::step_done(steps).map_err(fail(lead));
 
     let host_veth = match &prepared.medium {
-        PreparedMedium::Bridge { bridge, host_veth, host_mac } => {
+        PreparedMedium::Bridge { bridge, host_veth, host_mac, pin } => {
+            if let Some(pin) = pin {
+                crate::netns::pin(container_ns, std::path::Path::new(pin)).map_err(|e| attachment.refuse(lead, e))?;
+                done.push(Created::NetnsPin { path: pin.clone() });
+                step(steps)?;
+            }
             let host_shape = LinkShape { mac: Some(*host_mac), mtu: Some(bridge.mtu) };
             let container_shape = LinkShape { mtu: Some(prepared.mtu), ..shape };
             let veth = host
@@ -279,13 +311,47 @@ pub async fn apply(
     }
     step(steps)?;
 
+    let mut gateways = attachment.gateways.clone();
+    if let (Some(settings), Some(leasing)) = (&attachment.dhcp, leasing) {
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&interface.mac[..6]);
+        drop(leasing.lock.take());
+        let acquired = leasing.acquirer.acquire(interface.index, mac, timeout);
+        *leasing.lock = Some(leasing.store.lock().map_err(|e| attachment.refuse("net.ip", e.to_string()))?);
+        let held = acquired.map_err(|failure| no_lease(attachment, prepared, failure, timeout))?;
+        if let Err(refusal) = leasing.policy.check_leased(attachment, &held.lease.address) {
+            let _ = leasing.acquirer.release(&held);
+            return Err(refusal);
+        }
+        let lease = held.lease.clone();
+        leasing.held = Some(held);
+        step(steps)?;
+        container
+            .put_leased_address(&interface, &lease.address, lease.remaining(dhcp::unix_now()), false)
+            .await
+            .map_err(fail("net.ip"))?;
+        if !gateways.iter().any(IpAddr::is_ipv4) {
+            gateways.extend(lease.router.map(IpAddr::V4));
+        }
+        match lease.mtu.map(u32::from) {
+            Some(mtu) if attachment.mtu.is_none() && (crate::attachment::MIN_MTU..=prepared.mtu).contains(&mtu) => {
+                container.set_mtu(&interface, mtu).await.map_err(fail("net.ip"))?;
+            }
+            Some(mtu) if attachment.mtu.is_none() => crate::log::info(&format!(
+                "{container_id}: the DHCP server's MTU {mtu} is not used: {} carries at most {}",
+                prepared.ifname, prepared.mtu
+            )),
+            _ => {}
+        }
+    }
     for address in &attachment.addresses {
         container.add_address(&interface, address).await.map_err(fail("net.ip"))?;
     }
     if !attachment.addresses.is_empty() {
         step(steps)?;
     }
-    for gateway in &attachment.gateways {
+    for gateway in &gateways {
         let replaced = container.default_routes(gateway.is_ipv6()).await.map_err(fail("net.gateway"))?;
         for route in &replaced {
             container.delete_route(route).await.map_err(fail("net.gateway"))?;
@@ -311,6 +377,29 @@ pub async fn apply(
     Ok(match host_veth {
         Some(host_veth) => Placement::HostSide { interface, host_veth },
         None => Placement::InNamespace { interface },
+    })
+}
+
+/// The refusal of a setup that got no lease.
+fn no_lease(attachment: &Attachment, prepared: &Prepared, failure: Failure, timeout: Duration) -> KeyError {
+    let on = format!("{} ({})", prepared.ifname, match &attachment.medium {
+        Medium::Bridge { bridge } => format!("bridge {bridge}"),
+        Medium::Macvlan { parent, .. } => match attachment.vlan {
+            Some(vlan) => format!("macvlan on {}, VLAN {vlan} of {parent}", attachment.macvlan_lower().unwrap_or_default()),
+            None => format!("macvlan on {parent}"),
+        },
+    });
+    let within = crate::units::format_duration_us(timeout.as_micros() as u64);
+    attachment.refuse("net.ip", match failure {
+        Failure::NoOffer => format!("no DHCP offer on {on} within {within}"),
+        Failure::NoAck { server, address } => {
+            format!("DHCP server {server} offered {address} on {on} but did not acknowledge the request within {within}")
+        }
+        Failure::Refused { server, message } => format!(
+            "DHCP server {} refused the request on {on} (DHCPNAK: {message})",
+            server.map_or("?".to_string(), |s| s.to_string())
+        ),
+        Failure::Broken(reason) => format!("DHCP on {on}: {reason}"),
     })
 }
 

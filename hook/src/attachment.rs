@@ -12,8 +12,10 @@ use crate::error::KeyError;
 use crate::settings::{Setting, Settings};
 
 /// Keys that configure the attached interface; each needs an attachment.
-pub const COMPANION_KEYS: [&str; 8] =
-    ["net.vlan", "net.macvlan.mode", "net.ifname", "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu"];
+pub const COMPANION_KEYS: [&str; 9] = [
+    "net.vlan", "net.macvlan.mode", "net.ifname", "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu",
+    "net.dhcp.timeout",
+];
 pub const MIN_MTU: u32 = 68;
 pub const MAX_MTU: u32 = 65_535;
 /// The kernel turns IPv6 off on an interface with a smaller MTU.
@@ -166,7 +168,20 @@ pub struct Attachment {
     /// `net.pool`: the pool that gives the addresses `net.ip` does not.
     #[serde(default)]
     pub pool: Option<String>,
+    /// `net.ip=dhcp`: the IPv4 address comes from the LAN's DHCP server.
+    #[serde(default)]
+    pub dhcp: Option<Dhcp>,
 }
+
+/// How to ask the LAN's DHCP server for the IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhcp {
+    /// `net.dhcp.timeout`: no lease by then, and the container is refused.
+    pub timeout_ms: u64,
+}
+
+pub const DEFAULT_DHCP_TIMEOUT_MS: u64 = 5_000;
+pub const MAX_DHCP_TIMEOUT_MS: u64 = 60_000;
 
 impl Attachment {
     /// The key that asked for the attachment: `net.bridge` or `net.parent`.
@@ -206,8 +221,20 @@ impl Attachment {
     /// A passthru macvlan keeps its parent's MAC: setting one would change
     /// the parent's.
     pub fn mac_to_set(&self) -> Option<[u8; 6]> {
+        self.mac_for("")
+    }
+
+    /// As `mac_to_set`, for container `id`: an attachment whose IPv4
+    /// address comes from DHCP and that has no `net.mac` gets a MAC derived
+    /// from the container id, so that a restarted container shows the
+    /// server the same hardware address (dnsmasq, for one, picks the
+    /// address it offers from it).
+    pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
         if matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. }) {
             return None;
+        }
+        if self.mac.is_none() && self.dhcp.is_some() && !id.is_empty() {
+            return Some(crate::dhcp::lease::mac_of(id));
         }
         self.mac.or_else(|| {
             self.addresses.iter().find_map(|a| match a.address {
@@ -238,6 +265,9 @@ impl Attachment {
         lines.push(format!("interface: {}", self.ifname.as_deref().unwrap_or("eth0, or the first free ethN")));
         let join = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
         let mut addresses: Vec<String> = self.addresses.iter().map(Cidr::to_string).collect();
+        if let Some(dhcp) = &self.dhcp {
+            addresses.insert(0, format!("IPv4 by DHCP at setup (timeout {})", crate::units::format_duration_us(dhcp.timeout_ms * 1000)));
+        }
         if let Some(pool) = &self.pool {
             let given = if addresses.is_empty() { "" } else { "the rest " };
             addresses.push(format!("{given}from pool {pool} at setup"));
@@ -254,6 +284,8 @@ impl Attachment {
         if let Some(mac) = self.mac_to_set() {
             let origin = if self.mac.is_some() { "" } else { " (derived from the IPv4 address)" };
             lines.push(format!("mac: {}{origin}", format_mac(&mac)));
+        } else if self.dhcp.is_some() && !matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. }) {
+            lines.push("mac: derived from the container id (the DHCP server sees the same one after a restart)".into());
         }
         if let Some(mtu) = self.mtu {
             lines.push(format!("mtu: {mtu}"));
@@ -316,8 +348,18 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
             Ok(s.value.clone())
         })
         .transpose()?;
-    let addresses = field("net.ip").map(addresses).transpose()?.unwrap_or_default();
-    let networks: Vec<Cidr> = addresses.iter().chain(pool_networks).copied().collect();
+    let (addresses, by_dhcp) = field("net.ip").map(addresses).transpose()?.unwrap_or_default();
+    let dhcp = match (by_dhcp, field("net.dhcp.timeout")) {
+        (false, Some(timeout)) => return Err(refuse(timeout, "applies to net.ip=dhcp, and net.ip does not ask for DHCP")),
+        (false, None) => None,
+        (true, timeout) => Some(Dhcp { timeout_ms: timeout.map(dhcp_timeout).transpose()?.unwrap_or(DEFAULT_DHCP_TIMEOUT_MS) }),
+    };
+    let mut networks: Vec<Cidr> = addresses.iter().chain(pool_networks).copied().collect();
+    if by_dhcp {
+        // The lease's subnet is known only at setup: any IPv4 next hop may
+        // be on it, and the kernel refuses one that is not.
+        networks.push(Cidr::default_destination(false));
+    }
     let gateways = field("net.gateway").map(|s| gateways(s, &networks)).transpose()?.unwrap_or_default();
     let routes = field("net.routes").map(|s| routes(s, &networks)).transpose()?.unwrap_or_default();
     let mac = field("net.mac").map(|s| parse_mac(&s.value).map_err(|r| refuse(s, r))).transpose()?;
@@ -331,7 +373,7 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
     }
 
     let pool = field("net.pool").map(|s| s.value.clone());
-    let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given, pool };
+    let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given, pool, dhcp };
     if let Some(sub) = attachment.vlan_interface() {
         if sub.len() > MAX_IFNAME_BYTES {
             return Err(attachment.refuse("net.vlan", format!(
@@ -383,9 +425,18 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim)
 }
 
-fn addresses(setting: &Setting) -> Result<Vec<Cidr>, KeyError> {
+/// The static addresses of `net.ip`, and whether it asks for DHCP.
+fn addresses(setting: &Setting) -> Result<(Vec<Cidr>, bool), KeyError> {
     let mut addresses: Vec<Cidr> = vec![];
+    let mut dhcp = false;
     for item in list(&setting.value) {
+        if item.eq_ignore_ascii_case("dhcp") {
+            if dhcp {
+                return Err(refuse(setting, "dhcp is listed twice"));
+            }
+            dhcp = true;
+            continue;
+        }
         let cidr = Cidr::parse(item).map_err(|r| refuse(setting, r))?;
         check_host_address(&cidr).map_err(|r| refuse(setting, r))?;
         if addresses.iter().any(|a| a.address == cidr.address) {
@@ -393,7 +444,23 @@ fn addresses(setting: &Setting) -> Result<Vec<Cidr>, KeyError> {
         }
         addresses.push(cidr);
     }
-    Ok(addresses)
+    if let (true, Some(v4)) = (dhcp, addresses.iter().find(|a| a.address.is_ipv4())) {
+        return Err(refuse(setting, format!(
+            "dhcp gives the IPv4 address, so {v4} cannot stand beside it; give static IPv6 addresses only"
+        )));
+    }
+    Ok((addresses, dhcp))
+}
+
+fn dhcp_timeout(setting: &Setting) -> Result<u64, KeyError> {
+    let us = crate::units::parse_duration_us(&setting.value).map_err(|r| refuse(setting, r))?;
+    let ms = us / 1000;
+    if us % 1000 != 0 || !(1..=MAX_DHCP_TIMEOUT_MS).contains(&ms) {
+        return Err(refuse(setting, format!(
+            "a DHCP timeout is from 1ms to {}s, in whole milliseconds", MAX_DHCP_TIMEOUT_MS / 1000
+        )));
+    }
+    Ok(ms)
 }
 
 fn check_host_address(cidr: &Cidr) -> Result<(), String> {
@@ -660,6 +727,30 @@ mod tests {
         }
         let a = attachment(&["net.bridge=br0", "net.ip=198.51.100.0/31,198.51.100.7/32,2001:db8::/64"]).unwrap().unwrap();
         assert_eq!(a.addresses.len(), 3, "/31, /32 and IPv6 subnet-router addresses are hosts");
+    }
+
+    #[test]
+    fn dhcp_for_the_ipv4_address() {
+        let a = attachment(&["net.bridge=br0", "net.ip=dhcp"]).unwrap().unwrap();
+        assert_eq!((a.dhcp, a.addresses.len()), (Some(Dhcp { timeout_ms: DEFAULT_DHCP_TIMEOUT_MS }), 0));
+        assert_eq!(a.mac_for("c1"), Some(crate::dhcp::lease::mac_of("c1")), "a MAC from the container id");
+        let a = attachment(&["net.parent=eth1", "net.ip=DHCP, 2001:db8::10/64", "net.dhcp.timeout=1500ms", "net.gateway=203.0.113.1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((a.dhcp.unwrap().timeout_ms, a.addresses.len(), a.gateways.len()), (1500, 1, 1), "any IPv4 gateway: the subnet comes at setup");
+        let passthru = attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=dhcp"]).unwrap().unwrap();
+        assert_eq!(passthru.mac_for("c1"), None, "a passthru macvlan keeps its parent's MAC");
+        for (words, key_value, reason) in [
+            (&["net.ip=dhcp"][..], "net.ip=\"dhcp\"", "needs net.bridge or net.parent"),
+            (&["net.bridge=br0", "net.ip=dhcp,dhcp"], "net.ip=\"dhcp,dhcp\"", "dhcp is listed twice"),
+            (&["net.bridge=br0", "net.ip=dhcp,198.51.100.10/24"], "net.ip=\"dhcp,198.51.100.10/24\"", "dhcp gives the IPv4 address"),
+            (&["net.bridge=br0", "net.dhcp.timeout=5s"], "net.dhcp.timeout=\"5s\"", "applies to net.ip=dhcp"),
+            (&["net.bridge=br0", "net.ip=dhcp", "net.dhcp.timeout=61s"], "net.dhcp.timeout=\"61s\"", "from 1ms to 60s"),
+            (&["net.bridge=br0", "net.ip=dhcp", "net.dhcp.timeout=0s"], "net.dhcp.timeout=\"0s\"", "from 1ms to 60s"),
+            (&["net.bridge=br0", "net.ip=dhcp", "net.dhcp.timeout=5"], "net.dhcp.timeout=\"5\"", "needs a unit"),
+        ] {
+            assert_refused(words, key_value, reason);
+        }
     }
 
     #[test]

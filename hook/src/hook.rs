@@ -62,7 +62,7 @@ pub fn apply_deferred(id: &str) -> Result<()> {
     result
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,6 +95,18 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     let pid = container.pid.ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
     let container_ns = NetNs::of_pid(pid).map_err(refuse)?;
     let host_ns = NetNs::current().map_err(refuse)?;
+    // A DHCP client's packet socket needs CAP_NET_RAW: opened now, in the
+    // container's namespace, and bound once the interface exists.
+    let acquirer = match plan.attachment.as_ref().and_then(|a| a.dhcp) {
+        None => None,
+        Some(_) => {
+            let socket = container_ns
+                .run_in(crate::dhcp::client::PacketSocket::open)
+                .map_err(refuse)?
+                .map_err(|e| refuse(format!("cannot open a packet socket for DHCP in the container's namespace: {e}")))?;
+            Some(crate::dhcp::client::Acquirer { socket, container_id: container.id.clone(), hostname: config.hostname.clone() })
+        }
+    };
     privilege::drop_to_kept()?;
     if container_ns.id() == host_ns.id() {
         return Err(refuse(
@@ -107,7 +119,7 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     };
     runtime()?.block_on(async {
         let store = Store::system();
-        let _lock = store.lock()?;
+        let mut lock = Some(store.lock()?);
         if let Some(state) = defer_state {
             let container_socket = Netlink::open_in(&container_ns).map_err(refuse)?;
             let links = container_socket.links().await.map_err(|e| refuse(e.to_string()))?;
@@ -135,7 +147,10 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         if pooled {
             registry = Some(claim_addresses(&store, &pools, &mut plan, container, pid, &container_ns, &netns_path).await?);
         }
-        let result = setup_claimed(container, &plan, &store, &sockets, &container_ns, &host_ns, pid, netns_path, pooled).await;
+        let mut leasing =
+            acquirer.as_ref().map(|acquirer| attach::Leasing { acquirer, policy: &policy, held: None, store: &store, lock: &mut lock });
+        let result =
+            setup_claimed(container, &plan, &store, &sockets, &container_ns, &host_ns, pid, netns_path, pooled, leasing.as_mut()).await;
         if let (Err(_), Some(registry)) = (&result, registry.as_mut()) {
             // Claims go with a setup that left nothing; a record that still
             // lists objects keeps them until teardown or gc finishes.
@@ -225,6 +240,7 @@ async fn setup_claimed(
     pid: i32,
     netns_path: String,
     pooled: bool,
+    mut leasing: Option<&mut attach::Leasing<'_>>,
 ) -> Result<()> {
     let refuse = |reason: String| -> Error {
         let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
@@ -279,7 +295,18 @@ async fn setup_claimed(
     let applied: Result<Placement> = async {
         let placement = match target {
             Target::Attach(attachment, prepared) => {
-                let placement = attach::apply(attachment, &prepared, sockets, container_ns, &mut done, &mut steps).await?;
+                let placement = attach::apply(
+                    attachment,
+                    &container.id,
+                    &prepared,
+                    sockets,
+                    container_ns,
+                    leasing.as_deref_mut(),
+                    &mut done,
+                    &mut steps,
+                )
+                .await?;
+                record.dhcp = leasing.as_ref().and_then(|l| l.held.as_ref()).map(|held| held.lease.clone());
                 if !buckets.is_empty() {
                     record.created = done.clone();
                     record.created.extend(shaping::planned_objects(plan, &placement, &ifb));
@@ -293,7 +320,7 @@ async fn setup_claimed(
             let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
             Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
         })?;
-        if record.created != done {
+        if record.created != done || record.dhcp.is_some() {
             record.created = done.clone();
             store.update_partial(&record)?;
         }
@@ -308,6 +335,11 @@ async fn setup_claimed(
         }
         Err(error) => error,
     };
+    if let Some((acquirer, held)) = leasing.as_ref().and_then(|l| Some((l.acquirer, l.held.as_ref()?))) {
+        if let Err(e) = acquirer.release(held) {
+            log::error(&format!("the DHCP lease of {} on {} was not released: {e}", container.id, held.lease.address));
+        }
+    }
     let failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
     if failures.is_empty() {
         store.remove(&record)?;
@@ -369,6 +401,9 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     let shares_a_vlan = record.created.iter().any(|c| matches!(c, Created::VlanLink { .. }));
     let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
     let sockets = sockets_for_record(record, host_ns)?;
+    if let Some(lease) = &record.dhcp {
+        crate::dhcp::renew::release_for(record, lease, host_ns);
+    }
     let failures = shaping::undo_all(&record.created, &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
@@ -425,16 +460,38 @@ async fn collect_pool_claims(store: &Store) -> Result<Vec<String>> {
 /// record's path, or the pin setup made, still leads to that very namespace.
 fn sockets_for_record(record: &Record, host_ns: &NetNs) -> Result<Sockets> {
     let host = Netlink::open_in(host_ns).map_err(Error::System)?;
+    let container = namespace_of(record).map(|ns| Netlink::open_in(&ns).map_err(Error::System)).transpose()?;
+    Ok(Sockets { host, container })
+}
+
+/// The container's namespace, if the record's path, or the pin setup
+/// made, still leads to that very namespace.
+pub fn namespace_of(record: &Record) -> Option<NetNs> {
     let pins = record.created.iter().filter_map(|c| match c {
         Created::NetnsPin { path } => Some(path.as_str()),
         _ => None,
     });
-    let container_ns = std::iter::once(record.netns_path.as_str())
+    std::iter::once(record.netns_path.as_str())
         .chain(pins)
         .filter_map(|path| NetNs::open(path).ok())
-        .find(|ns| ns.id() == record.netns);
-    let container = container_ns.map(|ns| Netlink::open_in(&ns).map_err(Error::System)).transpose()?;
-    Ok(Sockets { host, container })
+        .find(|ns| ns.id() == record.netns)
+}
+
+/// gc's work for one record whose container is gone: undoes it, and says
+/// what went.
+pub async fn collect_gone(store: &Store, record: &Record, host_ns: &NetNs) -> Result<String> {
+    undo_record(store, record, host_ns)
+        .await
+        .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
+    let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
+    what.dedup();
+    if let Some(lease) = &record.dhcp {
+        what.push(format!("its DHCP lease of {}", lease.address));
+    }
+    what.push("its record".into());
+    let line = format!("removed {}: {}", record.id, what.join(", "));
+    log::info(&line);
+    Ok(line)
 }
 
 fn teardown(id: &str) -> Result<()> {
@@ -449,7 +506,7 @@ fn teardown(id: &str) -> Result<()> {
         return Ok(());
     }
     privilege::check()?;
-    privilege::drop_to_kept()?;
+    privilege::drop_keeping(&privilege::FOR_RELEASES)?;
     runtime()?.block_on(async {
         let _lock = store.lock()?;
         fault::kill_point("teardown", 0);
@@ -474,7 +531,7 @@ fn teardown(id: &str) -> Result<()> {
 pub fn gc() -> Result<Vec<String>> {
     let store = Store::system();
     privilege::check()?;
-    privilege::drop_to_kept()?;
+    privilege::drop_keeping(&privilege::FOR_RELEASES)?;
     runtime()?.block_on(async {
         let _lock = store.lock()?;
         let host_ns = NetNs::current().map_err(Error::System)?;
@@ -492,15 +549,7 @@ pub fn gc() -> Result<Vec<String>> {
             if !netns::is_gone(&record.netns_path, record.netns) {
                 continue;
             }
-            undo_record(&store, &record, &host_ns)
-                .await
-                .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
-            let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
-            what.dedup();
-            what.push("its record".into());
-            let line = format!("removed {}: {}", record.id, what.join(", "));
-            log::info(&line);
-            removed.push(line);
+            removed.push(collect_gone(&store, &record, &host_ns).await?);
         }
         removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
         removed.extend(collect_pool_claims(&store).await?);

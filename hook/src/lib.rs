@@ -9,6 +9,7 @@
 
 pub mod attach;
 pub mod attachment;
+pub mod dhcp;
 pub mod error;
 pub mod fault;
 pub mod fuzzing;

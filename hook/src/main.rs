@@ -27,7 +27,9 @@ Attachment (one extra interface in the container; exactly one of net.bridge, net
                             with net.bridge: untagged access port of that VLAN
   net.macvlan.mode=MODE     bridge (default), private, vepa, passthru
   net.ifname=NAME           name in the container (default eth0, else first free ethN)
-  net.ip=CIDR,...           198.51.100.10/24,2001:db8::10/64
+  net.ip=CIDR,...           198.51.100.10/24,2001:db8::10/64; dhcp for the IPv4
+                            address from the LAN's DHCP server (dhcp,2001:db8::10/64)
+  net.dhcp.timeout=TIME     with net.ip=dhcp: no lease by then refuses (default 5s, at most 60s)
   net.gateway=IP,...        default route per family, e.g. 198.51.100.1
   net.routes=ROUTE,...      203.0.113.0/24 via 198.51.100.1, 192.0.2.0/24
   net.mac=MAC               02:00:5e:10:00:01 (default: 02:42 + the IPv4 address)
@@ -77,6 +79,14 @@ enum Command {
     },
     /// Remove what netrt made for containers whose network namespace is gone
     Gc,
+    /// Renew the DHCP leases past half their time (T1) and move their
+    /// addresses' lifetimes on; run every 30 s by netrt-renew.timer. A lease
+    /// never renewed ends, and the kernel drops its address then
+    Renew {
+        /// Renew every lease now
+        #[arg(long)]
+        all: bool,
+    },
     /// Show the containers netrt manages and the live counters of their limits
     Status {
         /// Only this container
@@ -172,6 +182,11 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
             Ok(())
         }
+        Some(Command::Renew { all }) => netrt::dhcp::renew::renew(all).map(|lines| {
+            for line in lines {
+                println!("{line}");
+            }
+        }),
         Some(Command::Gc) => hook::gc().map(|removed| {
             if removed.is_empty() {
                 println!("nothing to remove");

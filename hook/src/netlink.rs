@@ -11,7 +11,7 @@ use rtnetlink::packet_core::{
 };
 use std::net::IpAddr;
 
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{
     BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage, MacVlanMode,
@@ -503,6 +503,68 @@ impl Netlink {
             request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         request.execute().await.map_err(|e| net_error(format!("adding address {cidr} to {}", link.name), e))
+    }
+
+    /// Adds, or with `replace` updates, an IPv4 address that the kernel
+    /// drops after `valid_seconds` (a DHCP lease's lifetime; all ones is
+    /// forever): `ip address add|change ... valid_lft N preferred_lft N`.
+    pub async fn put_leased_address(&self, link: &Link, cidr: &Cidr, valid_seconds: u32, replace: bool) -> NetResult<()> {
+        let mut request = self.handle.address().add(link.index, cidr.address, cidr.prefix);
+        if replace {
+            request = request.replace();
+        }
+        let mut lifetime = CacheInfo::default();
+        lifetime.ifa_preferred = valid_seconds;
+        lifetime.ifa_valid = valid_seconds;
+        request.message_mut().attributes.push(AddressAttribute::CacheInfo(lifetime));
+        let verb = if replace { "renewing" } else { "adding" };
+        request.execute().await.map_err(|e| net_error(format!("{verb} leased address {cidr} on {}", link.name), e))
+    }
+
+    /// Deletes an address; one already gone is not an error.
+    pub async fn delete_address(&self, link: &Link, cidr: &Cidr) -> NetResult<bool> {
+        let mut message = AddressMessage::default();
+        message.header.family = if cidr.address.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        message.header.prefix_len = cidr.prefix;
+        message.header.index = link.index;
+        message.attributes.push(AddressAttribute::Local(cidr.address));
+        message.attributes.push(AddressAttribute::Address(cidr.address));
+        let result = self.handle.address().del(message).execute().await;
+        deleted(result, format!("deleting address {cidr} from {}", link.name), &[libc::EADDRNOTAVAIL, libc::ENODEV])
+    }
+
+    /// The valid lifetime the kernel has left for `cidr` on `link`, in
+    /// seconds (all ones: forever); None if the address is not there.
+    pub async fn address_lifetime(&self, link: &Link, cidr: &Cidr) -> NetResult<Option<u32>> {
+        let messages: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
+        Ok(messages.iter().find_map(|m| {
+            let here = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == cidr.address));
+            if !here {
+                return None;
+            }
+            m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::CacheInfo(info) => Some(info.ifa_valid),
+                _ => None,
+            })
+        }))
+    }
+
+    pub async fn set_mtu(&self, link: &Link, mtu: u32) -> NetResult<()> {
+        let message = LinkUnspec::new_with_index(link.index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| net_error(format!("setting the MTU of {} to {mtu}", link.name), e))
     }
 
     /// The default routes of one family in the main table.

@@ -40,6 +40,9 @@ pub struct Config {
     pub process: Option<Process>,
     #[serde(default)]
     pub linux: Option<Linux>,
+    /// The container's hostname: what DHCP tells the server.
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,9 +21,9 @@ pub const DEFAULT_BURST_US: u64 = 20_000;
 
 pub const BANDWIDTH_KEYS: [&str; 6] =
     ["net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency"];
-pub const ATTACHMENT_KEYS: [&str; 11] = [
+pub const ATTACHMENT_KEYS: [&str; 12] = [
     "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname",
-    "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu", "net.pool",
+    "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu", "net.pool", "net.dhcp.timeout",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::attachment::{Cidr, Medium};
+use crate::attachment::{Attachment, Cidr, Medium};
 use crate::error::{Error, KeyError, Result};
 use crate::plan::Plan;
 use crate::pools::config::{PoolFile, Pools, RegistryFile};
@@ -167,6 +167,20 @@ impl Policy {
             )));
         }
         Ok(())
+    }
+
+    /// An address a DHCP server offered must lie in `policy.subnets`, as
+    /// a static one must.
+    pub fn check_leased(&self, attachment: &Attachment, leased: &Cidr) -> Result<(), KeyError> {
+        let Some(subnets) = &self.subnets else { return Ok(()) };
+        if subnets.iter().any(|s| s.covers(leased)) {
+            return Ok(());
+        }
+        let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
+        Err(attachment.refuse("net.ip", format!(
+            "the DHCP server offered {leased}, {}",
+            self.rule("subnets", list_of(&shown))
+        )))
     }
 
     fn rule(&self, field: &str, allowed: String) -> String {

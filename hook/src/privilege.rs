@@ -26,9 +26,19 @@ pub fn check() -> Result<()> {
     )))
 }
 
+/// What teardown, gc and renew keep besides `KEPT`: a DHCP lease is
+/// renewed and released from the client's port, 68.
+pub const FOR_RELEASES: [Capability; 1] = [Capability::CAP_NET_BIND_SERVICE];
+
 /// Drops every capability but `KEPT`, from every set, for good.
 pub fn drop_to_kept() -> Result<()> {
-    drop_all_but(KEPT.into_iter().collect()).map_err(|e| Error::System(format!("cannot drop capabilities: {e}")))
+    drop_keeping(&[])
+}
+
+/// Drops every capability but `KEPT` and `extra`, from every set, for good.
+pub fn drop_keeping(extra: &[Capability]) -> Result<()> {
+    let keep = KEPT.iter().chain(extra).copied().collect();
+    drop_all_but(keep).map_err(|e| Error::System(format!("cannot drop capabilities: {e}")))
 }
 
 fn drop_all_but(keep: CapsHashSet) -> std::result::Result<(), caps::errors::CapsError> {

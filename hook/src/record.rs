@@ -75,6 +75,9 @@ pub struct Record {
     /// releases every claim the registry lists for it.
     #[serde(default)]
     pub pool_claims: bool,
+    /// The DHCP lease of the attachment's IPv4 address (`net.ip=dhcp`).
+    #[serde(default)]
+    pub dhcp: Option<crate::dhcp::lease::Lease>,
     /// False until setup has finished: kept in the file's name, not in it.
     #[serde(skip)]
     pub complete: bool,
@@ -98,6 +101,7 @@ impl Record {
             plan,
             created: vec![],
             pool_claims: false,
+            dhcp: None,
             complete: false,
         }
     }
@@ -222,6 +226,15 @@ impl Store {
     pub fn update_partial(&self, record: &Record) -> Result<()> {
         let path = self.partial_path_of(&record.id);
         let temporary = path.with_extension("partial.tmp");
+        write_file(&temporary, record)
+            .and_then(|_| fs::rename(&temporary, &path))
+            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Rewrites a finished record atomically (a renewed lease).
+    pub fn update_complete(&self, record: &Record) -> Result<()> {
+        let path = self.path_of(&record.id);
+        let temporary = path.with_extension("json.tmp");
         write_file(&temporary, record)
             .and_then(|_| fs::rename(&temporary, &path))
             .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))

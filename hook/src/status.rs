@@ -29,8 +29,40 @@ pub struct Entry {
     /// Of those, the ones in a pool: which pool, and the node that claims them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pooled: Vec<PooledAddress>,
+    /// The DHCP lease of the IPv4 address (`net.ip=dhcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<LeaseStatus>,
     pub vlan: Option<u16>,
     pub limits: Vec<Limit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeaseStatus {
+    pub address: String,
+    pub server: String,
+    /// Seconds to the lease's end; None for a lease for good.
+    pub expires_in_s: Option<u64>,
+    /// Seconds to T1, when `netrt-hook renew` renews it.
+    pub renewal_in_s: Option<u64>,
+    pub router: Option<String>,
+    pub dns: Vec<String>,
+    pub domain: Option<String>,
+    /// The server's message when it refused a renewal.
+    pub refused: Option<String>,
+}
+
+fn lease_status(lease: &crate::dhcp::lease::Lease) -> LeaseStatus {
+    let now = crate::dhcp::client::unix_now();
+    LeaseStatus {
+        address: lease.address.to_string(),
+        server: lease.server.to_string(),
+        expires_in_s: lease.expires_at().map(|end| end.saturating_sub(now)),
+        renewal_in_s: (!lease.is_infinite()).then(|| (lease.bound_at + lease.renew_after as u64).saturating_sub(now)),
+        router: lease.router.map(|r| r.to_string()),
+        dns: lease.dns.iter().map(|d| d.to_string()).collect(),
+        domain: lease.domain.clone(),
+        refused: lease.refused.clone(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +209,7 @@ async fn entry(record: &Record, host_view: &View) -> Entry {
         attachment: record.plan.attachment.as_ref().map(describe_attachment),
         addresses: record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|a| a.to_string()).collect(),
         pooled: vec![],
+        dhcp: record.dhcp.as_ref().map(lease_status),
         vlan: record.plan.attachment.as_ref().and_then(|a| a.vlan),
         limits,
     }
@@ -241,8 +274,22 @@ pub fn render_table(entries: &[Entry]) -> String {
                         None => a.clone(),
                     })
                     .collect();
+                let mut shown = shown;
+                if let Some(lease) = &entry.dhcp {
+                    let state = match (&lease.refused, lease.expires_in_s) {
+                        (Some(message), _) => format!("refused at renewal: {message}; removed"),
+                        (None, Some(0)) => "expired".to_string(),
+                        (None, Some(left)) => format!("expires in {left}s"),
+                        (None, None) => "for good".to_string(),
+                    };
+                    shown.insert(0, format!("{} (DHCP from {}, {state})", lease.address, lease.server));
+                }
                 let addresses = if shown.is_empty() { "-".to_string() } else { shown.join(", ") };
                 out += &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
+                if let Some(lease) = entry.dhcp.as_ref().filter(|l| !l.dns.is_empty() || l.domain.is_some()) {
+                    let dns = if lease.dns.is_empty() { "-".to_string() } else { lease.dns.join(", ") };
+                    out += &format!("{:<20} dns {dns}; domain {}\n", "", lease.domain.as_deref().unwrap_or("-"));
+                }
             }
         }
     }
@@ -340,6 +387,7 @@ mod tests {
             attachment: None,
             addresses: vec![],
             pooled: vec![],
+            dhcp: None,
             vlan: None,
             limits: vec![limit(Direction::Egress, true), limit(Direction::Ingress, false)],
         };

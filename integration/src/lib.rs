@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod cluster;
+pub mod dhcp;
 pub mod engines;
 
 /// Runs a shell command; panics with its output if it fails.

@@ -66,7 +66,7 @@ pub async fn claim<S: ClaimStore>(
     let pool = pools.get(&name).ok_or_else(|| attachment.refuse("net.pool", pools.unknown(&name)))?;
     for subnet in &pool.subnets {
         let v6 = subnet.address.is_ipv6();
-        if attachment.addresses.iter().any(|a| a.address.is_ipv6() == v6) {
+        if attachment.addresses.iter().any(|a| a.address.is_ipv6() == v6) || (!v6 && attachment.dhcp.is_some()) {
             continue;
         }
         register(store, pool, pools, attachment).await?;

@@ -1,0 +1,176 @@
+//! `netrt-hook renew [--all]`, run by a timer (every 30 s where systemd
+//! runs): renews the leases past T1 (all of them with `--all`) from inside
+//! each container's namespace, moves the address's lifetime on, removes
+//! the address of a lease the server refuses, and collects containers
+//! that are gone (releasing their leases), as gc does. The exchanges run
+//! without the host lock, in parallel; each result is applied under it,
+//! to a record that must still be the same container's.
+
+use std::time::{Duration, Instant};
+
+use super::client::{self, Failure, UdpChannel};
+use super::lease::{Lease, Phase};
+use crate::error::{Error, Result};
+use crate::hook;
+use crate::log;
+use crate::netlink::Netlink;
+use crate::netns::{self, NetNs};
+use crate::record::{Record, Store};
+
+/// How long one renewal waits for its server's answer.
+pub const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
+/// Renewals in flight at once.
+const PARALLEL: usize = 64;
+
+/// Releases a record's lease from inside its namespace, best effort
+/// (teardown, gc): a server that does not hear it frees the address at
+/// the lease's end.
+pub fn release_for(record: &Record, lease: &Lease, _host_ns: &NetNs) {
+    if lease.refused.is_some() || lease.phase(client::unix_now()) == Phase::Expired {
+        return;
+    }
+    let Some(ns) = hook::namespace_of(record) else {
+        log::info(&format!(
+            "the DHCP lease of {} on {} is not released: the container's namespace is gone; the server frees it at the lease's end",
+            record.id, lease.address
+        ));
+        return;
+    };
+    let sent = ns
+        .run_in(|| UdpChannel::open(&record.interface, lease.ipv4(), lease.server))
+        .map_err(std::io::Error::other)
+        .and_then(|opened| opened)
+        .and_then(|channel| client::release(&channel, &lease.client(&record.id), lease));
+    match sent {
+        Ok(()) => log::info(&format!("released the DHCP lease of {} on {} to {}", record.id, lease.address, lease.server)),
+        Err(e) => log::error(&format!("the DHCP lease of {} on {} was not released: {e}", record.id, lease.address)),
+    }
+}
+
+/// What one renewal came to.
+enum Outcome {
+    Renewed(Lease),
+    NoAnswer,
+    Failed(Failure),
+}
+
+/// `netrt-hook renew`: one line per lease it touched.
+pub fn renew(all: bool) -> Result<Vec<String>> {
+    let store = Store::system();
+    crate::privilege::check()?;
+    crate::privilege::drop_keeping(&crate::privilege::FOR_RELEASES)?;
+    let runtime = hook::runtime()?;
+    let host_ns = NetNs::current().map_err(Error::System)?;
+    let records: Vec<Record> = {
+        let _lock = store.lock()?;
+        store.all()?
+    };
+    let now = client::unix_now();
+    let mut lines = vec![];
+    let mut due = vec![];
+    for record in records.into_iter().filter(|r| r.complete) {
+        let Some(lease) = record.dhcp.clone() else { continue };
+        if netns::is_gone(&record.netns_path, record.netns) {
+            let _lock = store.lock()?;
+            // gc may have come first.
+            if let Some(current) = store.load(&record.id)? {
+                if current.netns == record.netns && netns::is_gone(&current.netns_path, current.netns) {
+                    lines.push(runtime.block_on(hook::collect_gone(&store, &current, &host_ns))?);
+                }
+            }
+            continue;
+        }
+        match lease.phase(now) {
+            _ if lease.refused.is_some() => {}
+            Phase::Expired => lines.push(format!(
+                "{}: the lease of {} ran out; the kernel has dropped the address (restart the container for a new one)",
+                record.id, lease.address
+            )),
+            Phase::Bound if !all => {}
+            phase => due.push((record, lease, phase)),
+        }
+    }
+    for batch in due.chunks(PARALLEL) {
+        let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+            let running: Vec<_> = batch.iter().map(|(record, lease, phase)| scope.spawn(move || ask(record, lease, *phase))).collect();
+            running.into_iter().map(|r| r.join().unwrap_or(Outcome::Failed(Failure::Broken("the renewal panicked".into())))).collect()
+        });
+        for ((record, lease, _), outcome) in batch.iter().zip(outcomes) {
+            let _lock = store.lock()?;
+            let Some(mut current) = store.load(&record.id)? else { continue };
+            let same = current.complete
+                && current.pid == record.pid
+                && current.netns == record.netns
+                && current.dhcp.as_ref().is_some_and(|l| l.address == lease.address);
+            if !same {
+                continue;
+            }
+            let line = runtime.block_on(settle(&store, &mut current, lease, outcome))?;
+            log::info(&line);
+            lines.push(line);
+        }
+    }
+    Ok(lines)
+}
+
+/// The renewal exchange, from inside the container's namespace.
+fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
+    let Some(ns) = hook::namespace_of(record) else {
+        return Outcome::Failed(Failure::Broken("the container's namespace is gone".into()));
+    };
+    let to = if phase == Phase::Rebinding { std::net::Ipv4Addr::BROADCAST } else { lease.server };
+    let channel = match ns.run_in(|| UdpChannel::open(&record.interface, lease.ipv4(), to)) {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(e)) => return Outcome::Failed(Failure::Broken(format!("cannot open the DHCP socket on {}: {e}", lease.address))),
+        Err(e) => return Outcome::Failed(Failure::Broken(e)),
+    };
+    match client::extend(&channel, &lease.client(&record.id), lease, Instant::now() + RENEW_TIMEOUT) {
+        Ok(Some(new)) => Outcome::Renewed(new),
+        Ok(None) => Outcome::NoAnswer,
+        Err(failure) => Outcome::Failed(failure),
+    }
+}
+
+/// Applies a renewal's outcome to the container and its record, under the
+/// host lock.
+async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outcome) -> Result<String> {
+    let id = record.id.clone();
+    let interface = || async {
+        let ns = hook::namespace_of(record).ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
+        let socket = Netlink::open_in(&ns).map_err(Error::System)?;
+        let link = socket
+            .link_by_name(&record.interface)
+            .await
+            .map_err(|e| Error::System(e.to_string()))?
+            .ok_or_else(|| Error::System(format!("{id} has no interface {} any more", record.interface)))?;
+        Ok::<_, Error>((socket, link))
+    };
+    match outcome {
+        Outcome::Renewed(new) => {
+            let (socket, link) = interface().await?;
+            let lifetime = new.remaining(client::unix_now());
+            socket.put_leased_address(&link, &new.address, lifetime, true).await.map_err(|e| Error::System(e.to_string()))?;
+            let line = format!("{id}: renewed {} from {} for {}s", new.address, new.server, new.seconds);
+            record.dhcp = Some(new);
+            store.update_complete(record)?;
+            Ok(line)
+        }
+        Outcome::NoAnswer => Ok(format!(
+            "{id}: no answer from a DHCP server about {} within {}s; the next run tries again, the address goes in {}s",
+            lease.address,
+            RENEW_TIMEOUT.as_secs(),
+            lease.remaining(client::unix_now())
+        )),
+        Outcome::Failed(Failure::Refused { server, message }) => {
+            let (socket, link) = interface().await?;
+            socket.delete_address(&link, &lease.address).await.map_err(|e| Error::System(e.to_string()))?;
+            let from = server.map_or("the DHCP server".to_string(), |s| format!("DHCP server {s}"));
+            let line = format!("{id}: {from} refused to renew {} (DHCPNAK: {message}); its address is removed", lease.address);
+            log::error(&line);
+            record.dhcp = Some(Lease { refused: Some(message), ..lease.clone() });
+            store.update_complete(record)?;
+            Ok(line)
+        }
+        Outcome::Failed(failure) => Ok(format!("{id}: the renewal of {} failed: {failure:?}", lease.address)),
+    }
+}
