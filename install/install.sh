@@ -5,7 +5,7 @@
 # with `netrt configure`), then proves the work on this machine with one
 # busybox container run through netrt by runc.
 #
-#   install/install.sh [--prefix DIR] [--hooks-dir DIR] [--docker-config FILE] [--no-demo]
+#   install/install.sh [--prefix DIR] [--hooks-dir DIR] [--docker-config FILE] [--systemd-dir DIR] [--no-demo]
 #   install/install.sh --uninstall [--prefix DIR]
 #
 # Idempotent: a second run changes nothing. --uninstall undoes what the
@@ -14,6 +14,9 @@ set -euo pipefail
 
 prefix=/usr/local
 hooks_dir=/usr/share/containers/oci/hooks.d
+# DHCP leases are renewed by netrt-hook renew, from a timer every 30 s:
+# its units go here where systemd runs (or wherever --systemd-dir says).
+systemd_dir=""
 docker_config=/etc/docker/daemon.json
 demo=yes
 uninstall=no
@@ -26,6 +29,8 @@ while (($#)); do
         --docker-config) docker_config=${2:?--docker-config needs a file}; shift 2 ;;
         --docker-config=*) docker_config=${1#*=}; shift ;;
         --no-demo) demo=no; shift ;;
+        --systemd-dir) systemd_dir=${2:?--systemd-dir needs a directory}; shift 2 ;;
+        --systemd-dir=*) systemd_dir=${1#*=}; shift ;;
         --uninstall) uninstall=yes; shift ;;
         -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -75,6 +80,8 @@ reload_docker() {
     fi
 }
 
+systemd_runs() { [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; }
+
 manifest_get() { if [[ -f $manifest ]]; then sed -n "s/^$1=//p" "$manifest" | tail -1; fi; }
 
 # ---------------------------------------------------------------- uninstall
@@ -110,6 +117,16 @@ if [[ $uninstall == yes ]]; then
     if [[ -x $bin_dir/netrt && -e $hook_file ]]; then
         "$bin_dir/netrt" configure podman --config "$hook_file" --remove | sed -n '1p' | while read -r line; do say "$line"; done
     fi
+    units_dir=$(manifest_get systemd_dir)
+    if [[ -n $units_dir ]]; then
+        if systemd_runs; then
+            systemctl disable --now netrt-renew.timer >/dev/null 2>&1 || true
+        fi
+        for unit in netrt-renew.service netrt-renew.timer; do
+            [[ -e $units_dir/$unit ]] && rm -f "$units_dir/$unit" && say "removed $units_dir/$unit"
+        done
+        if systemd_runs; then systemctl daemon-reload; fi
+    fi
     for file in "$bin_dir/netrt" "$bin_dir/netrt-hook" "$man_dir/netrt.8" "$man_dir/netrt-hook.8" "$hook_file" "${completion_files[@]}"; do
         [[ -e $file ]] && rm -f "$file" && say "removed $file"
     done
@@ -139,7 +156,8 @@ note_new_dirs() {
         dir=$(dirname "$dir")
     done
 }
-for dir in "$bin_dir" "$man_dir" "$state_dir" "$hooks_dir"; do note_new_dirs "$dir"; done
+if [[ -z $systemd_dir ]] && systemd_runs; then systemd_dir=/etc/systemd/system; fi
+for dir in "$bin_dir" "$man_dir" "$state_dir" "$hooks_dir" $systemd_dir; do note_new_dirs "$dir"; done
 for file in "${completion_files[@]}"; do note_new_dirs "$(dirname "$file")"; done
 
 changed=no
@@ -169,6 +187,25 @@ for file in "${completion_files[@]}"; do
     put "$completion" "$file" 0644
 done
 rm -f "$completion"
+
+# The renewal timer of DHCP leases (net.ip=dhcp): without renewals the
+# kernel drops a container's address at the end of its lease.
+if [[ -n $systemd_dir ]]; then
+    unit=$(mktemp)
+    sed "s|@HOOK@|$bin_dir/netrt-hook|" "$source_dir/install/systemd/netrt-renew.service" >"$unit"
+    put "$unit" "$systemd_dir/netrt-renew.service" 0644
+    put "$source_dir/install/systemd/netrt-renew.timer" "$systemd_dir/netrt-renew.timer" 0644
+    rm -f "$unit"
+    if systemd_runs; then
+        systemctl daemon-reload
+        systemctl enable --now netrt-renew.timer >/dev/null 2>&1 && say "enabled netrt-renew.timer: DHCP leases are renewed every 30 s"
+    else
+        say "systemd is not running: enable netrt-renew.timer once it does (systemctl enable --now netrt-renew.timer)"
+    fi
+else
+    say "systemd is not running, so no renewal timer: for DHCP leases (net.ip=dhcp), renew every 30 s from cron, e.g. in /etc/cron.d/netrt:"
+    say "  * * * * * root $bin_dir/netrt-hook renew; sleep 30; $bin_dir/netrt-hook renew"
+fi
 
 configured=$("$bin_dir/netrt" configure podman --config "$hook_file") ||
     die "$hook_file could not be written (see above)"
@@ -200,6 +237,7 @@ new_manifest=$(mktemp)
     echo "prefix=$prefix"
     echo "hooks_file=$hook_file"
     echo "docker_config=$docker_config"
+    [[ -n $systemd_dir ]] && echo "systemd_dir=$systemd_dir"
     [[ -n $docker_written ]] && echo "docker_written=$docker_written"
     [[ -n $docker_original ]] && echo "docker_original=$docker_original"
     [[ -n $docker_configured ]] && echo "docker_configured=$docker_configured"

@@ -28,6 +28,8 @@ fn install(paths: &Paths, extra: &[&str]) -> String {
         .arg(&paths.hooks_dir)
         .arg("--docker-config")
         .arg(&paths.docker_config)
+        .arg("--systemd-dir")
+        .arg(paths.root.join("etc/systemd/system"))
         .args(extra)
         .output()
         .expect("install.sh runs");
@@ -72,6 +74,15 @@ fn install_twice_then_uninstall() {
     let output = install(&paths, &[]);
     for file in ["bin/netrt", "bin/netrt-hook", "share/man/man8/netrt.8", "share/man/man8/netrt-hook.8"] {
         assert!(paths.prefix.join(file).exists(), "{file} installed:\n{output}");
+    }
+    // The timer that renews DHCP leases, and its service on the installed hook.
+    let units = paths.root.join("etc/systemd/system");
+    let service = fs::read_to_string(units.join("netrt-renew.service")).unwrap();
+    assert!(service.contains(&format!("ExecStart={} renew\n", paths.prefix.join("bin/netrt-hook").display())), "{service}");
+    let timer = fs::read_to_string(units.join("netrt-renew.timer")).unwrap();
+    assert!(timer.contains("OnUnitActiveSec=30s"), "{timer}");
+    if !Path::new("/run/systemd/system").exists() {
+        assert!(output.contains("systemd is not running: enable netrt-renew.timer once it does"), "{output}");
     }
     let hooks: Value = serde_json::from_slice(&fs::read(paths.hooks_dir.join("netrt.json")).unwrap()).unwrap();
     assert_eq!(hooks["version"], "1.0.0");

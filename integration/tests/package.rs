@@ -43,6 +43,8 @@ fn the_package_installs_registers_nothing_and_purges_clean() {
         "/usr/share/zsh/vendor-completions/_netrt",
         "/usr/share/fish/vendor_completions.d/netrt-hook.fish",
         "/usr/share/doc/netrt/README.md",
+        "/usr/lib/systemd/system/netrt-renew.timer",
+        "/usr/lib/systemd/system/netrt-renew.service",
     ] {
         assert!(files.iter().any(|f| f == expected), "dpkg -L lists {expected}: {files:?}");
     }
