@@ -316,6 +316,10 @@ pub async fn apply(
         let timeout = Duration::from_millis(settings.timeout_ms);
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&interface.mac[..6]);
+        // A frame sent before the kernel's link watch has seen the carrier
+        // is lost (and a bridge port forwards only from then on): the
+        // first DISCOVER waits for both ends to be operational, briefly.
+        wait_operational(container, interface.index, host, host_veth.as_ref().map(|veth| veth.index)).await;
         drop(leasing.lock.take());
         let acquired = leasing.acquirer.acquire(interface.index, mac, timeout);
         *leasing.lock = Some(leasing.store.lock().map_err(|e| attachment.refuse("net.ip", e.to_string()))?);
@@ -379,6 +383,26 @@ pub async fn apply(
         None => Placement::InNamespace { interface },
     })
 }
+
+/// Waits, at most `OPERATIONAL_WAIT`, until the interface (and the host
+/// end of its veth) is operational; past that, DHCP's retransmissions
+/// make up for a lost first message.
+async fn wait_operational(container: &crate::netlink::Netlink, index: u32, host: &crate::netlink::Netlink, host_end: Option<u32>) {
+    let deadline = std::time::Instant::now() + OPERATIONAL_WAIT;
+    loop {
+        let inside = matches!(container.link_by_index(index).await, Ok(Some(link)) if link.operational);
+        let outside = match host_end {
+            None => true,
+            Some(index) => matches!(host.link_by_index(index).await, Ok(Some(link)) if link.operational),
+        };
+        if (inside && outside) || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
+const OPERATIONAL_WAIT: Duration = Duration::from_millis(200);
 
 /// The refusal of a setup that got no lease.
 fn no_lease(attachment: &Attachment, prepared: &Prepared, failure: Failure, timeout: Duration) -> KeyError {

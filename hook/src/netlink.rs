@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{
     BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, MacVlanMode,
+    LinkMessage, MacVlanMode, State,
 };
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
 use rtnetlink::packet_route::route::{
@@ -94,6 +94,9 @@ pub struct Link {
     pub vlan_filtering: Option<bool>,
     pub mac: Vec<u8>,
     pub up: bool,
+    /// Operational state UP (RFC 2863): the kernel's link watch has seen
+    /// the carrier, and frames pass (a bridge port forwards).
+    pub operational: bool,
 }
 
 impl Link {
@@ -111,6 +114,7 @@ impl Link {
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(index) => link.controller = Some(*index),
                 LinkAttribute::Address(mac) => link.mac = mac.clone(),
+                LinkAttribute::OperState(state) => link.operational = *state == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {

@@ -48,8 +48,10 @@ impl Dnsmasq {
             .arg(format!("--log-facility={}", dir.join("log").display()))
             .args(extra)
             .stdin(Stdio::null())
+            // dnsmasq echoes its log to stderr too: a pipe nobody reads
+            // fills, and then dnsmasq stops in the middle of an answer.
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq starts (Debian package dnsmasq-base)");
         let server = Dnsmasq { child: Some(child), dir, netns: netns.to_string() };

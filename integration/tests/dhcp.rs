@@ -244,3 +244,24 @@ fn a_setup_waiting_for_its_server_holds_up_no_other_container() {
     other.stop();
     assert!(!record_exists("nrt-dhcp-wait"));
 }
+
+#[test]
+fn renew_releases_the_lease_of_a_container_whose_poststop_never_ran() {
+    let lan = Lan::bridge("dg");
+    let bridge = lan.bridge.clone().unwrap();
+    let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", NO_PING);
+    let before = snapshot(&[&lan.peer_ns]);
+    let id = "nrt-dhcp-gone";
+    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "dhcp")];
+    let bundle = Bundle::create(id, &BundleSpec { poststop: false, ..BundleSpec::isolated(&annotations) });
+    let container = Container::start(id, &bundle).unwrap();
+    let (address, _) = leased(&container, "eth0");
+    container.stop();
+    assert!(record_exists(id), "no poststop ran, so the record stays");
+    assert_eq!(server.leases().len(), 1, "{:?}", server.leases());
+    let renewed = ok(sh_output(&format!("{} renew", hook_binary().display())));
+    assert!(renewed.contains(&format!("removed {id}:")) && renewed.contains(&format!("its DHCP lease of {address}")), "{renewed}");
+    assert!(server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()), "{:?}", server.leases());
+    assert!(!record_exists(id));
+    assert_eq!(snapshot(&[&lan.peer_ns]), before);
+}

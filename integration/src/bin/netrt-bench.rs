@@ -68,6 +68,10 @@ fn main() {
         pools_latency(iterations);
         println!();
     }
+    if part.is_empty() || part == "dhcp" {
+        dhcp_latency(iterations);
+        println!();
+    }
     if part == "scale" {
         scale(iterations.min(20));
         return;
@@ -107,10 +111,10 @@ fn attach_latency(iterations: usize) {
     println!("after the namespace is gone (as runc runs it) and while it exists (as the CNI DEL runs).");
     println!("Teardown and DEL are timed until they return; 'left' counts the runs after which a device");
     println!("of the container was still on the host at that moment (read from sysfs at once).\n");
-    let mut gone = Timings { setup: vec![], teardown: vec![], left: 0 };
-    let mut alive = Timings { setup: vec![], teardown: vec![], left: 0 };
-    let mut chain = Timings { setup: vec![], teardown: vec![], left: 0 };
-    let mut macvlan = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut gone = Timings::default();
+    let mut alive = Timings::default();
+    let mut chain = Timings::default();
+    let mut macvlan = Timings::default();
     let parent_lan = Lan::parent("bnchm");
     let parent = parent_lan.parent.clone().unwrap();
     let bridged = bridge_annotations(&bridge);
@@ -157,14 +161,18 @@ enum Namespace {
 }
 
 /// Times of one tool's runs, and how many runs left something on the host.
+#[derive(Default)]
 struct Timings {
     setup: Vec<f64>,
     teardown: Vec<f64>,
     left: usize,
+    /// When each setup's hook process was started.
+    started: Vec<Instant>,
 }
 
 impl Timings {
     fn add(&mut self, more: Timings) {
+        self.started.extend(more.started);
         self.setup.extend(more.setup);
         self.teardown.extend(more.teardown);
         self.left += more.left;
@@ -198,7 +206,7 @@ fn netrt_attach_latency(annotations: &serde_json::Value, parent: Option<&str>, i
     let config = json!({"ociVersion": "1.0.2", "annotations": annotations});
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     let hook = hook_binary();
-    let mut timings = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut timings = Timings::default();
     for _ in 0..iterations {
         let before = host_state(parent);
         let holder = isolated_process();
@@ -206,6 +214,7 @@ fn netrt_attach_latency(annotations: &serde_json::Value, parent: Option<&str>, i
             json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
         };
         let (creating, stopped) = (state("creating"), state("stopped"));
+        timings.started.push(Instant::now());
         timings.setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
         if namespace == Namespace::GoneFirst {
             end(holder);
@@ -251,7 +260,7 @@ fn cni_chain_latency(bridge: &str, iterations: usize) -> Timings {
         // Whatever a DEL left (an ifb), removed untimed.
         sh_quiet("for l in $(ip -o link show type ifb | grep -o 'bwp[0-9a-f]*'); do ip link del $l; done");
     }
-    Timings { setup: add, teardown: del, left }
+    Timings { setup: add, teardown: del, left, started: vec![] }
 }
 
 fn bandwidth_chain_config(prev_result: &serde_json::Value) -> serde_json::Value {
@@ -438,8 +447,8 @@ fn limits_latency(lab: &Lab, iterations: usize) -> (Timings, Timings) {
     let (creating, stopped) = (state("creating"), state("stopped"));
     let hook = hook_binary();
     let cni_config = cni_config(lab, 10_000_000, 10_000_000 / 1000 * 20);
-    let mut netrt = Timings { setup: vec![], teardown: vec![], left: 0 };
-    let mut cni = Timings { setup: vec![], teardown: vec![], left: 0 };
+    let mut netrt = Timings::default();
+    let mut cni = Timings::default();
     for _ in 0..iterations {
         netrt.setup.push(time_process(Command::new(&hook).arg("createRuntime"), &creating));
         netrt.teardown.push(time_process(Command::new(&hook).arg("poststop"), &stopped));
@@ -859,7 +868,7 @@ fn pools_latency(iterations: usize) {
     let fixed = with(&[("net.bridge", &bridge), ("net.ip", "198.51.100.10/24"), ("net.gateway", "198.51.100.1")]);
     let p10 = with(&[("net.pool", "p10")]);
     let p10k = with(&[("net.pool", "p10k")]);
-    let mut rows: Vec<Timings> = (0..4).map(|_| Timings { setup: vec![], teardown: vec![], left: 0 }).collect();
+    let mut rows: Vec<Timings> = (0..4).map(|_| Timings::default()).collect();
     let cases = [(&fixed, &disk_config), (&p10, &disk_config), (&p10k, &disk_config), (&p10, &tmpfs_config)];
     for _ in 0..iterations {
         for (row, (annotations, config)) in rows.iter_mut().zip(cases) {
@@ -934,4 +943,139 @@ fn registry_request_costs(cluster: &netrt_integration::cluster::EtcdCluster, ite
         }
     });
     [percentile(&connect, 50), percentile(&read, 50), percentile(&write, 50)]
+}
+
+/// Setup with `net.ip=dhcp` against dnsmasq on a LAN of this machine,
+/// beside the same attachment with a static address, round after round;
+/// and, from a packet socket on the LAN, when the first DISCOVER of each
+/// run came, counted from the start of its hook process.
+fn dhcp_latency(iterations: usize) {
+    use netrt_integration::dhcp::Dnsmasq;
+    let lan = Lan::bridge("bndh");
+    let bridge = lan.bridge.clone().unwrap();
+    let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", &["--no-ping"]);
+    let watcher = DiscoverWatch::start(&lan.peer_ns, "eth0");
+    println!("Latency of a bridge attachment over {iterations} runs: its IPv4 address from dnsmasq {} on the same", dnsmasq_version());
+    println!("machine (net.ip=dhcp, the whole DISCOVER/OFFER/REQUEST/ACK, lease installed), beside a static");
+    println!("198.51.100.10/24 with its gateway; no limits, a fresh namespace each run. dnsmasq runs with");
+    println!("--no-ping: by default it pings an address before offering it and waits 3 s for an answer,");
+    println!("which any setup then waits for too. Teardown releases the lease (DHCPRELEASE).\n");
+    let fixed = json!({"net.bridge": bridge, "net.ip": "198.51.100.10/24", "net.gateway": "198.51.100.1"});
+    let leased = json!({"net.bridge": bridge, "net.ip": "dhcp"});
+    let (mut static_rows, mut dhcp_rows) = (Timings::default(), Timings::default());
+    for _ in 0..iterations {
+        static_rows.add(netrt_attach_latency(&fixed, None, 1, Namespace::GoneFirst));
+        dhcp_rows.add(netrt_attach_latency(&leased, None, 1, Namespace::GoneFirst));
+    }
+    let discovers = watcher.stop();
+    let to_discover: Vec<f64> = dhcp_rows
+        .started
+        .iter()
+        .filter_map(|start| discovers.iter().find(|seen| *seen > start).map(|seen| seen.duration_since(*start).as_secs_f64() * 1e3))
+        .collect();
+    print_rows(46, iterations, &[
+        ("setup, static address", &static_rows.setup, None),
+        ("setup, net.ip=dhcp", &dhcp_rows.setup, None),
+        ("hook start to its first DISCOVER on the LAN", &to_discover, None),
+        ("teardown, static address (runc)", &static_rows.teardown, Some(static_rows.left)),
+        ("teardown, net.ip=dhcp, with DHCPRELEASE", &dhcp_rows.teardown, Some(dhcp_rows.left)),
+    ]);
+    println!("\nDHCP adds {:.2} ms to the setup median (goal: at most 3 ms); {} of {iterations} runs' DISCOVERs seen",
+        percentile(&dhcp_rows.setup, 50) - percentile(&static_rows.setup, 50), to_discover.len());
+    println!("leases dnsmasq still holds after the runs: {}", server.leases().len());
+    let closing: Vec<f64> = (0..iterations).map(|_| packet_socket_close_ms()).collect();
+    println!("closing a bound packet socket, as each DHCP setup does at its end: {:.2} ms (median; the kernel", percentile(&closing, 50));
+    println!("waits one RCU grace period, synchronize_net, before it lets the socket go)");
+}
+
+/// Opens an AF_PACKET socket, binds it to the loopback interface, and
+/// times its close.
+fn packet_socket_close_ms() -> f64 {
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32) };
+    assert!(fd >= 0);
+    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    address.sll_family = libc::AF_PACKET as u16;
+    address.sll_protocol = 0x0800u16.to_be();
+    address.sll_ifindex = 1;
+    unsafe { libc::bind(fd, &address as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) };
+    let start = Instant::now();
+    unsafe { libc::close(fd) };
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn dnsmasq_version() -> String {
+    let text = sh("dnsmasq --version");
+    text.split_whitespace().nth(2).unwrap_or("?").to_string()
+}
+
+/// A thread that notes when DHCPDISCOVERs pass interface `ifname` of
+/// namespace `netns`, on a packet socket.
+struct DiscoverWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Instant>>,
+}
+
+impl DiscoverWatch {
+    fn start(netns: &str, ifname: &str) -> DiscoverWatch {
+        let index: i32 = sh(&format!("ip netns exec {netns} cat /sys/class/net/{ifname}/ifindex")).trim().parse().unwrap();
+        let ns = netrt::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
+        let fd = ns
+            .run_in(|| unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32) })
+            .unwrap();
+        assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = 0x0800u16.to_be();
+        address.sll_ifindex = index;
+        let bound = unsafe {
+            libc::bind(fd, &address as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+        };
+        assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+        let timeout = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+        unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&timeout as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = vec![];
+            let mut buffer = [0u8; 2048];
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), 0) };
+                if got > 0 && is_discover(&buffer[..got as usize]) {
+                    seen.push(Instant::now());
+                }
+            }
+            unsafe { libc::close(fd) };
+            seen
+        });
+        DiscoverWatch { stop, thread }
+    }
+
+    fn stop(self) -> Vec<Instant> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Whether an IPv4 packet is UDP to port 67 carrying DHCP message type 1.
+fn is_discover(packet: &[u8]) -> bool {
+    let header = ((packet[0] & 0x0f) as usize) * 4;
+    if packet.len() < header + 8 + 240 || packet[9] != 17 || packet[header + 2..header + 4] != [0, 67] {
+        return false;
+    }
+    let dhcp = &packet[header + 8..];
+    if dhcp[236..240] != [99, 130, 83, 99] {
+        return false;
+    }
+    let mut at = 240;
+    while at + 1 < dhcp.len() {
+        match dhcp[at] {
+            0 => at += 1,
+            255 => return false,
+            53 => return dhcp.get(at + 2) == Some(&1),
+            _ => at += 2 + dhcp[at + 1] as usize,
+        }
+    }
+    false
 }
