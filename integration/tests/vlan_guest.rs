@@ -81,3 +81,25 @@ fn bridge_access_port_in_a_guest() {
         ],
     );
 }
+
+/// DHCP on a macvlan over an 802.1Q sub-interface: one dnsmasq per VLAN on
+/// the same wire, each with its own range; the lease must come from the
+/// container's VLAN, and teardown must release it.
+#[test]
+fn dhcp_on_a_vlan_sub_interface_in_a_guest() {
+    run_guest(
+        "dhcp-vlan",
+        &[
+            "sub-interface-made",
+            "address-from-vlan-50",
+            "lifetime-is-the-lease",
+            "default-route-from-router",
+            "reaches-its-server",
+            "lease-on-vlan-50",
+            "no-lease-on-vlan-60",
+            "released",
+            "sub-interface-removed",
+            "no-records",
+        ],
+    );
+}
