@@ -190,8 +190,8 @@ fn a_nak_at_renewal_removes_the_address() {
 fn twenty_containers_in_parallel_get_distinct_addresses() {
     let lan = Lan::bridge("d20");
     let bridge = lan.bridge.clone().unwrap();
-    // Without dnsmasq's ping check: with it, offers came 3 s apart and
-    // most of the twenty waited longer than their 5 s timeout.
+    // Without dnsmasq's ping check: with its 3 s ping before each offer,
+    // nine or more of the twenty waited longer than their 5 s timeout.
     let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", NO_PING);
     let before = snapshot(&[&lan.peer_ns]);
     let started = Instant::now();
