@@ -540,16 +540,7 @@ impl Netlink {
     /// The valid lifetime the kernel has left for `cidr` on `link`, in
     /// seconds (all ones: forever); None if the address is not there.
     pub async fn address_lifetime(&self, link: &Link, cidr: &Cidr) -> NetResult<Option<u32>> {
-        let messages: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
-        Ok(messages.iter().find_map(|m| {
+        Ok(self.address_messages(link).await?.iter().find_map(|m| {
             let here = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == cidr.address));
             if !here {
                 return None;
@@ -616,16 +607,9 @@ impl Netlink {
 
     /// The addresses on `link`, for status.
     pub async fn addresses(&self, link: &Link) -> NetResult<Vec<Cidr>> {
-        let messages: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
-        Ok(messages
+        Ok(self
+            .address_messages(link)
+            .await?
             .iter()
             .filter_map(|m| {
                 let address = m.attributes.iter().find_map(|a| match a {
@@ -635,6 +619,17 @@ impl Netlink {
                 Some(Cidr { address, prefix: m.header.prefix_len })
             })
             .collect())
+    }
+
+    async fn address_messages(&self, link: &Link) -> NetResult<Vec<AddressMessage>> {
+        self.handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))
     }
 
     async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {

@@ -224,20 +224,12 @@ impl Store {
 
     /// Rewrites a partial record atomically, once changes exist.
     pub fn update_partial(&self, record: &Record) -> Result<()> {
-        let path = self.partial_path_of(&record.id);
-        let temporary = path.with_extension("partial.tmp");
-        write_file(&temporary, record)
-            .and_then(|_| fs::rename(&temporary, &path))
-            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+        replace_file(&self.partial_path_of(&record.id), "partial.tmp", record)
     }
 
     /// Rewrites a finished record atomically (a renewed lease).
     pub fn update_complete(&self, record: &Record) -> Result<()> {
-        let path = self.path_of(&record.id);
-        let temporary = path.with_extension("json.tmp");
-        write_file(&temporary, record)
-            .and_then(|_| fs::rename(&temporary, &path))
-            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+        replace_file(&self.path_of(&record.id), "json.tmp", record)
     }
 
     /// Marks a setup finished: one rename, atomic.
@@ -454,6 +446,15 @@ fn remove_if_present(path: &Path) -> Result<()> {
 fn write_file(path: &Path, record: &Record) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(record).expect("a record always serialises");
     OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?.write_all(&text)
+}
+
+/// Replaces the record at `path` atomically: written beside it (with the
+/// extension `temporary`), then renamed over it.
+fn replace_file(path: &Path, temporary: &str, record: &Record) -> Result<()> {
+    let beside = path.with_extension(temporary);
+    write_file(&beside, record)
+        .and_then(|_| fs::rename(&beside, path))
+        .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

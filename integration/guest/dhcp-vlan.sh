@@ -5,11 +5,7 @@
 $IP link add sw type bridge && $IP link set sw up
 $IP link add lan0 type veth peer name sw0 && $IP link set sw0 master sw up && $IP link set lan0 up
 for vlan in 50 60; do
-    veth_to p$vlan p${vlan}h
-    $IP link set p${vlan}h master sw
-    $IP -n p$vlan link add link eth0 name eth0.$vlan type vlan id $vlan
-    $IP -n p$vlan addr add 10.0.$vlan.1/24 dev eth0.$vlan
-    $IP -n p$vlan link set eth0.$vlan up
+    tagged_peer $vlan 10.0.$vlan.1/24
     # One server per VLAN, each with its own range.
     $IP netns exec p$vlan /opt/bin/dnsmasq --no-daemon --conf-file=/dev/null --port=0 --interface=eth0.$vlan \
         --bind-interfaces --dhcp-authoritative --user=root --group=root --no-ping \

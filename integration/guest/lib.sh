@@ -54,3 +54,13 @@ veth_to() {
 gone() { # LINK: teardown has returned, so the link must be gone already
     ! $IP link show dev $1 >/dev/null 2>&1
 }
+
+# tagged_peer VLAN ADDRESS/PREFIX: a namespace pVLAN on the switch sw (a
+# plain bridge carrying tagged frames), its eth0.VLAN with that address.
+tagged_peer() {
+    veth_to p$1 p${1}h
+    $IP link set p${1}h master sw
+    $IP -n p$1 link add link eth0 name eth0.$1 type vlan id $1
+    $IP -n p$1 addr add $2 dev eth0.$1
+    $IP -n p$1 link set eth0.$1 up
+}

@@ -8,11 +8,7 @@
 $IP link add sw type bridge && $IP link set sw up
 $IP link add lan0 type veth peer name sw0 && $IP link set sw0 master sw up && $IP link set lan0 up
 for vlan in 50 60; do
-    veth_to p$vlan p${vlan}h
-    $IP link set p${vlan}h master sw
-    $IP -n p$vlan link add link eth0 name eth0.$vlan type vlan id $vlan
-    $IP -n p$vlan addr add 10.0.0.$((vlan / 10))/24 dev eth0.$vlan
-    $IP -n p$vlan link set eth0.$vlan up
+    tagged_peer $vlan 10.0.0.$((vlan / 10))/24
 done
 # p50 is 10.0.0.5, p60 is 10.0.0.6.
 
