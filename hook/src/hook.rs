@@ -402,7 +402,7 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
     let sockets = sockets_for_record(record, host_ns)?;
     if let Some(lease) = &record.dhcp {
-        crate::dhcp::renew::release_for(record, lease, host_ns);
+        crate::dhcp::renew::release_for(record, lease);
     }
     let failures = shaping::undo_all(&record.created, &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {

@@ -537,21 +537,6 @@ impl Netlink {
         deleted(result, format!("deleting address {cidr} from {}", link.name), &[libc::EADDRNOTAVAIL, libc::ENODEV])
     }
 
-    /// The valid lifetime the kernel has left for `cidr` on `link`, in
-    /// seconds (all ones: forever); None if the address is not there.
-    pub async fn address_lifetime(&self, link: &Link, cidr: &Cidr) -> NetResult<Option<u32>> {
-        Ok(self.address_messages(link).await?.iter().find_map(|m| {
-            let here = m.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(ip) if *ip == cidr.address));
-            if !here {
-                return None;
-            }
-            m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::CacheInfo(info) => Some(info.ifa_valid),
-                _ => None,
-            })
-        }))
-    }
-
     pub async fn set_mtu(&self, link: &Link, mtu: u32) -> NetResult<()> {
         let message = LinkUnspec::new_with_index(link.index).mtu(mtu).build();
         self.handle

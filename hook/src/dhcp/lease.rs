@@ -127,27 +127,6 @@ impl Lease {
             Some(end) => end.saturating_sub(now).min(INFINITE as u64 - 1) as u32,
         }
     }
-
-    /// For `status`: the lease's timers, as seen at `now`.
-    pub fn describe(&self, now: u64) -> String {
-        let mut words = vec![format!("from {}", self.server)];
-        match self.expires_at() {
-            None => words.push("for good".into()),
-            Some(end) => {
-                words.push(format!("expires in {}s", end.saturating_sub(now)));
-                let renew = self.bound_at + self.renew_after as u64;
-                if now < renew {
-                    words.push(format!("renewal due in {}s", renew - now));
-                } else {
-                    words.push("renewal due now".into());
-                }
-            }
-        }
-        if let Some(refused) = &self.refused {
-            words.push(format!("refused by the server: {refused}"));
-        }
-        words.join(", ")
-    }
 }
 
 /// What a server's message means to a client waiting for it.

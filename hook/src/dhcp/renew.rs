@@ -25,7 +25,7 @@ const PARALLEL: usize = 64;
 /// Releases a record's lease from inside its namespace, best effort
 /// (teardown, gc): a server that does not hear it frees the address at
 /// the lease's end.
-pub fn release_for(record: &Record, lease: &Lease, _host_ns: &NetNs) {
+pub fn release_for(record: &Record, lease: &Lease) {
     if lease.refused.is_some() || lease.phase(client::unix_now()) == Phase::Expired {
         return;
     }
