@@ -167,11 +167,7 @@ impl Store {
 
     fn ensure_dirs(&self) -> Result<()> {
         for dir in [self.containers(), self.addresses()] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+            ensure_private_dir(&dir)?;
         }
         Ok(())
     }
@@ -328,11 +324,7 @@ impl Store {
     /// registry did not answer): the next run that reaches it releases them.
     pub fn add_pending_release(&self, id: &str) -> Result<()> {
         let dir = self.pending_dir();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+        ensure_private_dir(&dir)?;
         let path = dir.join(id);
         fs::write(&path, "").map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
     }
@@ -363,12 +355,7 @@ impl Store {
     /// Keeps the OCI state of a setup that waits for the container's
     /// network (see `netrt-hook apply-deferred`). Atomic, like the records.
     pub fn defer(&self, id: &str, state: &str) -> Result<()> {
-        let dir = self.deferred_dir();
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))?;
+        ensure_private_dir(&self.deferred_dir())?;
         let path = self.deferred_path(id);
         let temporary = path.with_extension("json.tmp");
         fs::write(&temporary, state)
@@ -446,6 +433,15 @@ fn remove_if_present(path: &Path) -> Result<()> {
 fn write_file(path: &Path, record: &Record) -> std::io::Result<()> {
     let text = serde_json::to_vec_pretty(record).expect("a record always serialises");
     OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?.write_all(&text)
+}
+
+/// Makes `dir` and its parents, readable by root only, if missing.
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::System(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Replaces the record at `path` atomically: written beside it (with the

@@ -57,6 +57,26 @@ fn tls_options(etcd: &Etcd) -> StoreResult<Option<TlsOptions>> {
     Ok(Some(tls))
 }
 
+/// Whether an error means that the member did not answer (refused, reset,
+/// gRPC's CANCELLED 1, DEADLINE_EXCEEDED 4, UNAVAILABLE 14): the next
+/// member is tried.
+fn no_answer(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(status.code() as i32, 1 | 4 | 14) || status.message() == "transport error"
+        }
+        _ => false,
+    }
+}
+
+fn unreachable(timeout: Duration, endpoints: &str) -> StoreError {
+    StoreError::Unreachable(format!(
+        "the address registry did not answer within {} (etcd at {endpoints})",
+        crate::units::format_duration_us(timeout.as_micros() as u64)
+    ))
+}
+
 impl EtcdStore {
     /// Connects within the configured timeout; with `budget`, every later
     /// request must also end by then.
@@ -74,11 +94,7 @@ impl EtcdStore {
         // Members in turn, from one that differs per process, so that
         // hooks spread over the cluster and a dead member costs one try.
         let first = std::process::id() as usize % etcd.endpoints.len();
-        let unreachable = || StoreError::Unreachable(format!(
-            "the address registry did not answer within {} (etcd at {})",
-            crate::units::format_duration_us(etcd.timeout_ms * 1000),
-            etcd.endpoints.join(", ")
-        ));
+        let unreachable = || unreachable(timeout, &etcd.endpoints.join(", "));
         // Connecting is lazy, but with a user it authenticates at once: a
         // member that does not answer then costs one try, as in `request`.
         let mut connected = None;
@@ -90,12 +106,7 @@ impl EtcdStore {
                     connected = Some((client, member));
                     break;
                 }
-                Ok(Err(etcd_client::Error::TransportError(_))) => continue,
-                Ok(Err(etcd_client::Error::GRpcStatus(status)))
-                    if matches!(status.code() as i32, 1 | 4 | 14) || status.message() == "transport error" =>
-                {
-                    continue
-                }
+                Ok(Err(e)) if no_answer(&e) => continue,
                 Ok(Err(e)) => return Err(failed(e)),
             }
         }
@@ -119,11 +130,7 @@ impl EtcdStore {
     }
 
     fn unreachable(&self) -> StoreError {
-        StoreError::Unreachable(format!(
-            "the address registry did not answer within {} (etcd at {})",
-            crate::units::format_duration_us(self.timeout.as_micros() as u64),
-            self.endpoints
-        ))
+        unreachable(self.timeout, &self.endpoints)
     }
 
     /// Sends a request to the current member, and on a failed connection
@@ -150,14 +157,7 @@ impl EtcdStore {
             }
             match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
                 Err(_) => return Err(self.unreachable()),
-                // No answer from this member (refused, reset, gRPC's
-                // CANCELLED 1, DEADLINE_EXCEEDED 4, UNAVAILABLE 14): the next.
-                Ok(Err(etcd_client::Error::TransportError(_))) => continue,
-                Ok(Err(etcd_client::Error::GRpcStatus(status)))
-                    if matches!(status.code() as i32, 1 | 4 | 14) || status.message() == "transport error" =>
-                {
-                    continue
-                }
+                Ok(Err(e)) if no_answer(&e) => continue,
                 Ok(Err(e)) => return Err(failed(e)),
                 Ok(Ok(value)) => return Ok(value),
             }
