@@ -221,20 +221,8 @@ impl Attachment {
     /// A passthru macvlan keeps its parent's MAC: setting one would change
     /// the parent's.
     pub fn mac_to_set(&self) -> Option<[u8; 6]> {
-        self.mac_for("")
-    }
-
-    /// As `mac_to_set`, for container `id`: an attachment whose IPv4
-    /// address comes from DHCP and that has no `net.mac` gets a MAC derived
-    /// from the container id, so that a restarted container shows the
-    /// server the same hardware address (dnsmasq, for one, picks the
-    /// address it offers from it).
-    pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
-        if matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. }) {
+        if self.is_passthru() {
             return None;
-        }
-        if self.mac.is_none() && self.dhcp.is_some() && !id.is_empty() {
-            return Some(crate::dhcp::lease::mac_of(id));
         }
         self.mac.or_else(|| {
             self.addresses.iter().find_map(|a| match a.address {
@@ -245,6 +233,27 @@ impl Attachment {
                 IpAddr::V6(_) => None,
             })
         })
+    }
+
+    /// As `mac_to_set`, for container `id`: an attachment whose IPv4
+    /// address comes from DHCP and that has no `net.mac` gets a MAC derived
+    /// from the container id, so that a restarted container shows the
+    /// server the same hardware address (dnsmasq, for one, picks the
+    /// address it offers from it).
+    pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
+        if self.derives_mac_from_id() {
+            return Some(crate::dhcp::lease::mac_of(id));
+        }
+        self.mac_to_set()
+    }
+
+    /// Whether the MAC comes from the container id (see `mac_for`).
+    fn derives_mac_from_id(&self) -> bool {
+        self.mac.is_none() && self.dhcp.is_some() && !self.is_passthru()
+    }
+
+    fn is_passthru(&self) -> bool {
+        matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. })
     }
 }
 
@@ -284,7 +293,7 @@ impl Attachment {
         if let Some(mac) = self.mac_to_set() {
             let origin = if self.mac.is_some() { "" } else { " (derived from the IPv4 address)" };
             lines.push(format!("mac: {}{origin}", format_mac(&mac)));
-        } else if self.dhcp.is_some() && !matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. }) {
+        } else if self.derives_mac_from_id() {
             lines.push("mac: derived from the container id (the DHCP server sees the same one after a restart)".into());
         }
         if let Some(mtu) = self.mtu {

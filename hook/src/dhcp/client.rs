@@ -222,9 +222,9 @@ pub struct UdpChannel {
 
 impl UdpChannel {
     /// Opens one in the calling thread's network namespace; binding port 68
-    /// needs CAP_NET_BIND_SERVICE. `_local`: the lease's address, which the
-    /// kernel picks as the source on that interface.
-    pub fn open(ifname: &str, _local: Ipv4Addr, to: Ipv4Addr) -> io::Result<UdpChannel> {
+    /// needs CAP_NET_BIND_SERVICE. The kernel sends from the lease's
+    /// address, the interface's only IPv4 one.
+    pub fn open(ifname: &str, to: Ipv4Addr) -> io::Result<UdpChannel> {
         let local = Ipv4Addr::UNSPECIFIED;
         use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
         let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
@@ -343,7 +343,6 @@ pub struct Acquirer {
 #[derive(Debug, Clone)]
 pub struct Held {
     pub lease: Lease,
-    pub client: Client,
     pub ifindex: u32,
     pub server_mac: Option<[u8; 6]>,
 }
@@ -355,19 +354,16 @@ impl Acquirer {
         let client = Client::new(&self.container_id, mac, self.hostname.as_deref());
         let channel = PacketChannel::broadcast(&self.socket, ifindex);
         let lease = acquire(&channel, &client, timeout)?;
-        Ok(Held { lease, client, ifindex, server_mac: channel.answered_from.get() })
+        Ok(Held { lease, ifindex, server_mac: channel.answered_from.get() })
     }
 
     /// Gives a lease setup cannot use back, best effort: from its address,
     /// to its server, in a frame to the MAC its answers came from.
     pub fn release(&self, held: &Held) -> io::Result<()> {
         let mut channel = PacketChannel::broadcast(&self.socket, held.ifindex);
-        channel.source = match held.lease.address.address {
-            std::net::IpAddr::V4(a) => a,
-            std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-        };
+        channel.source = held.lease.ipv4();
         channel.destination = held.lease.server;
         channel.to_mac = held.server_mac.unwrap_or(BROADCAST_MAC);
-        release(&channel, &held.client, &held.lease)
+        release(&channel, &held.lease.client(&self.container_id), &held.lease)
     }
 }

@@ -36,15 +36,18 @@ pub fn release_for(record: &Record, lease: &Lease) {
         ));
         return;
     };
-    let sent = ns
-        .run_in(|| UdpChannel::open(&record.interface, lease.ipv4(), lease.server))
-        .map_err(std::io::Error::other)
-        .and_then(|opened| opened)
-        .and_then(|channel| client::release(&channel, &lease.client(&record.id), lease));
+    let sent = channel_in(&ns, record, lease.server)
+        .and_then(|channel| client::release(&channel, &lease.client(&record.id), lease).map_err(|e| e.to_string()));
     match sent {
         Ok(()) => log::info(&format!("released the DHCP lease of {} on {} to {}", record.id, lease.address, lease.server)),
         Err(e) => log::error(&format!("the DHCP lease of {} on {} was not released: {e}", record.id, lease.address)),
     }
+}
+
+/// A UDP channel on the container's attached interface, to `to`.
+fn channel_in(ns: &NetNs, record: &Record, to: std::net::Ipv4Addr) -> std::result::Result<UdpChannel, String> {
+    ns.run_in(|| UdpChannel::open(&record.interface, to))?
+        .map_err(|e| format!("cannot open the DHCP socket on {}: {e}", record.interface))
 }
 
 /// What one renewal came to.
@@ -119,9 +122,8 @@ fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
         return Outcome::Failed(Failure::Broken("the container's namespace is gone".into()));
     };
     let to = if phase == Phase::Rebinding { std::net::Ipv4Addr::BROADCAST } else { lease.server };
-    let channel = match ns.run_in(|| UdpChannel::open(&record.interface, lease.ipv4(), to)) {
-        Ok(Ok(channel)) => channel,
-        Ok(Err(e)) => return Outcome::Failed(Failure::Broken(format!("cannot open the DHCP socket on {}: {e}", lease.address))),
+    let channel = match channel_in(&ns, record, to) {
+        Ok(channel) => channel,
         Err(e) => return Outcome::Failed(Failure::Broken(e)),
     };
     match client::extend(&channel, &lease.client(&record.id), lease, Instant::now() + RENEW_TIMEOUT) {

@@ -988,18 +988,13 @@ fn dhcp_latency(iterations: usize) {
     println!("waits one RCU grace period, synchronize_net, before it lets the socket go)");
 }
 
-/// Opens an AF_PACKET socket, binds it to the loopback interface, and
-/// times its close.
+/// Opens the hook's own packet socket, binds it to the loopback
+/// interface, and times its close.
 fn packet_socket_close_ms() -> f64 {
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32) };
-    assert!(fd >= 0);
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as u16;
-    address.sll_protocol = 0x0800u16.to_be();
-    address.sll_ifindex = 1;
-    unsafe { libc::bind(fd, &address as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) };
+    let socket = netrt::dhcp::client::PacketSocket::open().expect("a packet socket (needs CAP_NET_RAW)");
+    socket.bind(1).expect("bound to lo");
     let start = Instant::now();
-    unsafe { libc::close(fd) };
+    drop(socket);
     start.elapsed().as_secs_f64() * 1e3
 }
 
