@@ -289,9 +289,32 @@ pub fn exchange<T>(
 }
 
 /// DISCOVER, OFFER, REQUEST, ACK on `channel` (a packet channel on the
-/// attached interface), all within `timeout`.
+/// attached interface), all within `timeout`. A DHCPNAK to the REQUEST
+/// starts the exchange again (RFC 2131 §3.1, step 5): a server that offered
+/// one address to two clients at once (dnsmasq does, under parallel
+/// starts) refuses the second REQUEST and offers that client another
+/// address. The first restart is at once, later ones back off as
+/// retransmissions do; when the time is up, the last refusal is the error.
 pub fn acquire(channel: &dyn Channel, client: &Client, timeout: Duration) -> Result<Lease, Failure> {
     let until = Instant::now() + timeout;
+    let mut pause = Duration::ZERO;
+    let mut refused = None;
+    loop {
+        match select_and_request(channel, client, until) {
+            Err(nak @ Failure::Refused { .. }) => refused = Some(nak),
+            Err(Failure::NoOffer) if refused.is_some() => return Err(refused.unwrap_or(Failure::NoOffer)),
+            other => return other,
+        }
+        if Instant::now() + pause >= until {
+            return Err(refused.unwrap_or(Failure::NoOffer));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).clamp(FIRST_RETRANSMIT, MAX_RETRANSMIT);
+    }
+}
+
+/// One DISCOVER, OFFER, REQUEST, ACK, under a fresh transaction id.
+fn select_and_request(channel: &dyn Channel, client: &Client, until: Instant) -> Result<Lease, Failure> {
     let xid = random_u32();
     let discover = lease::encode(&lease::discover(client, xid));
     let offer = exchange(channel, &discover, until, |bytes| match lease::reply(bytes, client, xid, unix_now()) {
@@ -365,5 +388,110 @@ impl Acquirer {
         channel.destination = held.lease.server;
         channel.to_mac = held.server_mac.unwrap_or(BROADCAST_MAC);
         release(&channel, &held.lease.client(&self.container_id), &held.lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+    use dhcproto::{Decodable, Decoder};
+
+    use super::*;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+    /// A server that offers the addresses of `offers` in turn, and refuses
+    /// each REQUEST for an address in `taken` ("address in use").
+    struct Server {
+        offers: RefCell<VecDeque<Ipv4Addr>>,
+        taken: Vec<Ipv4Addr>,
+        answers: RefCell<VecDeque<Vec<u8>>>,
+        discovers: Cell<u32>,
+    }
+
+    impl Server {
+        fn new(offers: &[Ipv4Addr], taken: &[Ipv4Addr]) -> Server {
+            Server {
+                offers: RefCell::new(offers.iter().copied().collect()),
+                taken: taken.to_vec(),
+                answers: RefCell::default(),
+                discovers: Cell::new(0),
+            }
+        }
+
+        fn answer(request: &Message, kind: MessageType, address: Ipv4Addr) -> Vec<u8> {
+            let unspecified = Ipv4Addr::UNSPECIFIED;
+            let mut m = Message::new_with_id(request.xid(), unspecified, address, unspecified, unspecified, &request.chaddr()[..6]);
+            m.set_opcode(Opcode::BootReply);
+            m.opts_mut().insert(DhcpOption::MessageType(kind));
+            m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+            match kind {
+                MessageType::Nak => {
+                    m.opts_mut().insert(DhcpOption::Message("address in use".into()));
+                }
+                _ => {
+                    m.opts_mut().insert(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)));
+                    m.opts_mut().insert(DhcpOption::AddressLeaseTime(120));
+                }
+            }
+            lease::encode(&m)
+        }
+    }
+
+    impl Channel for Server {
+        fn send(&self, bytes: &[u8]) -> io::Result<()> {
+            let request = Message::decode(&mut Decoder::new(bytes)).expect("the client's message decodes");
+            let answer = match request.opts().msg_type() {
+                Some(MessageType::Discover) => {
+                    self.discovers.set(self.discovers.get() + 1);
+                    let offered = *self.offers.borrow().front().expect("an address left to offer");
+                    Server::answer(&request, MessageType::Offer, offered)
+                }
+                Some(MessageType::Request) => {
+                    let Some(DhcpOption::RequestedIpAddress(wanted)) = request.opts().get(OptionCode::RequestedIpAddress) else {
+                        panic!("a REQUEST in SELECTING names the offered address")
+                    };
+                    self.offers.borrow_mut().pop_front();
+                    let kind = if self.taken.contains(wanted) { MessageType::Nak } else { MessageType::Ack };
+                    Server::answer(&request, kind, *wanted)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            self.answers.borrow_mut().push_back(answer);
+            Ok(())
+        }
+
+        fn receive(&self, _until: Instant) -> io::Result<Option<Vec<u8>>> {
+            Ok(self.answers.borrow_mut().pop_front())
+        }
+    }
+
+    fn client() -> Client {
+        Client::new("c1", lease::mac_of("c1"), None)
+    }
+
+    #[test]
+    fn a_nak_to_the_request_starts_again_and_takes_the_next_offer() {
+        let (first, second) = (Ipv4Addr::new(198, 51, 100, 50), Ipv4Addr::new(198, 51, 100, 51));
+        let server = Server::new(&[first, second], &[first]);
+        let lease = acquire(&server, &client(), Duration::from_secs(1)).expect("a lease");
+        assert_eq!(lease.ipv4(), second);
+        assert_eq!(server.discovers.get(), 2);
+    }
+
+    #[test]
+    fn refusals_until_the_time_is_up_end_in_the_last_refusal() {
+        let taken: Vec<Ipv4Addr> = (50..=255).map(|last| Ipv4Addr::new(198, 51, 100, last)).collect();
+        let server = Server::new(&taken, &taken);
+        let started = Instant::now();
+        let failure = acquire(&server, &client(), Duration::from_millis(350)).expect_err("every request refused");
+        assert_eq!(failure, Failure::Refused { server: Some(SERVER), message: "address in use".into() });
+        assert!(started.elapsed() < Duration::from_millis(450), "took {:?}", started.elapsed());
+        // At once, then after 100 and 200 ms: the pauses keep a refusing
+        // server from being asked in a tight loop.
+        assert!((2..=4).contains(&server.discovers.get()), "{} DISCOVERs", server.discovers.get());
     }
 }
