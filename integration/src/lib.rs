@@ -400,7 +400,12 @@ impl Container {
             .spawn()
             .expect("runc starts");
         let mut container = Container { id: id.to_string(), child: Some(child), enter: enter.to_string() };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // A hang detector, not a speed check (setup times are benchmarked):
+        // sixty parallel starts on a small machine may take tens of seconds.
+        // Polling backs off so that the waiting, sixty `runc state` a round,
+        // does not itself become the load that slows the starts.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut pause = Duration::from_millis(10);
         while Instant::now() < deadline {
             if let Some(status) = container.child.as_mut().unwrap().try_wait().unwrap() {
                 let output = container.child.take().unwrap().wait_with_output().unwrap();
@@ -413,9 +418,10 @@ impl Container {
             if sh_output(&format!("{enter} runc state {id}")).stdout.windows(9).any(|w| w == b"\"running\"") {
                 return Ok(container);
             }
-            sleep(Duration::from_millis(50));
+            sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
-        panic!("container {id} did not start within 20 s");
+        panic!("container {id} did not start within 60 s");
     }
 
     /// Runs a container to completion; Err carries runc's output.

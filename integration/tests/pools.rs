@@ -122,10 +122,8 @@ fn two_nodes_share_one_pool_and_reach_each_other() {
 #[test]
 fn sixty_containers_in_parallel_on_three_nodes_get_sixty_distinct_addresses() {
     // The members' data on a tmpfs: twenty setups queue on each node's
-    // lock, each waiting for etcd's commits. With the data on disk, once in
-    // CI the last of them waited past the harness's 20 s start deadline
-    // (the run usually takes 7-13 s). What is tested here is uniqueness
-    // under parallel starts; what the disk costs is benchmarked.
+    // lock, each waiting for etcd's commits. What is tested here is
+    // uniqueness under parallel starts; what the disk costs is benchmarked.
     let cluster = EtcdCluster::start_in(std::path::Path::new("/dev/shm"), "sixty", 3, 23810, None);
     let prefix = "/it-sixty/";
     // 62 addresses in the range, two excluded: exactly 60 free.
