@@ -453,3 +453,29 @@ pub fn check_conflicts(attachment: &Attachment, id: &str, store: &Store) -> crat
 pub fn vlans_in_use(others: &[Record]) -> Vec<String> {
     others.iter().filter_map(|r| r.plan.attachment.as_ref()?.vlan_interface()).collect()
 }
+
+/// The host interfaces on the attachment's way to the LAN, where its
+/// uplink may be: a bridge's ports, or a macvlan's lower interface and,
+/// for a VLAN sub-interface, its parent.
+pub async fn way_out(prepared: &Prepared, host: &Netlink) -> crate::netlink::NetResult<Vec<Link>> {
+    Ok(match &prepared.medium {
+        PreparedMedium::Bridge { bridge, .. } => {
+            host.links().await?.into_iter().filter(|l| l.controller == Some(bridge.index)).collect()
+        }
+        PreparedMedium::Macvlan { lower, .. } => match lower {
+            Lower::NewVlan { parent, .. } => vec![parent.clone()],
+            Lower::Existing(link) | Lower::SharedVlan(link) => {
+                let mut way = vec![link.clone()];
+                if link.kind.as_deref() == Some("vlan") {
+                    if let Some(parent) = match link.peer_index {
+                        Some(index) => host.link_by_index(index).await?,
+                        None => None,
+                    } {
+                        way.push(parent);
+                    }
+                }
+                way
+            }
+        },
+    })
+}

@@ -16,6 +16,10 @@ use crate::pools::store::{Claim, StoreError};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
 use crate::shaping::{self, Placement, Sockets};
+use crate::netlink::{Link, NetError};
+use crate::uplinks::config::Uplinks;
+use crate::uplinks::share::Share;
+use crate::uplinks::shaper;
 use crate::{attach, log, policy, privilege};
 
 /// When setup may happen.
@@ -149,8 +153,20 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         }
         let mut leasing =
             acquirer.as_ref().map(|acquirer| attach::Leasing { acquirer, policy: &policy, held: None, store: &store, lock: &mut lock });
-        let result =
-            setup_claimed(container, &plan, &store, &sockets, &container_ns, &host_ns, pid, netns_path, pooled, leasing.as_mut()).await;
+        let result = setup_claimed(
+            container,
+            &plan,
+            &policy.uplinks,
+            &store,
+            &sockets,
+            &container_ns,
+            &host_ns,
+            pid,
+            netns_path,
+            pooled,
+            leasing.as_mut(),
+        )
+        .await;
         if let (Err(_), Some(registry)) = (&result, registry.as_mut()) {
             // Claims go with a setup that left nothing; a record that still
             // lists objects keeps them until teardown or gc finishes.
@@ -233,6 +249,7 @@ async fn settle_pending(store: &Store, registry: &mut claims::AnyStore, node: &s
 async fn setup_claimed(
     container: &Container,
     plan: &Plan,
+    uplinks: &Uplinks,
     store: &Store,
     sockets: &Sockets,
     container_ns: &NetNs,
@@ -268,6 +285,7 @@ async fn setup_claimed(
                 attach::PreparedMedium::Macvlan { .. } => None,
             };
             record.created = attach::planned_objects(&prepared);
+            record.uplink = admit_guarantees(plan, uplinks, &prepared, &sockets.host, store, &container.id).await?;
             let frame_bytes = prepared.frame_bytes();
             (Target::Attach(attachment, prepared), frame_bytes)
         }
@@ -320,6 +338,19 @@ async fn setup_claimed(
             let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
             Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
         })?;
+        if let Some(mut share) = record.uplink.clone() {
+            let guarantee = plan.guarantees().next().expect("a share comes from a guarantee");
+            let refuse_guarantee = |e: NetError| Error::from(KeyError::new(&guarantee.source, &guarantee.value, e.to_string()));
+            let container_socket = sockets.container.as_ref().expect("setup has the container's socket");
+            let interface = container_socket.link_by_name(&record.interface).await.map_err(refuse_guarantee)?;
+            share.mac = interface.and_then(|link| link.mac.try_into().ok());
+            record.uplink = Some(share.clone());
+            store.update_partial(&record)?;
+            let mut step = || shaping::step_done(&mut steps);
+            reconcile_uplink(store, &sockets.host, uplinks, &share, &container.id, Some(&share), &mut step)
+                .await
+                .map_err(refuse_guarantee)?;
+        }
         if record.created != done || record.dhcp.is_some() {
             record.created = done.clone();
             store.update_partial(&record)?;
@@ -340,7 +371,12 @@ async fn setup_claimed(
             log::error(&format!("the DHCP lease of {} on {} was not released: {e}", container.id, held.lease.address));
         }
     }
-    let failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
+    let mut failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
+    if let Some(share) = &record.uplink {
+        if let Err(e) = reconcile_uplink(store, &sockets.host, uplinks, share, &container.id, None, &mut || Ok(())).await {
+            failures.push(e);
+        }
+    }
     if failures.is_empty() {
         store.remove(&record)?;
     } else {
@@ -350,6 +386,60 @@ async fn setup_claimed(
     }
     log::error(&format!("setup of {} failed and was undone: {error}", container.id));
     Err(error)
+}
+
+/// Admission for the plan's guarantees, before any change: the declared
+/// uplink on the attachment's way out, the room the other records' shares
+/// leave on it, and a root qdisc netrt may replace.
+async fn admit_guarantees(plan: &Plan, uplinks: &Uplinks, prepared: &attach::Prepared, host: &Netlink, store: &Store, id: &str) -> Result<Option<Share>> {
+    let Some(lead) = plan.guarantees().next() else { return Ok(None) };
+    let refuse = |reason: String| -> Error { KeyError::new(&lead.source, &lead.value, reason).into() };
+    let way = attach::way_out(prepared, host).await.map_err(|e| refuse(e.to_string()))?;
+    let declared: Vec<&Link> = way.iter().filter(|l| uplinks.get(&l.name).is_some()).collect();
+    let path = crate::policy::config_path().display().to_string();
+    let uplink_link = match declared[..] {
+        [one] => one,
+        [] => {
+            let names: Vec<&str> = way.iter().map(|l| l.name.as_str()).collect();
+            let known: Vec<&str> = uplinks.by_name.keys().map(String::as_str).collect();
+            return Err(refuse(format!(
+                "no declared uplink on the attachment's way out ({}; uplinks in {path}: {})",
+                if names.is_empty() { "no interface".to_string() } else { names.join(", ") },
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+        _ => {
+            let names: Vec<&str> = declared.iter().map(|l| l.name.as_str()).collect();
+            return Err(refuse(format!("more than one declared uplink on the attachment's way out ({}); a guarantee needs one", names.join(", "))));
+        }
+    };
+    let uplink = uplinks.get(&uplink_link.name).expect("declared");
+    let records = other_records(store, id)?;
+    let held: Vec<&Share> = records.iter().filter_map(|r| r.uplink.as_ref()).collect();
+    let share = crate::uplinks::share::admit(uplink, plan, &held)?;
+    shaper::check(host, uplink_link, share.ingress.is_some()).await.map_err(|e| refuse(e.detail))?;
+    Ok(Some(share))
+}
+
+/// Brings the shaper of the uplink `share` is on in step with the records:
+/// every other container's share, and `own` for container `id` (setup's,
+/// not yet complete in the store; None for a teardown or a rollback).
+/// Must run under the host lock.
+async fn reconcile_uplink(
+    store: &Store,
+    host: &Netlink,
+    uplinks: &Uplinks,
+    share: &Share,
+    id: &str,
+    own: Option<&Share>,
+    changed: &mut dyn FnMut() -> crate::netlink::NetResult<()>,
+) -> std::result::Result<(), NetError> {
+    let records = store.all().map_err(|e| NetError { action: "reading the records".into(), errno: None, detail: e.to_string() })?;
+    let mut shares: Vec<&Share> =
+        records.iter().filter(|r| r.id != id).filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == share.uplink).collect();
+    shares.extend(own);
+    let capacity_bps = uplinks.get(&share.uplink).map_or(share.capacity_bps, |u| u.capacity_bps);
+    shaper::reconcile(host, &share.uplink, capacity_bps, &shares, changed).await
 }
 
 /// What setup works on: an attachment it makes, or the container's
@@ -407,6 +497,13 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     let failures = shaping::undo_all(&record.created, &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
+    }
+    if let Some(share) = &record.uplink {
+        // A configuration that cannot be read leaves the recorded capacity.
+        let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
+        reconcile_uplink(store, &sockets.host, &uplinks, share, &record.id, None, &mut || Ok(()))
+            .await
+            .map_err(|e| Error::System(e.to_string()))?;
     }
     if record.pool_claims {
         release_record_claims(store, &record.id).await;
@@ -485,6 +582,9 @@ pub async fn collect_gone(store: &Store, record: &Record, host_ns: &NetNs) -> Re
         .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
     let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
     what.dedup();
+    if let Some(share) = &record.uplink {
+        what.push(format!("its guarantee on uplink {}", share.uplink));
+    }
     if let Some(lease) = &record.dhcp {
         what.push(format!("its DHCP lease of {}", lease.address));
     }
@@ -551,6 +651,7 @@ pub fn gc() -> Result<Vec<String>> {
             }
             removed.push(collect_gone(&store, &record, &host_ns).await?);
         }
+        removed.extend(reconcile_uplinks(&store, &host_ns).await?);
         removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
         removed.extend(collect_pool_claims(&store).await?);
         for address in store.remove_orphan_claims()? {
@@ -560,6 +661,52 @@ pub fn gc() -> Result<Vec<String>> {
         }
         Ok(removed)
     })
+}
+
+/// Brings every uplink shaper in step with the records: one a run killed
+/// after its record went still has that container's class, or is there
+/// with no guarantee left. Looks at the declared uplinks, those records
+/// name, and any interface with netrt's root htb or ingress ifb.
+async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
+    let host = Netlink::open_in(host_ns).map_err(Error::System)?;
+    let system = |e: NetError| Error::System(e.to_string());
+    let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
+    let records = store.all()?;
+    let links = host.links().await.map_err(system)?;
+    let mut names: Vec<String> = uplinks.by_name.keys().cloned().collect();
+    names.extend(records.iter().filter_map(|r| r.uplink.as_ref()).map(|s| s.uplink.clone()));
+    for (index, qdisc) in host.all_qdiscs().await.map_err(system)? {
+        if qdisc.kind == "htb" && qdisc.handle >> 16 == crate::uplinks::share::MAJOR as u32 {
+            names.extend(links.iter().filter(|l| l.index == index).map(|l| l.name.clone()));
+        }
+    }
+    names.extend(links.iter().filter(|l| links.iter().any(|ifb| ifb.name == shaper::ifb_name(l.index))).map(|l| l.name.clone()));
+    names.sort();
+    names.dedup();
+    let mut lines = vec![];
+    for name in names {
+        let shares: Vec<&Share> = records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
+        let recorded = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
+        let capacity_bps = uplinks.get(&name).map_or(recorded, |u| u.capacity_bps);
+        let mut changes = 0;
+        shaper::reconcile(&host, &name, capacity_bps, &shares, &mut || {
+            changes += 1;
+            Ok(())
+        })
+        .await
+        .map_err(system)?;
+        // A tree that is in step still has its classifier rewritten.
+        let rewrites = [crate::plan::Direction::Egress, crate::plan::Direction::Ingress]
+            .iter()
+            .filter(|d| crate::uplinks::share::tree(capacity_bps, &shares, **d).is_some())
+            .count();
+        if changes > rewrites {
+            let line = format!("corrected netrt's shaper on uplink {name}: it now holds the guarantees of {} containers", shares.len());
+            log::info(&line);
+            lines.push(line);
+        }
+    }
+    Ok(lines)
 }
 
 /// Host devices under netrt's own names that no record accounts for: left

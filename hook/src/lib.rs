@@ -27,3 +27,4 @@ pub mod settings;
 pub mod shaping;
 pub mod status;
 pub mod units;
+pub mod uplinks;

@@ -91,6 +91,11 @@ enum Command {
     Status {
         /// Only this container
         id: Option<String>,
+        /// Show the declared uplinks instead: capacity, what is guaranteed
+        /// on each in each direction, and each container's guarantee,
+        /// ceiling and live rate
+        #[arg(long, conflicts_with = "id")]
+        uplinks: bool,
         /// Print JSON instead of a table (the same as --format json)
         #[arg(long)]
         json: bool,
@@ -176,7 +181,9 @@ fn main() -> ExitCode {
         Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin(), Timing::Now),
         Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
-        Some(Command::Status { id, json, format }) => show_status(id.as_deref(), if json { StatusFormat::Json } else { format }),
+        Some(Command::Status { id, json, format, uplinks }) => {
+            show_status(id.as_deref(), uplinks, if json { StatusFormat::Json } else { format })
+        }
         Some(Command::Pool { command }) => pool(command),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
@@ -229,7 +236,20 @@ enum StatusFormat {
     Prometheus,
 }
 
-fn show_status(id: Option<&str>, format: StatusFormat) -> netrt::error::Result<()> {
+fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt::error::Result<()> {
+    if uplinks {
+        let uplinks = netrt::uplinks::status::collect()?;
+        match format {
+            StatusFormat::Json => {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "uplinks": uplinks })).expect("status serialises"))
+            }
+            StatusFormat::Table => print!("{}", netrt::uplinks::status::render_table(&uplinks)),
+            StatusFormat::Prometheus => {
+                return Err(netrt::error::Error::Input("status --uplinks has no prometheus format; use --json".into()))
+            }
+        }
+        return Ok(());
+    }
     let entries = status::collect(id)?;
     match format {
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&entries).expect("status serialises")),

@@ -19,8 +19,10 @@ pub const MIN_QUEUED_FRAMES: u64 = 4;
 /// of the first second: 20 ms is 2 %.
 pub const DEFAULT_BURST_US: u64 = 20_000;
 
-pub const BANDWIDTH_KEYS: [&str; 6] =
-    ["net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency"];
+pub const BANDWIDTH_KEYS: [&str; 8] = [
+    "net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency",
+    "net.egress.min", "net.ingress.min",
+];
 pub const ATTACHMENT_KEYS: [&str; 12] = [
     "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname",
     "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu", "net.pool", "net.dhcp.timeout",
@@ -69,12 +71,25 @@ pub struct Tbf {
     pub limit_bytes: u32,
 }
 
+/// A floor on the uplink (SPEC §8): `net.egress.min` or `net.ingress.min`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guarantee {
+    pub direction: Direction,
+    pub rate_bps: u64,
+    pub source: String,
+    pub value: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub egress: Option<Shaper>,
     pub ingress: Option<Shaper>,
     #[serde(default)]
     pub attachment: Option<Attachment>,
+    #[serde(default)]
+    pub egress_min: Option<Guarantee>,
+    #[serde(default)]
+    pub ingress_min: Option<Guarantee>,
 }
 
 impl Plan {
@@ -84,6 +99,15 @@ impl Plan {
 
     pub fn shapers(&self) -> impl Iterator<Item = &Shaper> {
         self.egress.iter().chain(self.ingress.iter())
+    }
+
+    pub fn guarantees(&self) -> impl Iterator<Item = &Guarantee> {
+        self.egress_min.iter().chain(self.ingress_min.iter())
+    }
+
+    /// The container's own limit in `direction`, if it has one.
+    pub fn limit_bps(&self, direction: Direction) -> Option<u64> {
+        self.shapers().find(|s| s.direction == direction).map(|s| s.rate_bps)
     }
 
     /// The setting a failure that concerns the whole plan is reported against.
@@ -109,11 +133,29 @@ pub fn build_with(settings: &Settings, pools: &Pools) -> Result<Plan, KeyError> 
         check_known(key, setting)?;
     }
     let (expanded, pool_networks) = pools.expand(settings)?;
-    Ok(Plan {
+    let plan = Plan {
         egress: shaper(settings, Direction::Egress)?,
         ingress: shaper(settings, Direction::Ingress)?,
         attachment: attachment::build_with(&expanded, &pool_networks)?,
-    })
+        egress_min: guarantee(settings, Direction::Egress)?,
+        ingress_min: guarantee(settings, Direction::Ingress)?,
+    };
+    for floor in plan.guarantees() {
+        let setting = Setting { source: floor.source.clone(), value: floor.value.clone() };
+        if plan.attachment.is_none() {
+            return Err(refuse(&setting, "needs net.bridge or net.parent: a guarantee holds on the uplink of the container's LAN attachment"));
+        }
+        if let Some(limit) = plan.shapers().find(|s| s.direction == floor.direction && s.rate_bps < floor.rate_bps) {
+            return Err(refuse(&setting, format!("above {}={}, the container's own limit", limit.rate_source, limit.rate_value)));
+        }
+    }
+    Ok(plan)
+}
+
+fn guarantee(settings: &Settings, direction: Direction) -> Result<Option<Guarantee>, KeyError> {
+    let Some(setting) = settings.get(&format!("{}.min", direction.key())) else { return Ok(None) };
+    let rate_bps = units::parse_rate(&setting.value).map_err(|reason| refuse(setting, reason))?;
+    Ok(Some(Guarantee { direction, rate_bps, source: setting.source.clone(), value: setting.value.clone() }))
 }
 
 fn check_known(key: &str, setting: &Setting) -> Result<(), KeyError> {
@@ -347,5 +389,39 @@ mod tests {
     fn describe_reads_like_the_plan() {
         let shaper = plan(&["net.egress=1.5mbit", "net.egress.burst=4k"]).unwrap().egress.unwrap();
         assert_eq!(shaper.describe(), "egress: rate 1.5mbit (1500000 bit/s), burst 4096 bytes, latency 25ms");
+    }
+}
+
+#[cfg(test)]
+mod guarantee_tests {
+    use super::*;
+    use crate::settings::from_words;
+
+    fn plan(words: &[&str]) -> Result<Plan, KeyError> {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        build(&from_words(&words).unwrap())
+    }
+
+    #[test]
+    fn guarantees_are_read_beside_limits() {
+        let p = plan(&["net.bridge=br0", "net.ip=198.51.100.10/24", "net.egress.min=60mbit", "net.egress=80mbit", "net.ingress.min=1gbit"])
+            .unwrap();
+        assert_eq!(p.egress_min.as_ref().map(|g| g.rate_bps), Some(60_000_000));
+        assert_eq!(p.ingress_min.as_ref().map(|g| g.rate_bps), Some(1_000_000_000));
+        assert_eq!(p.limit_bps(Direction::Egress), Some(80_000_000));
+        assert_eq!(p.guarantees().count(), 2);
+    }
+
+    #[test]
+    fn guarantees_without_an_attachment_or_above_the_limit_are_refused() {
+        for (words, said) in [
+            (&["net.egress.min=10mbit"][..], "net.egress.min=\"10mbit\": needs net.bridge or net.parent"),
+            (&["net.bridge=br0", "net.ingress.min=60mbit", "net.ingress=50mbit"][..], "net.ingress.min=\"60mbit\": above net.ingress=50mbit"),
+            (&["net.bridge=br0", "net.egress.min=fast"][..], "net.egress.min=\"fast\""),
+            (&["net.bridge=br0", "net.egress.mni=1mbit"][..], "did you mean net.egress.min?"),
+        ] {
+            let error = plan(words).unwrap_err().to_string();
+            assert!(error.contains(said), "{words:?}: {error}");
+        }
     }
 }

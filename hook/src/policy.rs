@@ -13,6 +13,7 @@ use crate::error::{Error, KeyError, Result};
 use crate::plan::Plan;
 use crate::pools::config::{PoolFile, Pools, RegistryFile};
 use crate::units;
+use crate::uplinks::config::{UplinkFile, Uplinks};
 
 pub const CONFIG_PATH: &str = "/etc/netrt/netrt.json";
 pub const CONFIG_VARIABLE: &str = "NETRT_CONFIG";
@@ -30,6 +31,9 @@ pub struct ConfigFile {
     pub registry: Option<RegistryFile>,
     #[serde(default)]
     pub pools: BTreeMap<String, PoolFile>,
+    /// Declared uplinks and their capacity (SPEC §8).
+    #[serde(default)]
+    pub uplinks: BTreeMap<String, UplinkFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +56,8 @@ pub struct Policy {
     pub vlans: Option<Vec<(u16, u16)>>,
     pub subnets: Option<Vec<Cidr>>,
     pub max_rate_bps: Option<u64>,
+    /// The uplinks guarantees may be made on (from the file's `uplinks`).
+    pub uplinks: Uplinks,
 }
 
 pub fn config_path() -> PathBuf {
@@ -76,14 +82,16 @@ pub fn parse_config(shown: &str, text: &str) -> Result<ConfigFile> {
 
 pub fn load() -> Result<Policy> {
     let (path, config) = read_config()?;
-    Policy::from_file(path, config.policy)
+    let uplinks = Uplinks::from_file(&path, config.uplinks)?;
+    Ok(Policy { uplinks, ..Policy::from_file(path, config.policy)? })
 }
 
 /// The policy and the pools, from one read of the configuration file.
 pub fn load_with_pools() -> Result<(Policy, Pools)> {
     let (path, config) = read_config()?;
     let pools = Pools::from_file(&path, config.node, config.registry, config.pools)?;
-    Ok((Policy::from_file(path, config.policy)?, pools))
+    let uplinks = Uplinks::from_file(&path, config.uplinks)?;
+    Ok((Policy { uplinks, ..Policy::from_file(path, config.policy)? }, pools))
 }
 
 impl Policy {
@@ -111,7 +119,7 @@ impl Policy {
             .max_rate
             .map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e)))
             .transpose()?;
-        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps })
+        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps, uplinks: Uplinks::default() })
     }
 
     /// Refuses a plan that asks for more than the policy allows.

@@ -78,6 +78,10 @@ pub struct Record {
     /// The DHCP lease of the attachment's IPv4 address (`net.ip=dhcp`).
     #[serde(default)]
     pub dhcp: Option<crate::dhcp::lease::Lease>,
+    /// The container's guarantees on its uplink (SPEC §8), written before
+    /// the uplink's shaper changes.
+    #[serde(default)]
+    pub uplink: Option<crate::uplinks::share::Share>,
     /// False until setup has finished: kept in the file's name, not in it.
     #[serde(skip)]
     pub complete: bool,
@@ -102,6 +106,7 @@ impl Record {
             created: vec![],
             pool_claims: false,
             dhcp: None,
+            uplink: None,
             complete: false,
         }
     }

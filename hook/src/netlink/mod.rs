@@ -31,6 +31,9 @@ use crate::attachment::{Cidr, MacvlanMode};
 use crate::netns::NetNs;
 use crate::plan::Tbf;
 
+mod htb;
+pub use htb::{ClassInfo, HtbClass, SockFilter};
+
 const TCA_OPTIONS: u16 = 2;
 const TCA_TBF_PARMS: u16 = 1;
 const TCA_TBF_RATE64: u16 = 4;

@@ -1,0 +1,127 @@
+//! `netrt-hook status --uplinks`: per declared uplink and direction, the
+//! capacity, what is guaranteed, and each container's guarantee, ceiling
+//! and live rate (the kernel's estimate for its class, over about a
+//! second).
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::netlink::{ClassInfo, Netlink};
+use crate::netns::NetNs;
+use crate::plan::Direction;
+use crate::record::{Record, Store};
+use crate::units::format_rate;
+
+use super::share::{self, MAJOR};
+use super::shaper::ifb_name;
+
+#[derive(Debug, Serialize)]
+pub struct UplinkStatus {
+    pub name: String,
+    pub overcommit: f64,
+    pub egress: DirectionStatus,
+    pub ingress: DirectionStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DirectionStatus {
+    pub capacity_bps: u64,
+    /// What the guarantees may add up to: capacity × overcommit.
+    pub admissible_bps: u64,
+    pub guaranteed_bps: u64,
+    /// Whether netrt's shaper is on the uplink in this direction.
+    pub shaped: bool,
+    /// Everything without a guarantee, live.
+    pub others_rate_bps: Option<u64>,
+    pub containers: Vec<ContainerShare>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerShare {
+    pub id: String,
+    pub min_bps: u64,
+    pub ceil_bps: u64,
+    pub rate_bps: Option<u64>,
+}
+
+pub fn collect() -> Result<Vec<UplinkStatus>> {
+    let uplinks = crate::policy::load()?.uplinks;
+    let records = Store::system().all()?;
+    let runtime = crate::hook::runtime()?;
+    runtime.block_on(async {
+        let host = Netlink::open_in(&NetNs::current().map_err(Error::System)?).map_err(Error::System)?;
+        let mut all = vec![];
+        for uplink in uplinks.by_name.values() {
+            let link = host.link_by_name(&uplink.name).await.map_err(|e| Error::System(e.to_string()))?;
+            let classes = |device: Option<String>| {
+                let host = &host;
+                async move {
+                    let Some(device) = device else { return vec![] };
+                    match host.link_by_name(&device).await {
+                        Ok(Some(link)) => host.classes(&link, MAJOR).await.unwrap_or_default(),
+                        _ => vec![],
+                    }
+                }
+            };
+            let egress_classes = classes(link.as_ref().map(|l| l.name.clone())).await;
+            let ingress_classes = classes(link.as_ref().map(|l| ifb_name(l.index))).await;
+            let direction = |d: Direction, classes: &[ClassInfo]| direction_status(uplink, &records, d, classes);
+            all.push(UplinkStatus {
+                name: uplink.name.clone(),
+                overcommit: uplink.overcommit_permille as f64 / super::config::PERMILLE as f64,
+                egress: direction(Direction::Egress, &egress_classes),
+                ingress: direction(Direction::Ingress, &ingress_classes),
+            });
+        }
+        Ok(all)
+    })
+}
+
+fn direction_status(uplink: &super::config::Uplink, records: &[Record], direction: Direction, classes: &[ClassInfo]) -> DirectionStatus {
+    let rate_of = |minor: u16| classes.iter().find(|c| c.minor == minor).and_then(|c| c.rate_bytes_per_s).map(|b| b * 8);
+    let containers: Vec<ContainerShare> = records
+        .iter()
+        .filter_map(|r| Some((r, r.uplink.as_ref().filter(|s| s.uplink == uplink.name)?)))
+        .filter_map(|(r, s)| {
+            let floor = s.floor(direction)?;
+            Some(ContainerShare { id: r.id.clone(), min_bps: floor.min_bps, ceil_bps: floor.ceil_bps, rate_bps: rate_of(s.minor) })
+        })
+        .collect();
+    DirectionStatus {
+        capacity_bps: uplink.capacity_bps,
+        admissible_bps: uplink.admissible_bps(),
+        guaranteed_bps: share::guaranteed_bps(records.iter().filter_map(|r| r.uplink.as_ref()), &uplink.name, direction),
+        shaped: !classes.is_empty(),
+        others_rate_bps: rate_of(share::DEFAULT_MINOR),
+        containers,
+    }
+}
+
+pub fn render_table(uplinks: &[UplinkStatus]) -> String {
+    let mut out = format!(
+        "{:<16} {:<9} {:>10} {:>12} {:<24} {:>10} {:>10} {:>10}\n",
+        "UPLINK", "DIRECTION", "CAPACITY", "GUARANTEED", "CONTAINER", "MIN", "CEIL", "RATE"
+    );
+    let rate = |bps: Option<u64>| bps.map_or("-".to_string(), format_rate);
+    for uplink in uplinks {
+        for (name, d) in [("egress", &uplink.egress), ("ingress", &uplink.ingress)] {
+            let head = format!(
+                "{:<16} {:<9} {:>10} {:>12}",
+                uplink.name,
+                name,
+                format_rate(d.capacity_bps),
+                format!("{}/{}", short_rate(d.guaranteed_bps), short_rate(d.admissible_bps))
+            );
+            out += &format!("{head} {:<24} {:>10} {:>10} {:>10}\n", "(others)", "-", format_rate(d.capacity_bps), rate(d.others_rate_bps));
+            for c in &d.containers {
+                let id: String = c.id.chars().take(24).collect();
+                out += &format!("{head} {id:<24} {:>10} {:>10} {:>10}\n", format_rate(c.min_bps), format_rate(c.ceil_bps), rate(c.rate_bps));
+            }
+        }
+    }
+    out
+}
+
+fn short_rate(bps: u64) -> String {
+    if bps == 0 { "0".into() } else { format_rate(bps) }
+}

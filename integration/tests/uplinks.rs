@@ -1,0 +1,242 @@
+//! Guarantees on a declared uplink (SPEC §8), with real runc and real
+//! traffic: a bridge whose uplink is a veth to a LAN namespace (the
+//! receiver), declared at 100mbit.
+//!
+//! How rates are counted: iperf3 reports TCP goodput at the receiver. The
+//! shaper counts Ethernet frames (14 bytes of header, no preamble or FCS);
+//! a full frame of 1514 bytes carries 1448 bytes of TCP payload (20 IP, 32
+//! TCP with timestamps), so a class at rate R gives at most R × 1448/1514
+//! (95.6 %) of goodput. "At least 95 % of a guarantee" is checked against
+//! that ceiling: goodput ≥ 0.95 × R × 1448/1514.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use netrt_integration::*;
+use serde_json::Value;
+
+const PAYLOAD_RATIO: f64 = 1448.0 / 1514.0;
+const MBIT: f64 = 1_000_000.0;
+
+struct Setup {
+    lan: Lan,
+    uplink: String,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(tag: &str, uplinks: &str) -> Setup {
+        let lan = Lan::bridge(tag);
+        let uplink = format!("nrt{tag}l");
+        let config = std::env::temp_dir().join(format!("netrt-it-uplinks-{tag}.json"));
+        let setup = Setup { lan, uplink, config };
+        setup.declare(uplinks);
+        setup
+    }
+
+    /// Writes the configuration; `capacity` may carry an overcommit.
+    fn declare(&self, uplink: &str) {
+        std::fs::write(&self.config, format!(r#"{{"uplinks": {{"{}": {uplink}}}}}"#, self.uplink)).unwrap();
+    }
+
+    fn env(&self) -> String {
+        format!("NETRT_CONFIG={}", self.config.display())
+    }
+
+    fn start(&self, id: &str, host: u8, extra: &[(&str, &str)]) -> Result<(Container, Bundle), String> {
+        let bridge = self.lan.bridge.clone().unwrap();
+        let ip = format!("198.51.100.{host}/24");
+        let mut annotations = vec![("net.bridge", bridge.as_str()), ("net.ip", ip.as_str())];
+        annotations.extend_from_slice(extra);
+        let env = self.env();
+        let hook_env = [env.as_str()];
+        let bundle = Bundle::create(id, &BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) });
+        Container::start(id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
+    }
+
+    fn hook(&self, arguments: &str) -> std::process::Output {
+        sh_output(&format!("env {} {} {arguments}", self.env(), hook_binary().display()))
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// Bounded iperf3 runs from several containers at once, each to its own
+/// server in `server_ns`; the receivers' median per-second goodput, bit/s.
+/// `toward_containers`: the LAN sends and the containers receive.
+fn contend(server_ns: &str, server_ip: &str, clients: &[&Container], toward_containers: bool, seconds: u32) -> Vec<f64> {
+    let base = 5400 + (std::process::id() % 200) as u16 * 10;
+    let servers: Vec<_> = (0..clients.len())
+        .map(|i| {
+            Command::new("ip")
+                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(base + i as u16).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    sleep(Duration::from_millis(400));
+    let rates = std::thread::scope(|scope| {
+        let runs: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let port = (base + i as u16).to_string();
+                let pid = client.pid();
+                scope.spawn(move || {
+                    let direction = if toward_containers { "-R" } else { "--get-server-output" };
+                    let out = sh_output(&format!(
+                        "nsenter -t {pid} -n timeout 50 iperf3 -4 -c {server_ip} -p {port} -t {seconds} -i 1 -J --connect-timeout 3000 {direction}"
+                    ));
+                    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+                    let receiver = if toward_containers { &report } else { &report["server_output_json"] };
+                    let per_second: Vec<f64> = receiver["intervals"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("no intervals: {report}"))
+                        .iter()
+                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
+                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
+                        .skip(1)
+                        .collect();
+                    median(&per_second)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    rates
+}
+
+/// Goodput as a share of what a class at `rate_mbit` can carry.
+fn of_guarantee(goodput: f64, rate_mbit: f64) -> f64 {
+    goodput / (rate_mbit * MBIT * PAYLOAD_RATIO)
+}
+
+fn qdiscs_of(device: &str) -> String {
+    sh(&format!("tc qdisc show dev {device}"))
+}
+
+#[test]
+fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent() {
+    let setup = Setup::new("ug", r#"{"capacity": "100mbit"}"#);
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let uplink_qdiscs = qdiscs_of(&setup.uplink);
+    let (a, _ba) = setup.start("nrt-up-a", 11, &[("net.egress.min", "60mbit"), ("net.ingress.min", "60mbit")]).unwrap();
+    let (b, _bb) = setup.start("nrt-up-b", 12, &[("net.egress.min", "20mbit"), ("net.ingress.min", "20mbit")]).unwrap();
+    let (c, _bc) = setup.start("nrt-up-c", 13, &[]).unwrap();
+    let tree = sh(&format!("tc class show dev {}", setup.uplink));
+    assert!(tree.contains("class htb 6e72:10") && tree.contains("class htb 6e72:11"), "{tree}");
+
+    for toward_containers in [false, true] {
+        let direction = if toward_containers { "ingress" } else { "egress" };
+        let rates = contend(&setup.lan.peer_ns, LAN_PEER4, &[&a, &b, &c], toward_containers, 5);
+        println!(
+            "{direction}: A {:.1} Mbit/s ({:.1} % of 60mbit), B {:.1} ({:.1} % of 20mbit), C {:.1}, sum {:.1}",
+            rates[0] / MBIT, 100.0 * of_guarantee(rates[0], 60.0), rates[1] / MBIT, 100.0 * of_guarantee(rates[1], 20.0),
+            rates[2] / MBIT, rates.iter().sum::<f64>() / MBIT
+        );
+        assert!(of_guarantee(rates[0], 60.0) >= 0.95, "{direction}: A got {:.1} Mbit/s", rates[0] / MBIT);
+        assert!(of_guarantee(rates[1], 20.0) >= 0.95, "{direction}: B got {:.1} Mbit/s", rates[1] / MBIT);
+        assert!(rates.iter().sum::<f64>() <= 100.0 * MBIT * 1.02, "{direction}: the sum stays within the capacity: {rates:?}");
+        let alone = contend(&setup.lan.peer_ns, LAN_PEER4, &[&c], toward_containers, 4)[0];
+        println!("{direction}: C alone {:.1} Mbit/s", alone / MBIT);
+        assert!(of_guarantee(alone, 100.0) >= 0.90, "{direction}: C alone borrows the idle capacity: {:.1} Mbit/s", alone / MBIT);
+    }
+
+    // Traffic between containers on the bridge never crosses the uplink.
+    let a_ns = a.name_netns("nrtupa");
+    let b_ns = b.name_netns("nrtupb");
+    let between = median(&iperf(&a_ns.0, &b_ns.0, "198.51.100.11", false, false, 3).unwrap());
+    println!("A to B on the bridge: {:.0} Mbit/s", between / MBIT);
+    assert!(between > 500.0 * MBIT, "untouched by the 100mbit shaper: {:.0} Mbit/s", between / MBIT);
+    drop((a_ns, b_ns));
+
+    let status: Value = serde_json::from_slice(&setup.hook("status --uplinks --json").stdout).unwrap();
+    let egress = &status["uplinks"][0]["egress"];
+    assert_eq!(status["uplinks"][0]["name"], setup.uplink.as_str(), "{status}");
+    assert_eq!(egress["capacity_bps"], 100_000_000u64, "{status}");
+    assert_eq!(egress["guaranteed_bps"], 80_000_000u64, "{status}");
+    assert_eq!(egress["containers"].as_array().unwrap().len(), 2, "{status}");
+
+    a.stop();
+    b.stop();
+    c.stop();
+    assert_eq!(qdiscs_of(&setup.uplink), uplink_qdiscs, "the uplink's qdiscs are as before");
+    assert_eq!(snapshot(&[&setup.lan.peer_ns]), before);
+}
+
+#[test]
+fn admission_refuses_what_exceeds_the_capacity_unless_overcommitted() {
+    let setup = Setup::new("ua", r#"{"capacity": "100mbit"}"#);
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let (a, _ba) = setup.start("nrt-upadm-a", 21, &[("net.egress.min", "80mbit")]).unwrap();
+    let running = snapshot(&[&setup.lan.peer_ns]);
+    let refused = setup.start("nrt-upadm-b", 22, &[("net.egress.min", "30mbit")]).err().expect("refused");
+    assert!(
+        refused.contains(&format!(
+            "net.egress.min=\"30mbit\": uplink {} (capacity 100mbit) has 80mbit of 100mbit guaranteed egress already; 30mbit more would exceed it",
+            setup.uplink
+        )),
+        "{refused}"
+    );
+    assert_eq!(snapshot(&[&setup.lan.peer_ns]), running, "the refused container left nothing");
+    assert!(!std::path::Path::new("/run/netrt/containers/nrt-upadm-b.json").exists());
+    // The other direction is counted apart.
+    let (c, _bc) = setup.start("nrt-upadm-c", 23, &[("net.ingress.min", "90mbit")]).unwrap();
+    setup.declare(r#"{"capacity": "100mbit", "overcommit": 1.5}"#);
+    let (b, _bb) = setup.start("nrt-upadm-b", 22, &[("net.egress.min", "30mbit")]).expect("overcommit 1.5 lets it in");
+    let classes = sh(&format!("tc class show dev {}", setup.uplink));
+    assert_eq!(classes.matches("class htb 6e72:").count(), 4, "root, default, A and B: {classes}");
+    // A guarantee with no declared uplink on its path.
+    setup.declare(r#"{"capacity": "100mbit"}"#);
+    std::fs::write(&setup.config, r#"{"uplinks": {"eth9": {"capacity": "1gbit"}}}"#).unwrap();
+    let undeclared = setup.start("nrt-upadm-d", 24, &[("net.egress.min", "1mbit")]).err().expect("refused");
+    assert!(undeclared.contains("net.egress.min=\"1mbit\": no declared uplink on the attachment's way out"), "{undeclared}");
+    assert!(undeclared.contains("eth9"), "{undeclared}");
+    a.stop();
+    b.stop();
+    c.stop();
+    assert_eq!(snapshot(&[&setup.lan.peer_ns]), before);
+}
+
+#[test]
+fn a_foreign_root_qdisc_is_refused_and_left_alone() {
+    let setup = Setup::new("uf", r#"{"capacity": "100mbit"}"#);
+    sh(&format!("tc qdisc add dev {} root handle 5: tbf rate 500mbit burst 64k latency 20ms", setup.uplink));
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let refused = setup.start("nrt-upforeign", 31, &[("net.egress.min", "10mbit")]).err().expect("refused");
+    assert!(
+        refused.contains(&format!("the root qdisc of {} is tbf 5:, set by someone else; netrt does not replace it", setup.uplink)),
+        "{refused}"
+    );
+    assert_eq!(snapshot(&[&setup.lan.peer_ns]), before, "the tbf is untouched, nothing is left");
+    sh(&format!("tc qdisc del dev {} root", setup.uplink));
+}
+
+#[test]
+fn a_guarantee_with_a_limit_keeps_both() {
+    let setup = Setup::new("ul", r#"{"capacity": "100mbit"}"#);
+    let (a, _ba) = setup.start("nrt-uplim-a", 41, &[("net.egress.min", "30mbit"), ("net.egress", "40mbit")]).unwrap();
+    let (c, _bc) = setup.start("nrt-uplim-c", 43, &[]).unwrap();
+    let alone = contend(&setup.lan.peer_ns, LAN_PEER4, &[&a], false, 4)[0];
+    println!("A alone: {:.1} Mbit/s (limit 40mbit)", alone / MBIT);
+    assert!(alone <= 40.0 * MBIT * 1.02, "the limit is a ceiling: {:.1}", alone / MBIT);
+    assert!(alone >= 40.0 * MBIT * PAYLOAD_RATIO * 0.9, "A borrows up to its limit: {:.1}", alone / MBIT);
+    let rates = contend(&setup.lan.peer_ns, LAN_PEER4, &[&a, &c], false, 5);
+    println!("A {:.1} Mbit/s beside C {:.1}", rates[0] / MBIT, rates[1] / MBIT);
+    assert!(of_guarantee(rates[0], 30.0) >= 0.95, "A keeps its floor: {:.1}", rates[0] / MBIT);
+    assert!(rates[0] <= 40.0 * MBIT * 1.02, "and its ceiling: {:.1}", rates[0] / MBIT);
+    a.stop();
+    c.stop();
+}
