@@ -8,7 +8,8 @@
 //!   after setup step N, `teardown:0` with the lock held before anything is
 //!   undone, `teardown:N` after N recorded objects are undone or marked
 //!   for deletion, `teardown:ALL` (N = their count) after the devices are
-//!   deleted and before the record goes), so tests can prove that poststop
+//!   deleted and before the record goes, `teardown-uplink:N` after the
+//!   Nth change to an uplink's shaper), so tests can prove that poststop
 //!   and gc clean up after a hook that died anywhere.
 
 #[cfg(feature = "fault-injection")]

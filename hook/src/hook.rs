@@ -501,7 +501,13 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     if let Some(share) = &record.uplink {
         // A configuration that cannot be read leaves the recorded capacity.
         let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
-        reconcile_uplink(store, &sockets.host, &uplinks, share, &record.id, None, &mut || Ok(()))
+        let mut changes = 0;
+        let mut changed = || {
+            changes += 1;
+            fault::kill_point("teardown-uplink", changes);
+            Ok(())
+        };
+        reconcile_uplink(store, &sockets.host, &uplinks, share, &record.id, None, &mut changed)
             .await
             .map_err(|e| Error::System(e.to_string()))?;
     }

@@ -223,6 +223,13 @@ fn check(words: &[String]) -> netrt::error::Result<()> {
     for line in plan.attachment.iter().flat_map(|a| a.describe()) {
         println!("{line}");
     }
+    for floor in plan.guarantees() {
+        println!(
+            "guarantee: {} of at least {} on the attachment's uplink (admitted at setup against its capacity)",
+            floor.direction.name(),
+            netrt::units::format_rate(floor.rate_bps)
+        );
+    }
     for shaper in plan.shapers() {
         println!("{}", shaper.describe());
     }

@@ -240,3 +240,117 @@ fn a_guarantee_with_a_limit_keeps_both() {
     a.stop();
     c.stop();
 }
+
+/// SIGKILL at every point of a setup with guarantees in both directions,
+/// and at every change teardown makes to the uplink's shaper: poststop and
+/// gc leave the host (the uplink's qdiscs included) as it was.
+#[test]
+fn a_hook_killed_anywhere_leaves_no_shaper_after_poststop_and_gc() {
+    let setup = Setup::new("uk", r#"{"capacity": "100mbit"}"#);
+    let bridge = setup.lan.bridge.clone().unwrap();
+    let annotations = [
+        ("net.bridge", bridge.as_str()),
+        ("net.ip", "198.51.100.51/24"),
+        ("net.egress.min", "10mbit"),
+        ("net.ingress.min", "20mbit"),
+        ("net.egress", "50mbit"),
+    ];
+    let id = "nrt-up-kill";
+    let config = setup.env();
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let cleans_up = |bundle: &Bundle, point: &str| {
+        let state = serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle.dir}).to_string();
+        let poststop = sh_output(&format!("echo '{state}' | env {config} {} poststop", hook_binary().display()));
+        assert!(poststop.status.success(), "poststop after a kill at {point}: {}", String::from_utf8_lossy(&poststop.stderr));
+        let gc = setup.hook("gc");
+        assert!(gc.status.success(), "gc after a kill at {point}: {}", String::from_utf8_lossy(&gc.stderr));
+        assert_eq!(snapshot(&[&setup.lan.peer_ns]), before, "after a kill at {point}, poststop and gc leave nothing");
+    };
+    let run = |kill: &str| {
+        let hook_env = [kill, config.as_str()];
+        let mut spec = BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) };
+        spec.hook = fault_hook_binary();
+        spec.command = "true";
+        let bundle = Bundle::create(id, &spec);
+        (Container::run_to_end(id, &bundle), bundle)
+    };
+    let mut setup_points = 0;
+    for step in 0.. {
+        let point = format!("setup:{step}");
+        match run(&format!("NETRT_FAULT_KILL={point}")) {
+            (Err(error), bundle) => {
+                assert!(error.contains("signal: killed"), "the hook was killed at {point}: {error}");
+                cleans_up(&bundle, &point);
+            }
+            (Ok(_), bundle) => {
+                cleans_up(&bundle, "no point (a clean run)");
+                setup_points = step;
+                break;
+            }
+        }
+    }
+    let mut teardown_points = 0;
+    for change in 1.. {
+        let point = format!("teardown-uplink:{change}");
+        let (outcome, bundle) = run(&format!("NETRT_FAULT_KILL={point}"));
+        outcome.unwrap_or_else(|e| panic!("setup before a kill at {point}: {e}"));
+        if !std::path::Path::new(&format!("/run/netrt/containers/{id}.json")).exists() {
+            cleans_up(&bundle, "no point (teardown finished)");
+            break;
+        }
+        cleans_up(&bundle, &point);
+        teardown_points = change;
+    }
+    println!("setup killed at {setup_points} points, teardown's shaper changes at {teardown_points}: all cleaned up");
+    assert!(setup_points >= 12, "the shaper's steps are kill points too ({setup_points})");
+    assert_eq!(teardown_points, 3, "the root htb, the ingress qdisc, the ifb");
+}
+
+/// A container whose poststop never ran: gc takes its class away, and
+/// with it the shaper, once its namespace is gone.
+#[test]
+fn gc_removes_the_guarantee_of_a_container_whose_poststop_never_ran() {
+    let setup = Setup::new("ug2", r#"{"capacity": "1gbit"}"#);
+    let bridge = setup.lan.bridge.clone().unwrap();
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.61/24"), ("net.egress.min", "300mbit")];
+    let env = setup.env();
+    let hook_env = [env.as_str()];
+    let bundle = Bundle::create("nrt-up-gc", &BundleSpec { hook_env: &hook_env, poststop: false, ..BundleSpec::isolated(&annotations) });
+    let container = Container::start("nrt-up-gc", &bundle).unwrap();
+    let table = String::from_utf8_lossy(&setup.hook("status --uplinks").stdout).into_owned();
+    assert!(table.contains("nrt-up-gc") && table.contains("300mbit/1gbit"), "{table}");
+    container.stop();
+    assert!(qdiscs_of(&setup.uplink).contains("htb 6e72:"), "without poststop the shaper stays until gc");
+    let gc = String::from_utf8_lossy(&setup.hook("gc").stdout).into_owned();
+    assert!(gc.contains("removed nrt-up-gc") && gc.contains(&format!("its guarantee on uplink {}", setup.uplink)), "{gc}");
+    assert_eq!(snapshot(&[&setup.lan.peer_ns]), before);
+}
+
+/// On a macvlan the uplink is the parent: its frames leave with the
+/// macvlan's MAC, and the guarantee holds there too.
+#[test]
+fn a_guarantee_holds_on_the_parent_of_a_macvlan() {
+    let lan = Lan::parent("um");
+    let parent = lan.parent.clone().unwrap();
+    let config = std::env::temp_dir().join("netrt-it-uplinks-um.json");
+    std::fs::write(&config, format!(r#"{{"uplinks": {{"{parent}": {{"capacity": "100mbit"}}}}}}"#)).unwrap();
+    let env = format!("NETRT_CONFIG={}", config.display());
+    let hook_env = [env.as_str()];
+    let before = snapshot(&[&lan.peer_ns]);
+    let start = |id: &str, ip: &str, extra: &[(&str, &str)]| {
+        let mut annotations = vec![("net.parent", parent.as_str()), ("net.ip", ip)];
+        annotations.extend_from_slice(extra);
+        let bundle = Bundle::create(id, &BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) });
+        (Container::start(id, &bundle).unwrap(), bundle)
+    };
+    let (a, _ba) = start("nrt-upm-a", "198.51.100.71/24", &[("net.egress.min", "70mbit")]);
+    let (c, _bc) = start("nrt-upm-c", "198.51.100.73/24", &[]);
+    let rates = contend(&lan.peer_ns, LAN_PEER4, &[&a, &c], false, 5);
+    println!("macvlan: A {:.1} Mbit/s ({:.1} % of 70mbit), C {:.1}", rates[0] / MBIT, 100.0 * of_guarantee(rates[0], 70.0), rates[1] / MBIT);
+    assert!(of_guarantee(rates[0], 70.0) >= 0.95, "A got {:.1} Mbit/s", rates[0] / MBIT);
+    a.stop();
+    c.stop();
+    std::fs::remove_file(&config).unwrap();
+    assert_eq!(snapshot(&[&lan.peer_ns]), before);
+}
