@@ -344,14 +344,16 @@ async fn setup_claimed(
             let container_socket = sockets.container.as_ref().expect("setup has the container's socket");
             let interface = container_socket.link_by_name(&record.interface).await.map_err(refuse_guarantee)?;
             share.mac = interface.and_then(|link| link.mac.try_into().ok());
+            // The record gets the MAC when setup commits: until then no
+            // other setup runs (the lock is held), and a rollback, teardown
+            // or gc leaves this container out of the tree anyway.
             record.uplink = Some(share.clone());
-            store.update_partial(&record)?;
             let mut step = || shaping::step_done(&mut steps);
             reconcile_uplink(store, &sockets.host, uplinks, &share, &container.id, Some(&share), &mut step)
                 .await
                 .map_err(refuse_guarantee)?;
         }
-        if record.created != done || record.dhcp.is_some() {
+        if record.created != done || record.dhcp.is_some() || record.uplink.is_some() {
             record.created = done.clone();
             store.update_partial(&record)?;
         }

@@ -75,8 +75,11 @@ pub async fn reconcile(
         }
         return Err(NetError { action: format!("shaping uplink {name}"), errno: None, detail: "no such interface".into() });
     };
+    // One dump: the kernel lists every qdisc of the namespace either way.
+    let qdiscs = host.all_qdiscs().await?;
+    let on = |index: u32| -> Vec<QdiscInfo> { qdiscs.iter().filter(|(i, _)| *i == index).map(|(_, q)| q.clone()).collect() };
     match egress {
-        Some(tree) => put_tree(host, &uplink, &tree, Direction::Egress, changed).await?,
+        Some(tree) => put_tree(host, &uplink, &on(uplink.index), &tree, Direction::Egress, changed).await?,
         None => {
             if host.delete_own_root_htb(&uplink, MAJOR).await? {
                 changed()?;
@@ -96,8 +99,8 @@ pub async fn reconcile(
                     ifb
                 }
             };
-            put_tree(host, &ifb, &tree, Direction::Ingress, changed).await?;
-            if !host.qdiscs(&uplink).await?.iter().any(|q| q.parent == TC_H_INGRESS) {
+            put_tree(host, &ifb, &on(ifb.index), &tree, Direction::Ingress, changed).await?;
+            if !on(uplink.index).iter().any(|q| q.parent == TC_H_INGRESS) {
                 host.add_ingress_qdisc(&uplink).await?;
                 changed()?;
                 host.redirect_all(&uplink, &ifb).await?;
@@ -119,9 +122,15 @@ pub async fn reconcile(
 /// The htb, its classes and its classifier on `device`, changing only
 /// what differs: a setup on a busy uplink changes one leaf, the default
 /// class's rate and the classifier.
-async fn put_tree(host: &Netlink, device: &Link, tree: &Tree, direction: Direction, changed: &mut dyn FnMut() -> NetResult<()>) -> NetResult<()> {
-    let qdiscs = host.qdiscs(device).await?;
-    if let Some(foreign) = foreign_root(&qdiscs) {
+async fn put_tree(
+    host: &Netlink,
+    device: &Link,
+    qdiscs: &[QdiscInfo],
+    tree: &Tree,
+    direction: Direction,
+    changed: &mut dyn FnMut() -> NetResult<()>,
+) -> NetResult<()> {
+    if let Some(foreign) = foreign_root(qdiscs) {
         return Err(refusal(device, foreign));
     }
     let ours = qdiscs.iter().any(|q| q.parent == TC_H_ROOT && q.kind == "htb");

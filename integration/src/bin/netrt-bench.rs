@@ -72,6 +72,10 @@ fn main() {
         dhcp_latency(iterations);
         println!();
     }
+    if part.is_empty() || part == "uplinks" {
+        uplinks(iterations);
+        println!();
+    }
     if part == "scale" {
         scale(iterations.min(20));
         return;
@@ -1073,4 +1077,171 @@ fn is_discover(packet: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// A setup of container `id` by the release hook in a fresh namespace,
+/// kept until `release`.
+struct Held {
+    id: String,
+    holder: Child,
+    bundle: PathBuf,
+}
+
+impl Held {
+    fn start(id: &str, annotations: &serde_json::Value) -> Held {
+        let bundle = std::env::temp_dir().join(format!("netrt-bench-{id}"));
+        fs::create_dir_all(&bundle).unwrap();
+        fs::write(bundle.join("config.json"), json!({"ociVersion": "1.0.2", "annotations": annotations}).to_string()).unwrap();
+        let holder = isolated_process();
+        let held = Held { id: id.to_string(), holder, bundle };
+        time_process(Command::new(hook_binary()).arg("createRuntime"), &held.state("creating"));
+        held
+    }
+
+    fn state(&self, status: &str) -> String {
+        json!({"ociVersion": "1.0.2", "id": self.id, "status": status, "pid": self.holder.id(), "bundle": self.bundle}).to_string()
+    }
+
+    fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    fn release(self) {
+        time_process(Command::new(hook_binary()).arg("poststop"), &self.state("stopped"));
+        end(self.holder);
+        let _ = fs::remove_dir_all(&self.bundle);
+    }
+}
+
+/// Guarantees on an uplink: the setup latency a guarantee adds, then the
+/// fairness table (each container's guarantee beside what it received)
+/// for 2, 4 and 8 containers sending at once, at 100mbit and 1gbit.
+fn uplinks(iterations: usize) {
+    let lan = Lan::bridge("bnup");
+    let bridge = lan.bridge.clone().unwrap();
+    let uplink = "nrtbnupl";
+    let config = std::env::temp_dir().join("netrt-bench-uplinks.json");
+    let declare = |capacity: &str| {
+        fs::write(&config, json!({"uplinks": {uplink: {"capacity": capacity}}}).to_string()).unwrap();
+    };
+    declare("1gbit");
+    // The hook processes the benchmark starts read this configuration.
+    std::env::set_var("NETRT_CONFIG", &config);
+
+    println!("Latency of a bridge attachment over {iterations} runs with a static address, without and with a");
+    println!("guarantee (net.egress.min and net.ingress.min of 10mbit on the uplink, declared at 1gbit): the");
+    println!("first guarantee puts the shaper on the uplink (and teardown takes it off); with another");
+    println!("container's guarantee already there, setup adds one class per direction.\n");
+    let plain = json!({"net.bridge": bridge, "net.ip": "198.51.100.10/24", "net.gateway": "198.51.100.1"});
+    let mut guaranteed = plain.clone();
+    guaranteed["net.egress.min"] = json!("10mbit");
+    guaranteed["net.ingress.min"] = json!("10mbit");
+    let (mut without, mut first, mut joining) = (Timings::default(), Timings::default(), Timings::default());
+    for _ in 0..iterations {
+        without.add(netrt_attach_latency(&plain, None, 1, Namespace::GoneFirst));
+        first.add(netrt_attach_latency(&guaranteed, None, 1, Namespace::GoneFirst));
+    }
+    let mut other = json!({"net.bridge": bridge, "net.ip": "198.51.100.20/24", "net.egress.min": "10mbit", "net.ingress.min": "10mbit"});
+    other["net.ifname"] = json!("eth0");
+    let holder = Held::start("nrt-bench-uph", &other);
+    for _ in 0..iterations {
+        joining.add(netrt_attach_latency(&guaranteed, None, 1, Namespace::GoneFirst));
+    }
+    holder.release();
+    print_rows(52, iterations, &[
+        ("setup, no guarantee", &without.setup, None),
+        ("setup, first guarantee on the uplink", &first.setup, None),
+        ("setup, beside another guarantee", &joining.setup, None),
+        ("teardown, no guarantee", &without.teardown, Some(without.left)),
+        ("teardown, the last guarantee (shaper removed)", &first.teardown, Some(first.left)),
+        ("teardown, beside another guarantee", &joining.teardown, Some(joining.left)),
+    ]);
+    let added = |rows: &Timings| percentile(&rows.setup, 50) - percentile(&without.setup, 50);
+    println!("\nadded by a guarantee (median): {:+.2} ms as the first on the uplink, {:+.2} ms beside another (goal: at most 1 ms)", added(&first), added(&joining));
+
+    println!("\nFairness: n containers on the bridge send to the LAN at once for 6 s (iperf3, TCP, one flow each),");
+    println!("each with its own guarantee; rates are the receivers' median per-second goodput after the first");
+    println!("second. \"of min\" is goodput ÷ (guarantee × 1448/1514), TCP's payload share of a full Ethernet");
+    println!("frame, which is what a class at that rate can carry; \"used\" is the sum on the same terms.");
+    println!("Goal: every container at least 95 % of its guarantee, capacity used at least 95 %.\n");
+    let shares: [&[u64]; 3] = [&[60, 30], &[40, 25, 15, 10], &[25, 20, 15, 10, 8, 6, 4, 2]];
+    println!("{:<9} {:>2}  {:>10} {:>12} {:>8}", "capacity", "n", "guarantee", "received", "of min");
+    for (capacity, capacity_mbit) in [("100mbit", 100u64), ("1gbit", 1000)] {
+        declare(capacity);
+        for percents in shares {
+            let held: Vec<(Held, u64)> = percents
+                .iter()
+                .enumerate()
+                .map(|(i, percent)| {
+                    let min_mbit = capacity_mbit * percent / 100;
+                    let annotations = json!({"net.bridge": bridge, "net.ip": format!("198.51.100.{}/24", 30 + i), "net.egress.min": format!("{min_mbit}mbit")});
+                    (Held::start(&format!("nrt-bench-fair{i}"), &annotations), min_mbit)
+                })
+                .collect();
+            let pids: Vec<u32> = held.iter().map(|(h, _)| h.pid()).collect();
+            let rates = send_at_once(&lan.peer_ns, LAN_PEER4, &pids, 6);
+            let payload = 1448.0 / 1514.0;
+            let mut worst: f64 = f64::MAX;
+            for ((_, min_mbit), rate) in held.iter().zip(&rates) {
+                let of_min = rate / (*min_mbit as f64 * 1e6 * payload);
+                worst = worst.min(of_min);
+                println!("{capacity:<9} {:>2}  {:>7}mbit {:>7.1}Mbit/s {:>7.1}%", percents.len(), min_mbit, rate / 1e6, 100.0 * of_min);
+            }
+            let used = rates.iter().sum::<f64>() / (capacity_mbit as f64 * 1e6 * payload);
+            println!("{capacity:<9} {:>2}  worst {:.1} % of its guarantee, capacity used {:.1} %\n", percents.len(), 100.0 * worst, 100.0 * used);
+            for (h, _) in held {
+                h.release();
+            }
+        }
+    }
+    std::env::remove_var("NETRT_CONFIG");
+    let _ = fs::remove_file(&config);
+}
+
+/// One bounded iperf3 flow from each namespace (by pid) at once, each to
+/// its own server in `server_ns`: the receivers' median per-second
+/// goodput after the first second, bit/s.
+fn send_at_once(server_ns: &str, server_ip: &str, pids: &[u32], seconds: u32) -> Vec<f64> {
+    let servers: Vec<Child> = (0..pids.len())
+        .map(|i| {
+            Command::new("ip")
+                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(5600 + i).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let rates = std::thread::scope(|scope| {
+        let runs: Vec<_> = pids
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                scope.spawn(move || {
+                    let out = Command::new("nsenter")
+                        .args(["-t", &pid.to_string(), "-n", "timeout", "50", "iperf3", "-4", "-c", server_ip, "-p", &(5600 + i).to_string()])
+                        .args(["-t", &seconds.to_string(), "-i", "1", "-J", "--connect-timeout", "3000", "--get-server-output"])
+                        .output()
+                        .unwrap();
+                    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 reports JSON");
+                    let per_second: Vec<f64> = report["server_output_json"]["intervals"]
+                        .as_array()
+                        .expect("the receiver's intervals")
+                        .iter()
+                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
+                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
+                        .skip(1)
+                        .collect();
+                    median(&per_second)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    rates
 }
