@@ -354,3 +354,49 @@ fn a_guarantee_holds_on_the_parent_of_a_macvlan() {
     std::fs::remove_file(&config).unwrap();
     assert_eq!(snapshot(&[&lan.peer_ns]), before);
 }
+
+/// A setup that fails after any step is rolled back: the shaper is again
+/// exactly what the other container's guarantee needs.
+#[test]
+fn a_setup_failing_at_any_step_leaves_the_shaper_as_the_others_need_it() {
+    let setup = Setup::new("ur", r#"{"capacity": "100mbit"}"#);
+    let (holder, _bh) = setup.start("nrt-up-rb-h", 81, &[("net.egress.min", "10mbit"), ("net.ingress.min", "10mbit")]).unwrap();
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    // Sorted: the kernel lists classes in its hash's order, which a class
+    // deleted and made again may change.
+    let classes = |device: &str| {
+        let mut lines: Vec<String> = sh(&format!("tc class show dev {device}")).lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let tree_before = classes(&setup.uplink);
+    let bridge = setup.lan.bridge.clone().unwrap();
+    let annotations = [
+        ("net.bridge", bridge.as_str()),
+        ("net.ip", "198.51.100.82/24"),
+        ("net.egress.min", "20mbit"),
+        ("net.ingress.min", "30mbit"),
+    ];
+    let config = setup.env();
+    let mut failed = 0;
+    for step in 1.. {
+        let fault = format!("NETRT_FAULT_AFTER_STEP={step}");
+        let hook_env = [fault.as_str(), config.as_str()];
+        let mut spec = BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) };
+        spec.hook = fault_hook_binary();
+        spec.command = "true";
+        let bundle = Bundle::create("nrt-up-rb", &spec);
+        match Container::run_to_end("nrt-up-rb", &bundle) {
+            Err(error) => {
+                assert!(error.contains(&format!("injected fault after step {step}")), "step {step}: {error}");
+                assert_eq!(snapshot(&[&setup.lan.peer_ns]), before, "after a failure at step {step}");
+                assert_eq!(classes(&setup.uplink), tree_before, "the holder's tree after a failure at step {step}");
+                failed = step;
+            }
+            Ok(_) => break,
+        }
+    }
+    println!("setup failed and was rolled back after each of {failed} steps");
+    assert!(failed >= 8, "the shaper's changes are steps ({failed})");
+    holder.stop();
+}
