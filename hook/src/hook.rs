@@ -692,17 +692,29 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
     names.sort();
     names.dedup();
     let mut lines = vec![];
+    for ifb in shaper::orphan_ifbs(&links) {
+        host.delete_link(ifb).await.map_err(system)?;
+        let line = format!("removed ifb {}: the uplink it shaped is gone", ifb.name);
+        log::info(&line);
+        lines.push(line);
+    }
     for name in names {
         let shares: Vec<&Share> = records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
         let recorded = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
         let capacity_bps = uplinks.get(&name).map_or(recorded, |u| u.capacity_bps);
         let mut changes = 0;
-        shaper::reconcile(&host, &name, capacity_bps, &shares, &mut || {
+        let reconciled = shaper::reconcile(&host, &name, capacity_bps, &shares, &mut || {
             changes += 1;
             Ok(())
         })
-        .await
-        .map_err(system)?;
+        .await;
+        if let Err(e) = reconciled {
+            // One uplink that cannot be corrected does not stop gc.
+            let line = format!("could not correct netrt's shaper on uplink {name}: {e}");
+            log::error(&line);
+            lines.push(line);
+            continue;
+        }
         // A tree that is in step still has its classifier rewritten.
         let rewrites = [crate::plan::Direction::Egress, crate::plan::Direction::Ingress]
             .iter()

@@ -32,6 +32,9 @@ pub struct Entry {
     /// The DHCP lease of the IPv4 address (`net.ip=dhcp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<LeaseStatus>,
+    /// Its guarantees on its uplink (`status --uplinks` shows their rates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink: Option<crate::uplinks::share::Share>,
     pub vlan: Option<u16>,
     pub limits: Vec<Limit>,
 }
@@ -210,6 +213,7 @@ async fn entry(record: &Record, host_view: &View) -> Entry {
         addresses: record.plan.attachment.iter().flat_map(|a| &a.addresses).map(|a| a.to_string()).collect(),
         pooled: vec![],
         dhcp: record.dhcp.as_ref().map(lease_status),
+        uplink: record.uplink.clone(),
         vlan: record.plan.attachment.as_ref().and_then(|a| a.vlan),
         limits,
     }
@@ -388,6 +392,7 @@ mod tests {
             addresses: vec![],
             pooled: vec![],
             dhcp: None,
+            uplink: None,
             vlan: None,
             limits: vec![limit(Direction::Egress, true), limit(Direction::Ingress, false)],
         };

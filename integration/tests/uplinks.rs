@@ -162,12 +162,24 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
     assert!(between > 500.0 * MBIT, "untouched by the 100mbit shaper: {:.0} Mbit/s", between / MBIT);
     drop((a_ns, b_ns));
 
-    let status: Value = serde_json::from_slice(&setup.hook("status --uplinks --json").stdout).unwrap();
+    // Status while A sends alone: its live rate is what it gets.
+    let status: Value = std::thread::scope(|scope| {
+        let sending = scope.spawn(|| contend(&setup.lan.peer_ns, LAN_PEER4, &[&a], false, 4));
+        sleep(Duration::from_millis(3000));
+        let status = serde_json::from_slice(&setup.hook("status --uplinks --json").stdout).unwrap();
+        sending.join().unwrap();
+        status
+    });
     let egress = &status["uplinks"][0]["egress"];
     assert_eq!(status["uplinks"][0]["name"], setup.uplink.as_str(), "{status}");
     assert_eq!(egress["capacity_bps"], 100_000_000u64, "{status}");
     assert_eq!(egress["guaranteed_bps"], 80_000_000u64, "{status}");
     assert_eq!(egress["containers"].as_array().unwrap().len(), 2, "{status}");
+    let rate = egress["containers"][0]["rate_bps"].as_u64().expect("a live rate") as f64;
+    assert!(rate > 80.0 * MBIT && rate < 105.0 * MBIT, "A alone borrows the capacity, and status sees it: {status}");
+    let one: Value = serde_json::from_slice(&setup.hook("status nrt-up-a --json").stdout).unwrap();
+    assert_eq!(one[0]["uplink"]["egress"]["min_bps"], 60_000_000u64, "{one}");
+    assert_eq!(one[0]["uplink"]["uplink"], setup.uplink.as_str(), "{one}");
 
     a.stop();
     b.stop();

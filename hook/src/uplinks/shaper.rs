@@ -24,6 +24,20 @@ pub fn ifb_name(uplink_index: u32) -> String {
     format!("nrtu{uplink_index}")
 }
 
+/// netrt's ingress ifbs whose uplink is gone (deleted while it carried a
+/// guarantee).
+pub fn orphan_ifbs(links: &[Link]) -> Vec<&Link> {
+    links
+        .iter()
+        .filter(|l| l.kind.as_deref() == Some("ifb"))
+        .filter(|l| {
+            l.name.strip_prefix("nrtu").and_then(|index| index.parse::<u32>().ok()).is_some_and(|index| {
+                !links.iter().any(|uplink| uplink.index == index)
+            })
+        })
+        .collect()
+}
+
 /// Why netrt may not shape `uplink`, checked before any change.
 pub async fn check(host: &Netlink, uplink: &Link, needs_ingress: bool) -> NetResult<()> {
     let qdiscs = host.qdiscs(uplink).await?;
@@ -69,12 +83,9 @@ pub async fn reconcile(
 ) -> NetResult<()> {
     let egress = share::tree(capacity_bps, shares, Direction::Egress);
     let ingress = share::tree(capacity_bps, shares, Direction::Ingress);
-    let Some(uplink) = host.link_by_name(name).await? else {
-        if egress.is_none() && ingress.is_none() {
-            return Ok(());
-        }
-        return Err(NetError { action: format!("shaping uplink {name}"), errno: None, detail: "no such interface".into() });
-    };
+    // An uplink that is gone took its qdiscs with it; its ifb, if any, is
+    // gc's to remove (see `orphan_ifbs`).
+    let Some(uplink) = host.link_by_name(name).await? else { return Ok(()) };
     // One dump: the kernel lists every qdisc of the namespace either way.
     let qdiscs = host.all_qdiscs().await?;
     let on = |index: u32| -> Vec<QdiscInfo> { qdiscs.iter().filter(|(i, _)| *i == index).map(|(_, q)| q.clone()).collect() };
@@ -155,4 +166,20 @@ async fn put_tree(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, kind: &str) -> Link {
+        Link { index, name: name.into(), kind: Some(kind.into()), ..Link::default() }
+    }
+
+    #[test]
+    fn an_ifb_whose_uplink_is_gone_is_an_orphan() {
+        let links = [link(7, "eth1", "veth"), link(8, "nrtu7", "ifb"), link(9, "nrtu5", "ifb"), link(10, "nrtu5x", "ifb"), link(11, "nrtu3", "veth")];
+        let orphans: Vec<&str> = orphan_ifbs(&links).iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(orphans, vec!["nrtu5"], "only netrt's name, an ifb, and no link with that index");
+    }
 }

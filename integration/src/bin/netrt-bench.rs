@@ -1163,33 +1163,50 @@ fn uplinks(iterations: usize) {
     println!("frame, which is what a class at that rate can carry; \"used\" is the sum on the same terms.");
     println!("Goal: every container at least 95 % of its guarantee, capacity used at least 95 %.\n");
     let shares: [&[u64]; 3] = [&[60, 30], &[40, 25, 15, 10], &[25, 20, 15, 10, 8, 6, 4, 2]];
-    println!("{:<9} {:>2}  {:>10} {:>12} {:>8}", "capacity", "n", "guarantee", "received", "of min");
+    println!("Beside it, the reference: the same containers without guarantees behind a plain tbf at the");
+    println!("capacity on the uplink (what shaping the uplink alone gives), in the same run.\n");
+    println!("{:<9} {:>2}  {:>10} {:>14} {:>8}   {:>14} {:>8}", "capacity", "n", "guarantee", "netrt", "of min", "plain tbf", "of min");
+    let payload = 1448.0 / 1514.0;
+    let run = |percents: &[u64], capacity_mbit: u64, guaranteed: bool| -> Vec<f64> {
+        let held: Vec<Held> = percents
+            .iter()
+            .enumerate()
+            .map(|(i, percent)| {
+                let mut annotations = json!({"net.bridge": bridge, "net.ip": format!("198.51.100.{}/24", 30 + i)});
+                if guaranteed {
+                    annotations["net.egress.min"] = json!(format!("{}mbit", capacity_mbit * percent / 100));
+                }
+                Held::start(&format!("nrt-bench-fair{i}"), &annotations)
+            })
+            .collect();
+        let pids: Vec<u32> = held.iter().map(Held::pid).collect();
+        let rates = send_at_once(&lan.peer_ns, LAN_PEER4, &pids, 6);
+        held.into_iter().for_each(Held::release);
+        rates
+    };
     for (capacity, capacity_mbit) in [("100mbit", 100u64), ("1gbit", 1000)] {
         declare(capacity);
         for percents in shares {
-            let held: Vec<(Held, u64)> = percents
-                .iter()
-                .enumerate()
-                .map(|(i, percent)| {
-                    let min_mbit = capacity_mbit * percent / 100;
-                    let annotations = json!({"net.bridge": bridge, "net.ip": format!("198.51.100.{}/24", 30 + i), "net.egress.min": format!("{min_mbit}mbit")});
-                    (Held::start(&format!("nrt-bench-fair{i}"), &annotations), min_mbit)
-                })
-                .collect();
-            let pids: Vec<u32> = held.iter().map(|(h, _)| h.pid()).collect();
-            let rates = send_at_once(&lan.peer_ns, LAN_PEER4, &pids, 6);
-            let payload = 1448.0 / 1514.0;
-            let mut worst: f64 = f64::MAX;
-            for ((_, min_mbit), rate) in held.iter().zip(&rates) {
-                let of_min = rate / (*min_mbit as f64 * 1e6 * payload);
-                worst = worst.min(of_min);
-                println!("{capacity:<9} {:>2}  {:>7}mbit {:>7.1}Mbit/s {:>7.1}%", percents.len(), min_mbit, rate / 1e6, 100.0 * of_min);
+            let with = run(percents, capacity_mbit, true);
+            sh(&format!("tc qdisc add dev {uplink} root handle 7: tbf rate {capacity} burst {}k latency 25ms", capacity_mbit / 4 + 16));
+            let plain = run(percents, capacity_mbit, false);
+            sh(&format!("tc qdisc del dev {uplink} root"));
+            let of_min = |rate: f64, min_mbit: u64| rate / (min_mbit as f64 * 1e6 * payload);
+            let (mut worst, mut worst_plain) = (f64::MAX, f64::MAX);
+            for (i, percent) in percents.iter().enumerate() {
+                let min_mbit = capacity_mbit * percent / 100;
+                worst = worst.min(of_min(with[i], min_mbit));
+                worst_plain = worst_plain.min(of_min(plain[i], min_mbit));
+                println!(
+                    "{capacity:<9} {:>2}  {:>6}mbit {:>9.1}Mbit/s {:>7.1}%   {:>9.1}Mbit/s {:>7.1}%",
+                    percents.len(), min_mbit, with[i] / 1e6, 100.0 * of_min(with[i], min_mbit), plain[i] / 1e6, 100.0 * of_min(plain[i], min_mbit)
+                );
             }
-            let used = rates.iter().sum::<f64>() / (capacity_mbit as f64 * 1e6 * payload);
-            println!("{capacity:<9} {:>2}  worst {:.1} % of its guarantee, capacity used {:.1} %\n", percents.len(), 100.0 * worst, 100.0 * used);
-            for (h, _) in held {
-                h.release();
-            }
+            let used = |rates: &[f64]| 100.0 * rates.iter().sum::<f64>() / (capacity_mbit as f64 * 1e6 * payload);
+            println!(
+                "{capacity:<9} {:>2}  worst: netrt {:.1} % of its guarantee, plain tbf {:.1} %; capacity used: {:.1} % and {:.1} %\n",
+                percents.len(), 100.0 * worst, 100.0 * worst_plain, used(&with), used(&plain)
+            );
         }
     }
     std::env::remove_var("NETRT_CONFIG");
