@@ -271,6 +271,59 @@ pub fn iperf(
     Ok(seconds)
 }
 
+/// One bounded iperf3 flow from each namespace (given by a process in it)
+/// at once, each to its own server in `server_ns`; the receivers' median
+/// per-second goodput after the first second, bit/s. `toward_clients`:
+/// the servers send (iperf3 -R) and the clients' side is measured.
+pub fn flows_at_once(server_ns: &str, server_ip: &str, client_pids: &[u32], toward_clients: bool, seconds: u32) -> Vec<f64> {
+    let base = 5400 + (std::process::id() % 200) as usize * 10;
+    let servers: Vec<Child> = (0..client_pids.len())
+        .map(|i| {
+            Command::new("ip")
+                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(base + i).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("iperf3 server starts")
+        })
+        .collect();
+    sleep(Duration::from_millis(400));
+    let rates = std::thread::scope(|scope| {
+        let runs: Vec<_> = client_pids
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                scope.spawn(move || {
+                    let direction = if toward_clients { "-R" } else { "--get-server-output" };
+                    let out = Command::new("nsenter")
+                        .args(["-t", &pid.to_string(), "-n", "timeout", "50", "iperf3", "-4", "-c", server_ip, "-p", &(base + i).to_string()])
+                        .args(["-t", &seconds.to_string(), "-i", "1", "-J", "--connect-timeout", "3000", direction])
+                        .output()
+                        .expect("iperf3 client runs");
+                    let report: Value = serde_json::from_slice(&out.stdout)
+                        .unwrap_or_else(|e| panic!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+                    let receiver = if toward_clients { &report } else { &report["server_output_json"] };
+                    let per_second: Vec<f64> = receiver["intervals"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("iperf3 reported no intervals: {report}"))
+                        .iter()
+                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
+                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0))
+                        .skip(1)
+                        .collect();
+                    median(&per_second)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    rates
+}
+
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -10,7 +10,6 @@
 //! that ceiling: goodput ≥ 0.95 × R × 1448/1514.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -67,55 +66,10 @@ impl Drop for Setup {
     }
 }
 
-/// Bounded iperf3 runs from several containers at once, each to its own
-/// server in `server_ns`; the receivers' median per-second goodput, bit/s.
-/// `toward_containers`: the LAN sends and the containers receive.
+/// One flow from each container at once (see `flows_at_once`).
 fn contend(server_ns: &str, server_ip: &str, clients: &[&Container], toward_containers: bool, seconds: u32) -> Vec<f64> {
-    let base = 5400 + (std::process::id() % 200) as u16 * 10;
-    let servers: Vec<_> = (0..clients.len())
-        .map(|i| {
-            Command::new("ip")
-                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(base + i as u16).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    sleep(Duration::from_millis(400));
-    let rates = std::thread::scope(|scope| {
-        let runs: Vec<_> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, client)| {
-                let port = (base + i as u16).to_string();
-                let pid = client.pid();
-                scope.spawn(move || {
-                    let direction = if toward_containers { "-R" } else { "--get-server-output" };
-                    let out = sh_output(&format!(
-                        "nsenter -t {pid} -n timeout 50 iperf3 -4 -c {server_ip} -p {port} -t {seconds} -i 1 -J --connect-timeout 3000 {direction}"
-                    ));
-                    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-                    let receiver = if toward_containers { &report } else { &report["server_output_json"] };
-                    let per_second: Vec<f64> = receiver["intervals"]
-                        .as_array()
-                        .unwrap_or_else(|| panic!("no intervals: {report}"))
-                        .iter()
-                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
-                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
-                        .skip(1)
-                        .collect();
-                    median(&per_second)
-                })
-            })
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    for mut server in servers {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-    rates
+    let pids: Vec<u32> = clients.iter().map(|c| c.pid()).collect();
+    flows_at_once(server_ns, server_ip, &pids, toward_containers, seconds)
 }
 
 /// Goodput as a share of what a class at `rate_mbit` can carry.

@@ -1180,7 +1180,7 @@ fn uplinks(iterations: usize) {
             })
             .collect();
         let pids: Vec<u32> = held.iter().map(Held::pid).collect();
-        let rates = send_at_once(&lan.peer_ns, LAN_PEER4, &pids, 6);
+        let rates = flows_at_once(&lan.peer_ns, LAN_PEER4, &pids, false, 6);
         held.into_iter().for_each(Held::release);
         rates
     };
@@ -1211,52 +1211,4 @@ fn uplinks(iterations: usize) {
     }
     std::env::remove_var("NETRT_CONFIG");
     let _ = fs::remove_file(&config);
-}
-
-/// One bounded iperf3 flow from each namespace (by pid) at once, each to
-/// its own server in `server_ns`: the receivers' median per-second
-/// goodput after the first second, bit/s.
-fn send_at_once(server_ns: &str, server_ip: &str, pids: &[u32], seconds: u32) -> Vec<f64> {
-    let servers: Vec<Child> = (0..pids.len())
-        .map(|i| {
-            Command::new("ip")
-                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(5600 + i).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    let rates = std::thread::scope(|scope| {
-        let runs: Vec<_> = pids
-            .iter()
-            .enumerate()
-            .map(|(i, pid)| {
-                scope.spawn(move || {
-                    let out = Command::new("nsenter")
-                        .args(["-t", &pid.to_string(), "-n", "timeout", "50", "iperf3", "-4", "-c", server_ip, "-p", &(5600 + i).to_string()])
-                        .args(["-t", &seconds.to_string(), "-i", "1", "-J", "--connect-timeout", "3000", "--get-server-output"])
-                        .output()
-                        .unwrap();
-                    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 reports JSON");
-                    let per_second: Vec<f64> = report["server_output_json"]["intervals"]
-                        .as_array()
-                        .expect("the receiver's intervals")
-                        .iter()
-                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
-                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap())
-                        .skip(1)
-                        .collect();
-                    median(&per_second)
-                })
-            })
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    for mut server in servers {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-    rates
 }
