@@ -212,26 +212,8 @@ impl Netlink {
     /// The interface of the default route: IPv4 first, then IPv6; among
     /// several routes of a family the one with the lowest metric.
     pub async fn default_route_interface(&self) -> NetResult<Option<u32>> {
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut query = RouteMessage::default();
-            query.header.address_family = family;
-            let routes: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| net_error("listing routes", e))?;
-            let best = routes
-                .iter()
-                .filter(|r| {
-                    r.header.destination_prefix_length == 0
-                        && r.header.kind == RouteType::Unicast
-                        && route_table(r) == MAIN_TABLE as u32
-                })
-                .filter_map(|r| Some((route_metric(r), route_oif(r)?)))
-                .min();
+        for ipv6 in [false, true] {
+            let best = self.default_routes(ipv6).await?.into_iter().map(|r| (r.metric, r.oif)).min();
             if let Some((_, oif)) = best {
                 return Ok(Some(oif));
             }
