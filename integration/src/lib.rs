@@ -231,6 +231,20 @@ pub fn iperf(
     seconds: u32,
 ) -> Result<Vec<f64>, String> {
     let port = 5201 + (std::process::id() % 500) as u16;
+    iperf_from(&["ip", "netns", "exec", client_ns], server_ns, server_ip, port, ipv6, reverse, seconds)
+}
+
+/// As `iperf`, on `port`, with the client run by `enter` (a command that
+/// runs the rest of its arguments in the client's namespace).
+fn iperf_from(
+    enter: &[&str],
+    server_ns: &str,
+    server_ip: &str,
+    port: u16,
+    ipv6: bool,
+    reverse: bool,
+    seconds: u32,
+) -> Result<Vec<f64>, String> {
     // Bounds for a stalled transfer (every packet dropped). Generous: after
     // a huge burst, the sender's socket buffers drain at the shaped rate,
     // and at 1mbit that takes tens of seconds.
@@ -243,12 +257,13 @@ pub fn iperf(
         .expect("iperf3 server starts");
     sleep(Duration::from_millis(300));
     let family = if ipv6 { "-6" } else { "-4" };
-    let mut args = vec!["netns", "exec", client_ns, "timeout", &client_limit, "iperf3", family, "-c", server_ip];
+    let mut args = enter[1..].to_vec();
+    args.extend(["timeout", &client_limit, "iperf3", family, "-c", server_ip]);
     let port_text = port.to_string();
     let time_text = seconds.to_string();
     args.extend(["-p", &port_text, "-t", &time_text, "-i", "1", "-J", "--connect-timeout", "3000"]);
     args.push(if reverse { "-R" } else { "--get-server-output" });
-    let output = Command::new("ip").args(&args).output().expect("iperf3 client runs");
+    let output = Command::new(enter[0]).args(&args).output().expect("iperf3 client runs");
     let _ = server.wait();
     let report: Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)))?;
@@ -276,52 +291,23 @@ pub fn iperf(
 /// per-second goodput after the first second, bit/s. `toward_clients`:
 /// the servers send (iperf3 -R) and the clients' side is measured.
 pub fn flows_at_once(server_ns: &str, server_ip: &str, client_pids: &[u32], toward_clients: bool, seconds: u32) -> Vec<f64> {
-    let base = 5400 + (std::process::id() % 200) as usize * 10;
-    let servers: Vec<Child> = (0..client_pids.len())
-        .map(|i| {
-            Command::new("ip")
-                .args(["netns", "exec", server_ns, "timeout", "60", "iperf3", "-s", "-1", "-J", "-p", &(base + i).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("iperf3 server starts")
-        })
-        .collect();
-    sleep(Duration::from_millis(400));
-    let rates = std::thread::scope(|scope| {
+    let base = 5400 + (std::process::id() % 200) as u16 * 10;
+    std::thread::scope(|scope| {
         let runs: Vec<_> = client_pids
             .iter()
             .enumerate()
             .map(|(i, pid)| {
                 scope.spawn(move || {
-                    let direction = if toward_clients { "-R" } else { "--get-server-output" };
-                    let out = Command::new("nsenter")
-                        .args(["-t", &pid.to_string(), "-n", "timeout", "50", "iperf3", "-4", "-c", server_ip, "-p", &(base + i).to_string()])
-                        .args(["-t", &seconds.to_string(), "-i", "1", "-J", "--connect-timeout", "3000", direction])
-                        .output()
-                        .expect("iperf3 client runs");
-                    let report: Value = serde_json::from_slice(&out.stdout)
-                        .unwrap_or_else(|e| panic!("iperf3 gave no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-                    let receiver = if toward_clients { &report } else { &report["server_output_json"] };
-                    let per_second: Vec<f64> = receiver["intervals"]
-                        .as_array()
-                        .unwrap_or_else(|| panic!("iperf3 reported no intervals: {report}"))
-                        .iter()
-                        .filter(|i| i["sum"]["seconds"].as_f64().unwrap_or(0.0) >= 0.5)
-                        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0))
-                        .skip(1)
-                        .collect();
-                    median(&per_second)
+                    let pid = pid.to_string();
+                    let enter = ["nsenter", "-t", pid.as_str(), "-n"];
+                    let per_second = iperf_from(&enter, server_ns, server_ip, base + i as u16, false, toward_clients, seconds)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    median(&per_second[1..])
                 })
             })
             .collect();
         runs.into_iter().map(|r| r.join().unwrap()).collect()
-    });
-    for mut server in servers {
-        let _ = server.kill();
-        let _ = server.wait();
-    }
-    rates
+    })
 }
 
 pub fn median(values: &[f64]) -> f64 {
