@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::netlink::{ClassInfo, Netlink};
+use crate::netlink::{ClassInfo, Link, Netlink};
 use crate::netns::NetNs;
 use crate::plan::Direction;
 use crate::record::{Record, Store};
@@ -53,18 +53,13 @@ pub fn collect() -> Result<Vec<UplinkStatus>> {
         let mut all = vec![];
         for uplink in uplinks.by_name.values() {
             let link = host.link_by_name(&uplink.name).await.map_err(|e| Error::System(e.to_string()))?;
-            let classes = |device: Option<String>| {
-                let host = &host;
-                async move {
-                    let Some(device) = device else { return vec![] };
-                    match host.link_by_name(&device).await {
-                        Ok(Some(link)) => host.classes(&link, MAJOR).await.unwrap_or_default(),
-                        _ => vec![],
-                    }
-                }
+            // The egress tree is on the uplink, the ingress tree on its ifb.
+            let ifb = match &link {
+                Some(link) => host.link_by_name(&ifb_name(link.index)).await.unwrap_or_default(),
+                None => None,
             };
-            let egress_classes = classes(link.as_ref().map(|l| l.name.clone())).await;
-            let ingress_classes = classes(link.as_ref().map(|l| ifb_name(l.index))).await;
+            let egress_classes = classes_on(&host, link.as_ref()).await;
+            let ingress_classes = classes_on(&host, ifb.as_ref()).await;
             let direction = |d: Direction, classes: &[ClassInfo]| direction_status(uplink, &records, d, classes);
             all.push(UplinkStatus {
                 name: uplink.name.clone(),
@@ -75,6 +70,14 @@ pub fn collect() -> Result<Vec<UplinkStatus>> {
         }
         Ok(all)
     })
+}
+
+/// netrt's classes on `device`: none where it is missing or unreadable.
+async fn classes_on(host: &Netlink, device: Option<&Link>) -> Vec<ClassInfo> {
+    match device {
+        Some(device) => host.classes(device, MAJOR).await.unwrap_or_default(),
+        None => vec![],
+    }
 }
 
 fn direction_status(uplink: &super::config::Uplink, records: &[Record], direction: Direction, classes: &[ClassInfo]) -> DirectionStatus {
