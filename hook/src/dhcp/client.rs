@@ -225,13 +225,12 @@ impl UdpChannel {
     /// needs CAP_NET_BIND_SERVICE. The kernel sends from the lease's
     /// address, the interface's only IPv4 one.
     pub fn open(ifname: &str, to: Ipv4Addr) -> io::Result<UdpChannel> {
-        let local = Ipv4Addr::UNSPECIFIED;
         use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
         let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
         socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
         socket::setsockopt(&fd, sockopt::Broadcast, &true)?;
         socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(ifname))?;
-        socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(local, wire::CLIENT_PORT)))?;
+        socket::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, wire::CLIENT_PORT)))?;
         Ok(UdpChannel { socket: UdpSocket::from(fd), to: SocketAddrV4::new(to, wire::SERVER_PORT) })
     }
 }
@@ -302,15 +301,17 @@ pub fn acquire(channel: &dyn Channel, client: &Client, timeout: Duration) -> Res
     loop {
         match select_and_request(channel, client, until) {
             Err(nak @ Failure::Refused { .. }) => refused = Some(nak),
-            Err(Failure::NoOffer) if refused.is_some() => return Err(refused.unwrap_or(Failure::NoOffer)),
+            // Time ran out after a refusal: the refusal says more.
+            Err(Failure::NoOffer) if refused.is_some() => break,
             other => return other,
         }
         if Instant::now() + pause >= until {
-            return Err(refused.unwrap_or(Failure::NoOffer));
+            break;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).clamp(FIRST_RETRANSMIT, MAX_RETRANSMIT);
     }
+    Err(refused.unwrap_or(Failure::NoOffer))
 }
 
 /// One DISCOVER, OFFER, REQUEST, ACK, under a fresh transaction id.
