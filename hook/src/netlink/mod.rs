@@ -577,9 +577,16 @@ impl Netlink {
 
     /// The addresses on `link`, for status.
     pub async fn addresses(&self, link: &Link) -> NetResult<Vec<Cidr>> {
-        Ok(self
-            .address_messages(link)
-            .await?
+        let messages: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
+        Ok(messages
             .iter()
             .filter_map(|m| {
                 let address = m.attributes.iter().find_map(|a| match a {
@@ -589,17 +596,6 @@ impl Netlink {
                 Some(Cidr { address, prefix: m.header.prefix_len })
             })
             .collect())
-    }
-
-    async fn address_messages(&self, link: &Link) -> NetResult<Vec<AddressMessage>> {
-        self.handle
-            .address()
-            .get()
-            .set_link_index_filter(link.index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))
     }
 
     async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
