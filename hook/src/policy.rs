@@ -82,16 +82,20 @@ pub fn parse_config(shown: &str, text: &str) -> Result<ConfigFile> {
 
 pub fn load() -> Result<Policy> {
     let (path, config) = read_config()?;
-    let uplinks = Uplinks::from_file(&path, config.uplinks)?;
-    Ok(Policy { uplinks, ..Policy::from_file(path, config.policy)? })
+    with_uplinks(path, config.policy, config.uplinks)
 }
 
 /// The policy and the pools, from one read of the configuration file.
 pub fn load_with_pools() -> Result<(Policy, Pools)> {
     let (path, config) = read_config()?;
     let pools = Pools::from_file(&path, config.node, config.registry, config.pools)?;
-    let uplinks = Uplinks::from_file(&path, config.uplinks)?;
-    Ok((Policy { uplinks, ..Policy::from_file(path, config.policy)? }, pools))
+    Ok((with_uplinks(path, config.policy, config.uplinks)?, pools))
+}
+
+/// The file's policy with the uplinks it declares.
+fn with_uplinks(path: String, policy: PolicyFile, uplinks: BTreeMap<String, UplinkFile>) -> Result<Policy> {
+    let uplinks = Uplinks::from_file(&path, uplinks)?;
+    Ok(Policy { uplinks, ..Policy::from_file(path, policy)? })
 }
 
 impl Policy {
