@@ -12,7 +12,7 @@ use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
 use crate::pools::claims;
 use crate::pools::config::Pools;
-use crate::pools::store::{Claim, StoreError};
+use crate::pools::store::{Claim, ClaimStore, StoreError};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
 use crate::shaping::{self, Placement, Sockets};
@@ -213,7 +213,11 @@ async fn claim_addresses(
     let claimed = claims::claim(&mut registry, pools, attachment, &container.id, &is_stale).await;
     fault::kill_point("claim", 1);
     if let Err(refusal) = claimed {
-        release_or_remember(store, &mut registry, &pools.node, &container.id).await;
+        // A refusal before any claim was sent has nothing to release, and
+        // leaves nothing to release later either.
+        if registry.may_have_claimed() {
+            release_or_remember(store, &mut registry, &pools.node, &container.id).await;
+        }
         store.remove_unreadable(&container.id)?;
         return Err(refusal.into());
     }

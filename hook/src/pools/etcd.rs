@@ -35,6 +35,8 @@ pub struct EtcdStore {
     registered: BTreeSet<String>,
     /// Allocation's cursors, read along with the registration.
     cursors: std::collections::BTreeMap<(String, bool), Option<u128>>,
+    /// Whether a claim's creation was sent (see `may_have_claimed`).
+    sent_a_claim: bool,
 }
 
 fn failed(e: etcd_client::Error) -> StoreError {
@@ -122,6 +124,7 @@ impl EtcdStore {
             endpoints: etcd.endpoints.join(", "),
             registered: BTreeSet::new(),
             cursors: Default::default(),
+            sent_a_claim: false,
         };
         if !budget {
             store.budget = None;
@@ -316,6 +319,7 @@ impl ClaimStore for EtcdStore {
     }
 
     async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>> {
+        self.sent_a_claim = true;
         let v6 = claim.address.is_ipv6();
         let key = self.claim_key(pool, v6, number(claim.address));
         let raw = claim.to_json();
@@ -409,5 +413,9 @@ impl ClaimStore for EtcdStore {
         })
         .await?;
         Ok(response.count() as u128)
+    }
+
+    fn may_have_claimed(&self) -> bool {
+        self.sent_a_claim
     }
 }

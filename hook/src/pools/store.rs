@@ -106,6 +106,10 @@ pub trait ClaimStore {
     async fn claims(&mut self, pool: &str, v6: bool, span: Option<Span>) -> StoreResult<Vec<Held>>;
     /// How many claims a pool holds in one family.
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128>;
+    /// Whether a claim this run asked for may exist: once a creation was
+    /// sent (one that got no answer may still have been applied). Before
+    /// that, a refused setup has nothing to release.
+    fn may_have_claimed(&self) -> bool;
 }
 
 /// The store the configuration chose.
@@ -147,6 +151,12 @@ impl ClaimStore for Store {
     }
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
         delegate!(self, s => s.count(pool, v6))
+    }
+    fn may_have_claimed(&self) -> bool {
+        match self {
+            Store::Host(s) => s.may_have_claimed(),
+            Store::Etcd(s) => s.may_have_claimed(),
+        }
     }
 }
 
