@@ -72,6 +72,30 @@ fn no_answer(error: &etcd_client::Error) -> bool {
     }
 }
 
+/// The words of an error and of every error behind it.
+fn chain(error: &etcd_client::Error) -> String {
+    let mut words = vec![error.to_string()];
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        words.push(e.to_string());
+        source = e.source();
+    }
+    words.dedup();
+    words.join(": ")
+}
+
+/// A member that answered and refused the TLS session (no client
+/// certificate, an unknown CA, a name that does not match) is no member
+/// that did not answer: it is said as what it is.
+fn tls_refusal(error: &etcd_client::Error) -> Option<StoreError> {
+    let words = chain(error);
+    let lower = words.to_lowercase();
+    ["certificate", "alert", "handshake", "tls"]
+        .iter()
+        .any(|w| lower.contains(w))
+        .then(|| StoreError::Failed(format!("etcd refused the TLS session: {words}")))
+}
+
 fn unreachable(timeout: Duration, endpoints: &str) -> StoreError {
     StoreError::Unreachable(format!(
         "the address registry did not answer within {} (etcd at {endpoints})",
@@ -108,8 +132,11 @@ impl EtcdStore {
                     connected = Some((client, member));
                     break;
                 }
-                Ok(Err(e)) if no_answer(&e) => continue,
-                Ok(Err(e)) => return Err(failed(e)),
+                Ok(Err(e)) => match tls_refusal(&e) {
+                    Some(refusal) => return Err(refusal),
+                    None if no_answer(&e) => continue,
+                    None => return Err(failed(e)),
+                },
             }
         }
         let (client, member) = connected.ok_or_else(unreachable)?;
@@ -154,14 +181,20 @@ impl EtcdStore {
                 let endpoint = [&self.config.endpoints[self.member]];
                 match tokio::time::timeout_at(deadline, Client::connect(endpoint, Some(self.options.clone()))).await {
                     Ok(Ok(client)) => self.client = client,
-                    Ok(Err(_)) => continue,
+                    Ok(Err(e)) => match tls_refusal(&e) {
+                        Some(refusal) => return Err(refusal),
+                        None => continue,
+                    },
                     Err(_) => return Err(self.unreachable()),
                 }
             }
             match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
                 Err(_) => return Err(self.unreachable()),
-                Ok(Err(e)) if no_answer(&e) => continue,
-                Ok(Err(e)) => return Err(failed(e)),
+                Ok(Err(e)) => match tls_refusal(&e) {
+                    Some(refusal) => return Err(refusal),
+                    None if no_answer(&e) => continue,
+                    None => return Err(failed(e)),
+                },
                 Ok(Ok(value)) => return Ok(value),
             }
         }
