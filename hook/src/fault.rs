@@ -10,7 +10,12 @@
 //!   for deletion, `teardown:ALL` (N = their count) after the devices are
 //!   deleted and before the record goes, `teardown-uplink:N` after the
 //!   Nth change to an uplink's shaper), so tests can prove that poststop
-//!   and gc clean up after a hook that died anywhere.
+//!   and gc clean up after a hook that died anywhere;
+//! - `NETRT_FAULT_LEAK=KIND[,KIND…]`: teardown leaves that kind of object
+//!   behind and forgets it (a recorded object's kind as the record names
+//!   it, e.g. `host_veth`, `netns_pin`; or `pin_file`, `address_claim`,
+//!   `pool_claim`, `uplink`), so tests can prove that their snapshot of
+//!   the host sees every kind of leftover.
 
 #[cfg(feature = "fault-injection")]
 pub fn after_step(step: u32) -> Result<(), String> {
@@ -27,6 +32,31 @@ pub fn kill_point(stage: &str, step: u32) {
         // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
+}
+
+#[cfg(feature = "fault-injection")]
+pub fn leaks(kind: &str) -> bool {
+    std::env::var("NETRT_FAULT_LEAK").is_ok_and(|kinds| kinds.split(',').any(|k| k == kind))
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn leaks(_kind: &str) -> bool {
+    false
+}
+
+/// The recorded objects teardown undoes: all of them, less those the
+/// fault switch leaks.
+#[cfg(feature = "fault-injection")]
+pub fn undone(created: &[crate::record::Created]) -> std::borrow::Cow<'_, [crate::record::Created]> {
+    let kind = |object: &crate::record::Created| serde_json::to_value(object).ok().and_then(|v| v["object"].as_str().map(String::from));
+    created.iter().filter(|object| !kind(object).is_some_and(|k| leaks(&k))).cloned().collect::<Vec<_>>().into()
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn undone(created: &[crate::record::Created]) -> std::borrow::Cow<'_, [crate::record::Created]> {
+    created.into()
 }
 
 #[cfg(not(feature = "fault-injection"))]

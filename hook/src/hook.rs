@@ -500,11 +500,11 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     if let Some(lease) = &record.dhcp {
         crate::dhcp::renew::release_for(record, lease);
     }
-    let failures = shaping::undo_all(&record.created, &sockets, &attach::vlans_in_use(&others)).await;
+    let failures = shaping::undo_all(&fault::undone(&record.created), &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
     }
-    if let Some(share) = &record.uplink {
+    if let Some(share) = record.uplink.as_ref().filter(|_| !fault::leaks("uplink")) {
         // A configuration that cannot be read leaves the recorded capacity.
         let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
         let mut changes = 0;
@@ -517,7 +517,7 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
             .await
             .map_err(|e| Error::System(e.to_string()))?;
     }
-    if record.pool_claims {
+    if record.pool_claims && !fault::leaks("pool_claim") {
         release_record_claims(store, &record.id).await;
     }
     store.remove(record)
