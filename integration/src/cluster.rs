@@ -227,6 +227,16 @@ impl Node {
         sh_output(&format!("{} env NETRT_CONFIG={} {} {arguments}", self.enter(), self.config.display(), crate::hook_binary().display()))
     }
 
+    /// Runs a shell command in the node's mount namespace.
+    pub fn sh(&self, command: &str) -> std::process::Output {
+        sh_output(&format!("{} sh -c '{command}'", self.enter()))
+    }
+
+    /// The host as `snapshot` sees it, with this node's own /run/netrt.
+    pub fn snapshot(&self) -> String {
+        crate::snapshot_on(&self.enter(), &[])
+    }
+
     pub fn hook_with(&self, binary: &std::path::Path, arguments: &str) -> std::process::Output {
         sh_output(&format!("{} env NETRT_CONFIG={} {} {arguments}", self.enter(), self.config.display(), binary.display()))
     }

@@ -230,6 +230,23 @@ pub fn assert_limits_hold(pid: u32, egress_mbit: f64, ingress_mbit: f64) {
     }
 }
 
+/// The host's snapshot once it holds still (the same twice, 300 ms apart;
+/// at most 10 s): an engine removes its veths and namespaces a moment after
+/// its command returns, and a bridge whose last port went reads as up
+/// until the kernel's link watch has run.
+pub fn settled_snapshot() -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = crate::snapshot(&[]);
+    loop {
+        sleep(Duration::from_millis(300));
+        let now = crate::snapshot(&[]);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// Waits up to 10 s for the host to look as `before` again (an engine
 /// removes its own veth and netns a moment after the command returns).
 pub fn assert_back_to(before: &str) {
@@ -239,7 +256,7 @@ pub fn assert_back_to(before: &str) {
         sleep(Duration::from_millis(200));
         now = crate::snapshot(&[]);
     }
-    assert_eq!(now, before, "the host differs from before the container");
+    crate::assert_same_host!(now, before, "the host differs from before the container");
 }
 
 /// Whether netrt's status lists the container.

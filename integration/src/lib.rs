@@ -172,6 +172,11 @@ impl Lab {
             "ip -n {c} route add default via {} && ip -n {c} -6 route add default via {}",
             lab.server_ip4, lab.server_ip6
         ));
+        wait_until_up(Some(s), &["eth0"]);
+        wait_until_up(Some(c), &["eth0"]);
+        if let (Some(br), Some(hv)) = (&lab.bridge, &lab.host_veth) {
+            wait_until_up(None, &[br, hv, &format!("nrt{tag}sv")]);
+        }
         lab
     }
 
@@ -539,6 +544,37 @@ impl Drop for Container {
     }
 }
 
+/// A process (`sleep 30`) in namespace `ns`, returned once it is there:
+/// `ip netns exec` enters the namespace before it becomes `sleep`.
+pub fn process_in_netns(ns: &str) -> Child {
+    let child = Command::new("ip").args(["netns", "exec", ns, "sleep", "30"]).spawn().expect("ip netns exec runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default().trim() != "sleep" {
+        assert!(Instant::now() < deadline, "ip netns exec {ns} sleep did not start");
+        sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Waits until these links (of namespace `ns`, else the host's) are up as
+/// the kernel reports it: a link made a moment ago reads UNKNOWN or DOWN
+/// until the kernel's link watch has run, and a snapshot taken meanwhile
+/// would differ from a later one for nobody's doing.
+pub fn wait_until_up(ns: Option<&str>, links: &[&str]) {
+    let prefix = ns.map(|ns| format!("ip -n {ns} ")).unwrap_or_else(|| "ip ".into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for link in links {
+        loop {
+            let shown: Value = serde_json::from_str(&sh(&format!("{prefix}-j link show dev {link}"))).unwrap();
+            if shown[0]["operstate"] == "UP" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{link} is not up: {shown}");
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 pub struct NetnsName(pub String);
 
 /// Names the network namespace of process `pid`, for `ip netns exec`.
@@ -554,47 +590,143 @@ impl Drop for NetnsName {
     }
 }
 
-/// What netrt could leave behind or change, as text to compare: every link
-/// with its kind, master, MTU, MAC and promiscuity, every qdisc and ingress
-/// filter on the host and in the given namespaces, the records under
-/// /run/netrt/containers and the address claims under /run/netrt/addresses.
+/// Asserts that two snapshots are the same; on a difference, says only the
+/// lines that differ (`+` now, `-` before), and what was checked.
+#[macro_export]
+macro_rules! assert_same_host {
+    ($now:expr, $before:expr) => {
+        $crate::assert_same_host(&$now, &$before, String::new())
+    };
+    ($now:expr, $before:expr, $($what:tt)+) => {
+        $crate::assert_same_host(&$now, &$before, format!($($what)+))
+    };
+}
+
+#[doc(hidden)]
+pub fn assert_same_host(now: &str, before: &str, what: String) {
+    if now == before {
+        return;
+    }
+    let (now_lines, before_lines): (Vec<&str>, Vec<&str>) = (now.lines().collect(), before.lines().collect());
+    let mut differences: Vec<String> = now_lines.iter().filter(|l| !before_lines.contains(l)).map(|l| format!("+ {l}")).collect();
+    differences.extend(before_lines.iter().filter(|l| !now_lines.contains(l)).map(|l| format!("- {l}")));
+    if differences.is_empty() {
+        differences.push("(the same lines in another order)".into());
+    }
+    panic!("the host differs{}{what}:\n{}", if what.is_empty() { "" } else { ": " }, differences.join("\n"));
+}
+
+/// A test that cannot run here fails, saying why. It never passes having
+/// done nothing: integration/run installs everything the tests need, so a
+/// missing piece is a broken machine, not a reason to skip.
+pub fn require(present: bool, what: &str) {
+    assert!(present, "cannot run here: {what}");
+}
+
+/// What netrt could leave behind or change, as text to compare, on the
+/// host and in the given namespaces:
+/// - every link with its kind, master, MTU, MAC, flags, state,
+///   promiscuity, queue length and group (a bridge's carrier and state
+///   left out: they follow its ports);
+/// - every address but IPv6 link-local ones, every route in every table,
+///   and neighbour proxy entries;
+/// - every qdisc, and on every link its classes and its filters on the
+///   root qdisc, on ingress and on egress (clsact);
+/// - on the host only: the mount table below /run/netrt (namespace pins),
+///   and every file below /run/netrt and /var/lib/netrt (records, address
+///   claims, pins, deferred setups, pending releases, pool claims and their
+///   index), with a symbolic link's target. Left out there: the host lock,
+///   and a pool's registration and allocation cursors (`addressing.json`,
+///   `last-4`, `last-6`), which outlive containers by design.
 pub fn snapshot(namespaces: &[&str]) -> String {
+    snapshot_on("", namespaces)
+}
+
+/// As `snapshot`, with netrt's mounts and files as seen through `enter` (a
+/// command that runs the rest in a node's mount namespace; empty: the host).
+pub fn snapshot_on(enter: &str, namespaces: &[&str]) -> String {
     let mut out = String::new();
     let mut prefixes = vec![String::new()];
     prefixes.extend(namespaces.iter().map(|ns| format!("ip netns exec {ns} ")));
     for prefix in prefixes {
-        let links: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j -d link show"))).unwrap();
-        for link in links.as_array().unwrap() {
-            out += &format!(
-                "link {} kind {} master {} mtu {} address {} promiscuity {}\n",
-                link["ifname"], link["linkinfo"]["info_kind"], link["master"], link["mtu"], link["address"], link["promiscuity"]
-            );
-        }
-        let addresses: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j addr show"))).unwrap();
-        for link in addresses.as_array().unwrap() {
-            // IPv6 link-local addresses (and their routes below) come and
-            // go with the kernel's duplicate address detection: left out.
-            for address in link["addr_info"].as_array().into_iter().flatten().filter(|a| !is_link_local(&a["local"])) {
-                out += &format!("addr {} {}/{}\n", link["ifname"], address["local"], address["prefixlen"]);
-            }
-        }
-        for family in ["-4", "-6"] {
-            let routes: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j {family} route show table all"))).unwrap();
-            for route in routes.as_array().unwrap().iter().filter(|r| !is_link_local(&r["dst"])) {
-                out += &format!(
-                    "route {} via {} dev {} table {} metric {}\n",
-                    route["dst"], route["gateway"], route["dev"], route["table"], route["metric"]
-                );
-            }
-        }
-        out += &sh(&format!("{prefix}tc qdisc show"));
-        let links = sh(&format!("{prefix}ip -o link show | cut -d: -f2 | cut -d@ -f1"));
-        for link in links.split_whitespace() {
-            out += &sh(&format!("{prefix}tc filter show dev {link} ingress"));
+        out += &format!("== {}\n", if prefix.is_empty() { "host" } else { prefix.trim() });
+        out += &links_and_addresses(&prefix);
+        out += &sh(&format!("{prefix}sh -c '{TC_AND_NEIGHBOURS}'"));
+    }
+    out += &sh(&format!("{enter} sh -c '{OWN_MOUNTS_AND_FILES}'"));
+    out
+}
+
+/// Per namespace: every qdisc; per link, its classes and its filters on
+/// the root qdisc, ingress and egress; neighbour proxy entries. Classes are
+/// sorted: the kernel lists them in its hash's order, which a class
+/// deleted and made again may change.
+const TC_AND_NEIGHBOURS: &str = r#"
+tc qdisc show
+for link in $(ip -o link show | cut -d: -f2 | cut -d@ -f1); do
+    for parent in "" ingress egress; do
+        tc filter show dev $link $parent 2>/dev/null | sed "s/^/filter $link ${parent:-root}: /"
+    done
+    tc class show dev $link | sort | sed "s/^/$link: /"
+done
+ip neigh show proxy | sed "s/^/proxy /"
+ip -6 neigh show proxy | sed "s/^/proxy /"
+"#;
+
+/// On the host: netrt's mounts and files (see `snapshot`).
+const OWN_MOUNTS_AND_FILES: &str = r#"
+awk "\$5 ~ /^\/run\/netrt/ {print \"mount\", \$5}" /proc/self/mountinfo | sort
+find /run/netrt /var/lib/netrt -mindepth 1 ! -type d ! -path /run/netrt/lock \
+    ! -name addressing.json ! -name last-4 ! -name last-6 -printf "file %p %y %l\n" 2>/dev/null | sort
+true
+"#;
+
+fn links_and_addresses(prefix: &str) -> String {
+    let mut out = String::new();
+    let links: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j -d link show"))).unwrap();
+    for link in links.as_array().unwrap() {
+        // A bridge's carrier, and so its state, follows its ports, which
+        // come and go with containers by design, a second late (the
+        // kernel's link watch): for a bridge, only the flags set on it.
+        let bridge = link["linkinfo"]["info_kind"] == "bridge";
+        let flags: Vec<&Value> = link["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|flag| !bridge || (*flag != "LOWER_UP" && *flag != "NO-CARRIER"))
+            .collect();
+        let state = if bridge { &Value::Null } else { &link["operstate"] };
+        out += &format!(
+            "link {} kind {} master {} mtu {} address {} flags {} state {} promiscuity {} qlen {} group {}\n",
+            link["ifname"],
+            link["linkinfo"]["info_kind"],
+            link["master"],
+            link["mtu"],
+            link["address"],
+            serde_json::to_string(&flags).unwrap(),
+            state,
+            link["promiscuity"],
+            link["txqlen"],
+            link["group"]
+        );
+    }
+    let addresses: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j addr show"))).unwrap();
+    for link in addresses.as_array().unwrap() {
+        // IPv6 link-local addresses (and their routes below) come and
+        // go with the kernel's duplicate address detection: left out.
+        for address in link["addr_info"].as_array().into_iter().flatten().filter(|a| !is_link_local(&a["local"])) {
+            out += &format!("addr {} {}/{}\n", link["ifname"], address["local"], address["prefixlen"]);
         }
     }
-    out += &sh("ls -1 /run/netrt/containers 2>/dev/null || true");
-    out += &sh("find /run/netrt/addresses -mindepth 1 -printf '%f -> %l\\n' 2>/dev/null | sort");
+    for family in ["-4", "-6"] {
+        let routes: Value = serde_json::from_str(&sh(&format!("{prefix}ip -j {family} route show table all"))).unwrap();
+        for route in routes.as_array().unwrap().iter().filter(|r| !is_link_local(&r["dst"])) {
+            out += &format!(
+                "route {} via {} dev {} table {} metric {}\n",
+                route["dst"], route["gateway"], route["dev"], route["table"], route["metric"]
+            );
+        }
+    }
     out
 }
 
@@ -667,6 +799,8 @@ impl Lan {
             sh(&format!("ip link set {uplink} up"));
             lan.parent = Some(uplink);
         }
+        wait_until_up(Some(&peer_ns), &["eth0"]);
+        wait_until_up(None, &lan.links.iter().map(String::as_str).filter(|l| link_exists(None, l)).collect::<Vec<_>>());
         lan
     }
 

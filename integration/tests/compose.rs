@@ -13,10 +13,7 @@ const PROJECT: &str = "netrtit";
 
 #[test]
 fn compose_up_holds_the_limits_and_down_leaves_nothing() {
-    if sh_output("command -v docker-compose").stdout.is_empty() {
-        println!("SKIPPED: docker-compose is not installed (integration/run installs it)");
-        return;
-    }
+    require(!sh_output("command -v docker-compose").stdout.is_empty(), "docker-compose is not installed (integration/run installs it)");
     let _installed = Installed::new();
     let _docker = Docker::start();
     let dir = std::env::temp_dir().join("netrt-it-compose");
@@ -40,7 +37,7 @@ fn compose_up_holds_the_limits_and_down_leaves_nothing() {
     .unwrap();
     let compose = format!("docker-compose -p {PROJECT} -f {}", file.display());
     sh_quiet(&format!("{compose} down"));
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
 
     sh(&format!("{compose} up -d 2>&1"));
     let name = format!("{PROJECT}_shaped_1");

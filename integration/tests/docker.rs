@@ -20,7 +20,7 @@ fn docker_limits_hold_come_back_after_restart_and_go_with_rm() {
     let docker = Docker::start();
     let name = "netrt-it-docker-limits";
     sh_quiet(&format!("docker rm -f {name}"));
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
 
     sh(&format!("docker run -d --name {name} --runtime=netrt -e NETRT_EGRESS=8mbit -e NETRT_INGRESS=12mbit {IMAGE} sleep 600"));
     let id = Docker::full_id(name);
@@ -53,7 +53,7 @@ fn docker_attachment_refusal_and_untouched_containers() {
     let bridge = lan.bridge.clone().unwrap();
     let name = "netrt-it-docker-attach";
     sh_quiet(&format!("docker rm -f {name} {name}-plain"));
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
 
     // Docker's eth0 is there first, so the attachment becomes eth1.
     sh(&format!(

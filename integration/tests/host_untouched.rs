@@ -49,7 +49,7 @@ fn clean_at_once(
         assert!(left.is_empty(), "run {run}: {left:?} still there when the delete of {id} returned");
         assert_eq!(flags_after, flags_before, "run {run}: the flags of {watched:?} when the delete of {id} returned");
         let after = snapshot(namespaces);
-        assert_eq!(after, before, "run {run}: the host right after the delete of {id}");
+        assert_same_host!(after, before, "run {run}: the host right after the delete of {id}");
         drop(bundle);
     }
 }
@@ -88,7 +88,7 @@ fn a_macvlan_attachment_is_gone_when_delete_returns() {
         Container::run_to_end(id, &bundle).unwrap_or_else(|e| panic!("run {run}: {e}"));
         assert_eq!(sys(&parent, "flags"), flags, "run {run}: {parent}'s flags when the delete of {id} returned");
     }
-    assert_eq!(snapshot(&[&lan.peer_ns]), before);
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn an_mtu_above_the_bridges_is_refused_and_leaves_nothing() {
         "{error}"
     );
     sh_quiet(&format!("runc delete -f {id}"));
-    assert_eq!(snapshot(&[&lan.peer_ns]), before, "the refusal leaves nothing and moves nothing");
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before, "the refusal leaves nothing and moves nothing");
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn an_empty_bridge_with_a_kernel_chosen_mac_is_refused_until_its_mac_is_fixed() 
     assert!(error.contains(&format!("net.bridge=\"{bridge}\": bridge {bridge} has no port yet")), "{error}");
     assert!(error.contains(&format!("ip link set {bridge} address {mac}")), "the fix is named: {error}");
     sh_quiet(&format!("runc delete -f {id}"));
-    assert_eq!(snapshot(&[]), before, "the refusal leaves nothing, the MAC included");
+    assert_same_host!(snapshot(&[]), before, "the refusal leaves nothing, the MAC included");
 
     sh(&format!("ip link set {bridge} address {mac}"));
     let (container, _bundle) = start_isolated(id, &annotations);

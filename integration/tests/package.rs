@@ -18,10 +18,10 @@ fn registrations() -> String {
 
 #[test]
 fn the_package_installs_registers_nothing_and_purges_clean() {
-    if sh_output("dpkg -s netrt").status.success() {
-        println!("SKIPPED: a netrt package is installed on this machine already; not touching it");
-        return;
-    }
+    require(
+        !sh_output("dpkg -s netrt").status.success(),
+        "a netrt package is installed on this machine already, and the test installs and purges its own (dpkg -P netrt first)",
+    );
     let built = without_test_env(Command::new(format!("{}/install/build-deb", workspace_dir())).stdin(std::process::Stdio::null()))
         .output()
         .expect("build-deb runs");

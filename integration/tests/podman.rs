@@ -25,7 +25,7 @@ fn podman_limits_hold_on_the_default_network_and_go_with_rm() {
     warm_up();
     let name = "netrt-it-podman-limits";
     sh_quiet(&format!("{PODMAN} rm -f -t 0 {name}"));
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
     sh(&format!(
         "{PODMAN_RUN} -d --name {name} --annotation net.egress=8mbit --annotation net.ingress=12mbit {IMAGE} sleep 600"
     ));
@@ -45,7 +45,7 @@ fn podman_attachment_refusal_and_containers_without_annotations() {
     let bridge = lan.bridge.clone().unwrap();
     let name = "netrt-it-podman-attach";
     sh_quiet(&format!("{PODMAN} rm -f -t 0 {name}; {PODMAN} rm -f -t 0 {name}-plain"));
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
 
     // podman 4.3 splits --annotation values at commas (a CSV string
     // slice); a value in double quotes keeps its commas. README says so.
