@@ -89,7 +89,7 @@ fn ctr_run_with_cni_through_the_wrapper() {
     assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
     assert!(!engines::managed("nrt-ctr-plain"), "a container without settings is not touched");
     containerd.remove("nrt-ctr-plain");
-    let before = snapshot(&[]);
+    let before = engines::settled_snapshot();
 
     let id = "nrt-ctr-limits";
     let started = run(id, "--annotation net.egress=8mbit --annotation net.ingress=12mbit");
@@ -107,7 +107,7 @@ fn ctr_run_with_cni_through_the_wrapper() {
     let refused = run("nrt-ctr-bad", "--annotation net.egress=10parsecs");
     let stderr = String::from_utf8_lossy(&refused.stderr).replace("\\\"", "\"");
     assert!(!refused.status.success(), "a bad value fails ctr run");
-    assert!(stderr.contains("net.egress=\"10parsecs\""), "netrt's message reaches the user: {stderr}");
+    assert!(stderr.contains("net.egress=\"10parsecs\": unknown rate unit"), "netrt's message, with its reason, reaches the user: {stderr}");
     containerd.remove("nrt-ctr-bad");
     assert!(!record_exists("nrt-ctr-bad"));
     engines::assert_back_to(&before);

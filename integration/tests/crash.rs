@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use netrt_integration::dhcp::Dnsmasq;
 use netrt_integration::*;
 use serde_json::json;
 
@@ -39,7 +40,7 @@ fn gc() -> String {
 fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Option<&str>, before: &str, namespaces: &[&str], point: &str) {
     poststop(id, bundle);
     gc();
-    assert_eq!(snapshot(namespaces), before, "after a kill at {point}, poststop and gc leave nothing");
+    assert_same_host!(snapshot(namespaces), before, "after a kill at {point}, poststop and gc leave nothing");
     let spec = match netns {
         Some(path) => BundleSpec::new(Some(path), annotations),
         None => BundleSpec::isolated(annotations),
@@ -47,7 +48,7 @@ fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Opti
     let again = Bundle::create(id, &spec);
     let container = Container::start(id, &again).unwrap_or_else(|e| panic!("after a kill at {point}, the same container does not start: {e}"));
     container.stop();
-    assert_eq!(snapshot(namespaces), before, "after a kill at {point}, the clean run leaves nothing");
+    assert_same_host!(snapshot(namespaces), before, "after a kill at {point}, the clean run leaves nothing");
 }
 
 fn fault_spec<'a>(netns: Option<&'a str>, annotations: &'a [(&'a str, &'a str)], hook_env: &'a [&'a str]) -> BundleSpec<'a> {
@@ -70,10 +71,15 @@ fn kill_setup_everywhere(id: &str, annotations: &[(&str, &str)], netns: Option<&
         let hook_env = [kill.as_str()];
         let mut spec = fault_spec(netns, annotations, &hook_env);
         spec.command = "true";
+        // runc runs poststop after a failed start too; this test runs it
+        // itself, once it has seen what the killed hook left.
+        spec.poststop = false;
         let bundle = Bundle::create(id, &spec);
         match Container::run_to_end(id, &bundle) {
             Err(error) => {
                 assert!(error.contains("signal: killed"), "the hook was killed at {point}: {error}");
+                // Every setup point comes after the write-ahead record.
+                assert!(record_exists(id), "the hook killed at {point} left its record for the clean-up");
                 recovers(id, &bundle, annotations, netns, &before, namespaces, &point);
             }
             Ok(_) => {
@@ -161,4 +167,38 @@ fn a_teardown_killed_at_any_step_is_finished_by_poststop_and_gc() {
     let points = kill_teardown_everywhere("nrt-kill-tl", &limits, Some(&netns), &[&lab.container_ns]);
     println!("limits on an existing veth: teardown killed at {points} points, all finished");
     assert!(points >= 4, "{points} kill points");
+}
+
+#[test]
+fn a_macvlan_setup_or_teardown_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
+    let lan = Lan::parent("kmv");
+    let parent = lan.parent.clone().unwrap();
+    let attachment = [
+        ("net.parent", parent.as_str()),
+        ("net.ifname", "lan0"),
+        ("net.ip", "198.51.100.82/24,2001:db8:ff::82/64"),
+        ("net.gateway", "198.51.100.1"),
+        ("net.egress", "4mbit"),
+        ("net.ingress", "6mbit"),
+    ];
+    let points = kill_setup_everywhere("nrt-kill-mv", &attachment, None, &[&lan.peer_ns]);
+    println!("macvlan attachment with both limits: setup killed at {points} points, all cleaned up");
+    assert!(points >= 10, "every attachment and shaping step was a kill point ({points})");
+    let points = kill_teardown_everywhere("nrt-kill-mvt", &attachment, None, &[&lan.peer_ns]);
+    println!("macvlan attachment with both limits: teardown killed at {points} points, all finished");
+    assert!(points >= 4, "{points} kill points");
+}
+
+#[test]
+fn a_dhcp_setup_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
+    let lan = Lan::bridge("kdh");
+    let bridge = lan.bridge.clone().unwrap();
+    let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", &["--no-ping"]);
+    let attachment = [("net.bridge", bridge.as_str()), ("net.ip", "dhcp"), ("net.egress", "4mbit")];
+    let points = kill_setup_everywhere("nrt-kill-dh", &attachment, None, &[&lan.peer_ns]);
+    println!("DHCP attachment with a limit: setup killed at {points} points, all cleaned up");
+    assert!(points >= 8, "every attachment, lease and shaping step was a kill point ({points})");
+    // The clean runs released their leases; a killed run's lease is the
+    // server's to expire (the client never got to use it).
+    println!("leases dnsmasq still holds: {:?}", server.leases());
 }

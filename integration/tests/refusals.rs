@@ -8,7 +8,7 @@ fn refused(lab: &Lab, id: &str, spec: &BundleSpec) -> String {
     let before = snapshot(&[&lab.container_ns]);
     let bundle = Bundle::create(id, spec);
     let error = Container::run_to_end(id, &bundle).expect_err("the container must not start");
-    assert_eq!(snapshot(&[&lab.container_ns]), before, "host state changed after refusing {id}: {error}");
+    assert_same_host!(snapshot(&[&lab.container_ns]), before, "host state changed after refusing {id}: {error}");
     error
 }
 
@@ -117,7 +117,7 @@ fn a_restart_after_a_lost_poststop_is_set_up_cleanly() {
     assert!(qdiscs(None, &host_veth).contains("rate 9Mbit"), "the new ingress limit is in force");
     assert!(qdiscs(None, &ifb_name("nrt-rst")).contains("rate 7Mbit"), "the new egress limit is in force");
     container.stop();
-    assert_eq!(snapshot(&[&lab.container_ns]), before);
+    assert_same_host!(snapshot(&[&lab.container_ns]), before);
 }
 
 #[test]
@@ -145,10 +145,7 @@ fn teardown_without_a_record_is_a_no_op() {
 fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
     let lab = Lab::bridged("priv");
     let before = snapshot(&[&lab.container_ns]);
-    let mut holder = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.container_ns, "sleep", "30"])
-        .spawn()
-        .unwrap();
+    let mut holder = process_in_netns(&lab.container_ns);
     let bundle = std::env::temp_dir().join("netrt-it-priv");
     std::fs::create_dir_all(&bundle).unwrap();
     std::fs::write(bundle.join("config.json"), r#"{"annotations":{"net.egress":"1mbit"}}"#).unwrap();
@@ -164,9 +161,9 @@ fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
     let _ = holder.wait();
     let _ = std::fs::remove_dir_all(&bundle);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    assert!(!output.status.success(), "the hook without privileges fails: {stderr}");
     assert!(stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE") && stderr.contains("lacks CAP_NET_ADMIN"), "{stderr}");
-    assert_eq!(snapshot(&[&lab.container_ns]), before);
+    assert_same_host!(snapshot(&[&lab.container_ns]), before);
 }
 
 #[test]
@@ -195,7 +192,7 @@ fn a_record_cut_short_before_any_change_is_cleaned_up() {
     let (container, _bundle) = lab.start("nrt-cut", &annotations);
     assert!(qdiscs(None, &ifb_name("nrt-cut")).contains("rate 2Mbit"));
     container.stop();
-    assert_eq!(snapshot(&[&lab.container_ns]), before);
+    assert_same_host!(snapshot(&[&lab.container_ns]), before);
 
     std::fs::write(partial, r#"{"version":1,"id":"#).unwrap();
     let hook = hook_binary().display().to_string();
