@@ -56,7 +56,7 @@ fn bridge_attachment_with_addresses_routes_mac_and_mtu() {
     container.stop();
     assert!(!link_exists(None, &host_veth), "host veth left behind");
     assert!(!record_exists(id), "record left behind");
-    assert_eq!(snapshot(&[&lan.peer_ns]), before, "host state changed");
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before, "host state changed");
 }
 
 const EGRESS_BPS: f64 = 8_000_000.0;
@@ -120,7 +120,7 @@ fn macvlan_attachment_reaches_the_lan_and_is_shaped_inside() {
     assert_limited(&iperf(&lan.peer_ns, &name.0, LAN_PEER6, true, true, 3).unwrap(), INGRESS_BPS, "ingress");
     drop(name);
     container.stop();
-    assert_eq!(snapshot(&[&lan.peer_ns]), before, "host state changed");
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before, "host state changed");
 }
 
 #[test]
@@ -134,4 +134,24 @@ fn an_existing_interface_name_gets_the_next_free_eth() {
     assert!(inside.contains("eth1    inet 198.51.100.30/24"), "eth0 was taken, so eth1: {inside}");
     container.stop();
     assert!(!link_exists(Some(&lab.container_ns), "eth1"), "the attached interface is removed from a namespace that lives on");
+}
+
+/// Every macvlan mode reaches the kernel as asked; passthru takes the
+/// parent over while it runs and gives it back as it was.
+#[test]
+fn each_macvlan_mode_is_the_kernels() {
+    let lan = Lan::parent("amm");
+    let parent = lan.parent.clone().unwrap();
+    let before = snapshot(&[&lan.peer_ns]);
+    for (n, mode) in ["bridge", "private", "vepa", "passthru"].into_iter().enumerate() {
+        let id = format!("nrt-attach-mm{n}");
+        let address = format!("198.51.100.{}/24", 40 + n);
+        let annotations = [("net.parent", parent.as_str()), ("net.macvlan.mode", mode), ("net.ip", address.as_str())];
+        let (container, _bundle) = start_isolated(&id, &annotations);
+        let link = ok(container.net_sh("ip -d link show eth0"));
+        assert!(link.contains(&format!("macvlan mode {mode} ")), "{mode}: {link}");
+        ok(container.net_sh("busybox ping -c 1 -W 2 198.51.100.1"));
+        container.stop();
+        assert_same_host!(snapshot(&[&lan.peer_ns]), before, "after the {mode} macvlan");
+    }
 }

@@ -64,3 +64,41 @@ fn completions_load_in_bash() {
         assert!(words.contains(engine), "netrt configure <TAB> offers {engine}: {words}");
     }
 }
+
+#[test]
+fn completions_load_in_zsh() {
+    require(sh_output("command -v zsh").status.success(), "zsh is not installed (integration/run installs it)");
+    for (binary, name) in [(hook_binary(), "netrt-hook"), (wrapper_binary(), "netrt")] {
+        let script = format!(
+            "autoload -U compinit && compinit -u -D && source <({} completions zsh) && print -r -- \"$_comps[{name}] $+functions[_{name}]\"",
+            binary.display()
+        );
+        let output = Command::new("zsh").args(["-f", "-c", &script]).output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && text.trim() == format!("_{name} 1"),
+            "zsh registers _{name} for {name}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn completions_load_in_fish() {
+    require(sh_output("command -v fish").status.success(), "fish is not installed (integration/run installs it)");
+    let complete = |binary: &Path, line: &str| {
+        let script = format!("{} completions fish | source; complete -C '{line}'", binary.display());
+        let output = Command::new("fish").args(["--no-config", "-c", &script]).output().unwrap();
+        assert!(output.status.success(), "fish: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    // clap's fish script completes options and commands, not positional values.
+    let options = complete(&wrapper_binary(), "netrt configure --");
+    for option in ["--config", "--dry-run", "--remove"] {
+        assert!(options.lines().any(|l| l.starts_with(option)), "netrt configure --<TAB> offers {option}: {options}");
+    }
+    let commands = complete(&hook_binary(), "netrt-hook ");
+    for command in ["check", "gc", "status", "pool", "renew"] {
+        assert!(commands.lines().any(|l| l.starts_with(command)), "netrt-hook <TAB> offers {command}: {commands}");
+    }
+}

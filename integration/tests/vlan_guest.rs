@@ -103,3 +103,29 @@ fn dhcp_on_a_vlan_sub_interface_in_a_guest() {
         ],
     );
 }
+
+/// A macvlan on a VLAN sub-interface, with limits, set up by the
+/// fault-injection build killed at every setup point and then at every
+/// teardown point: each kill is checked to have happened and to have left
+/// the record, and poststop and gc of the release build leave the guest
+/// as before.
+#[test]
+fn a_vlan_setup_or_teardown_killed_at_any_point_is_cleaned_in_a_guest() {
+    run_guest(
+        "crash-vlan",
+        &[
+            "killed-at-setup-0",
+            "record-left-at-setup-0",
+            "clean-after-setup-0",
+            "killed-at-setup-7",
+            "clean-after-setup-7",
+            "clean-after-clean-run",
+            "setup-kill-points",
+            "killed-at-teardown-0",
+            "record-left-at-teardown-0",
+            "clean-after-teardown-0",
+            "clean-after-teardown-3",
+            "teardown-kill-points",
+        ],
+    );
+}
