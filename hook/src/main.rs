@@ -104,7 +104,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: StatusFormat,
     },
-    /// Address pools (SPEC §6): what they hold, reservations, and the
+    /// Address pools: what they hold, reservations, and the
     /// claims of a node that is gone for good
     Pool {
         #[command(subcommand)]

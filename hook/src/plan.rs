@@ -71,7 +71,7 @@ pub struct Tbf {
     pub limit_bytes: u32,
 }
 
-/// A floor on the uplink (SPEC §8): `net.egress.min` or `net.ingress.min`.
+/// A floor on the uplink: `net.egress.min` or `net.ingress.min`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Guarantee {
     pub direction: Direction,

@@ -26,12 +26,12 @@ pub struct ConfigFile {
     pub runtime: Option<String>,
     #[serde(default)]
     pub policy: PolicyFile,
-    /// This host's name in the registry (SPEC §6); default: the host name.
+    /// This host's name in the registry; default: the host name.
     pub node: Option<String>,
     pub registry: Option<RegistryFile>,
     #[serde(default)]
     pub pools: BTreeMap<String, PoolFile>,
-    /// Declared uplinks and their capacity (SPEC §8).
+    /// Declared uplinks and their capacity.
     #[serde(default)]
     pub uplinks: BTreeMap<String, UplinkFile>,
 }

@@ -78,7 +78,7 @@ pub struct Record {
     /// The DHCP lease of the attachment's IPv4 address (`net.ip=dhcp`).
     #[serde(default)]
     pub dhcp: Option<crate::dhcp::lease::Lease>,
-    /// The container's guarantees on its uplink (SPEC §8), written before
+    /// The container's guarantees on its uplink, written before
     /// the uplink's shaper changes.
     #[serde(default)]
     pub uplink: Option<crate::uplinks::share::Share>,

@@ -1,4 +1,4 @@
-//! DHCP (SPEC §7) through real runc against a real server: dnsmasq in the
+//! DHCP through real runc against a real server: dnsmasq in the
 //! LAN's peer namespace, with 2-minute leases and a lease file the tests
 //! read. Needs root and dnsmasq-base.
 

@@ -1,4 +1,4 @@
-//! The host is never changed by a container (SPEC §2): the settings of the
+//! The host is never changed by a container: the settings of the
 //! host's own objects (a bridge's MTU and MAC, a parent's) do not move while
 //! a container runs, and when the runtime's delete returns nothing of the
 //! container is left, not even for a few milliseconds. Through real runc;

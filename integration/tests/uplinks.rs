@@ -1,4 +1,4 @@
-//! Guarantees on a declared uplink (SPEC §8), with real runc and real
+//! Guarantees on a declared uplink, with real runc and real
 //! traffic: a bridge whose uplink is a veth to a LAN namespace (the
 //! receiver), declared at 100mbit.
 //!

@@ -1,4 +1,4 @@
-//! DHCP (IPv4) for an attachment, without a daemon (SPEC §7): setup runs
+//! DHCP (IPv4) for an attachment, without a daemon: setup runs
 //! the exchange itself on the attached interface inside the container's
 //! namespace; `netrt-hook renew`, run by a timer, renews; teardown and gc
 //! release. Messages are encoded and decoded by `dhcproto`; the exchange,

@@ -1,5 +1,5 @@
 //! Address pools and the registry as the admin writes them in
-//! `/etc/netrt/netrt.json` (SPEC §6), parsed and checked, and what a
+//! `/etc/netrt/netrt.json`, parsed and checked, and what a
 //! container's `net.pool` expands to. Pure: nothing here touches the host.
 
 use std::collections::BTreeMap;

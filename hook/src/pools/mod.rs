@@ -1,4 +1,4 @@
-//! Address pools and the registry that keeps their claims unique (SPEC §6):
+//! Address pools and the registry that keeps their claims unique:
 //! the configuration ([`config`]), the claim stores behind one trait
 //! ([`store`]: host-wide files in [`host`], cluster-wide in [`etcd`]), what
 //! setup, teardown and gc do with claims ([`claims`]), and the admin's

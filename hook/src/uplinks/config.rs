@@ -1,5 +1,5 @@
 //! `uplinks` in the configuration file: the host interfaces an admin
-//! declares, with the capacity netrt may promise on each (SPEC §8).
+//! declares, with the capacity netrt may promise on each.
 
 use std::collections::BTreeMap;
 

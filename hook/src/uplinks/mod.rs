@@ -1,4 +1,4 @@
-//! Uplink capacity and guarantees (SPEC §8): which uplinks the admin
+//! Uplink capacity and guarantees: which uplinks the admin
 //! declared ([`config`]), a container's share and admission, and the
 //! shaper tree the shares make (pure, [`share`]), and the shaper on the
 //! uplink, kept in step with the records ([`shaper`]).
