@@ -10,20 +10,6 @@ $IP link add lan0 type veth peer name sw0 && $IP link set sw0 master sw up && $I
 tagged_peer 50 10.0.0.5/24
 ANNOTATIONS='{"net.parent":"lan0","net.vlan":"50","net.ip":"10.0.0.21/24","net.gateway":"10.0.0.5","net.egress":"5mbit","net.ingress":"7mbit"}'
 
-# Everything netrt could leave in the guest's root namespace.
-snapshot() {
-    $IP -o link show | sed 's/^[0-9]*: //'
-    $IP -o addr show | sed 's/^[0-9]*: //'
-    $IP route show table all
-    /opt/bin/tc qdisc show
-    for link in $($IP -o link show | cut -d: -f2 | cut -d@ -f1); do
-        /opt/bin/tc filter show dev $link ingress
-        /opt/bin/tc class show dev $link
-    done
-    grep ' /run/netrt' /proc/self/mountinfo | cut -d' ' -f5
-    find /run/netrt -mindepth 1 ! -type d ! -name lock | sort
-}
-
 state() { # ID STATUS [PID]
     if [ -n "$3" ]; then pid=",\"pid\":$3"; else pid=""; fi
     echo "{\"ociVersion\":\"1.0.2\",\"id\":\"$1\",\"status\":\"$2\"$pid,\"bundle\":\"/b/$1\"}"
@@ -36,20 +22,10 @@ recorded() { [ -e /run/netrt/containers/$1.json ] || [ -e /run/netrt/containers/
 clean_up() {
     state $1 stopped | $HOOK poststop >/tmp/$1.poststop 2>&1 || echo "CHECK poststop-after-$2 FAIL $(cat /tmp/$1.poststop)"
     $HOOK gc >/dev/null 2>&1 || echo "CHECK gc-after-$2 FAIL"
-    snapshot >/tmp/after
-    if [ "$(cat /tmp/after)" = "$3" ]; then echo "CHECK clean-after-$2 ok"; else
-        echo "CHECK clean-after-$2 FAIL $(echo "$3" | diff - /tmp/after | tr '\n' ' ')"; fi
+    check clean-after-$2 same_as "$3"
 }
 
-# The switch's links settle first (a new bridge reads UNKNOWN until the
-# kernel's link watch has run): the same snapshot twice, half a second apart.
-before=$(snapshot)
-for try in 1 2 3 4 5 6 7 8 9 10; do
-    sleep 0.5
-    now=$(snapshot)
-    [ "$now" = "$before" ] && break
-    before=$now
-done
+before=$(settled_snapshot)
 mkdir -p /b/k && echo "{\"ociVersion\":\"1.0.2\",\"annotations\":$ANNOTATIONS}" > /b/k/config.json
 n=0
 while [ $n -lt 60 ]; do

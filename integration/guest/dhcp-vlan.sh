@@ -13,6 +13,7 @@ for vlan in 50 60; do
         --dhcp-leasefile=/tmp/leases-$vlan --log-facility=/tmp/dnsmasq-$vlan.log >/dev/null 2>&1 &
 done
 sleep 1
+before=$(settled_snapshot)
 
 start d1 '{"net.parent":"lan0","net.vlan":"50","net.ip":"dhcp","net.dhcp.timeout":"30s"}'
 check sub-interface-made $IP -d link show dev lan0.50
@@ -26,3 +27,4 @@ stop d1
 check released sh -c "sleep 1; ! grep -q . /tmp/leases-50"
 check sub-interface-removed sh -c "! $IP link show dev lan0.50"
 check no-records sh -c "[ -z \"\$(ls /run/netrt/containers)\" ]"
+check nothing-left same_as "$before"

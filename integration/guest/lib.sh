@@ -64,3 +64,42 @@ tagged_peer() {
     $IP -n p$1 addr add $2 dev eth0.$1
     $IP -n p$1 link set eth0.$1 up
 }
+
+# Everything netrt could leave in the guest's root namespace: links,
+# addresses, routes, qdiscs, classes and filters, the mounts and files
+# under /run/netrt (the lock aside).
+snapshot() {
+    $IP -o link show | sed 's/^[0-9]*: //'
+    $IP -o addr show | sed 's/^[0-9]*: //'
+    $IP route show table all
+    $IP -6 route show table all
+    /opt/bin/tc qdisc show
+    for link in $($IP -o link show | cut -d: -f2 | cut -d@ -f1); do
+        for parent in "" ingress egress; do
+            /opt/bin/tc filter show dev $link $parent 2>/dev/null | sed "s/^/filter $link ${parent:-root}: /"
+        done
+        /opt/bin/tc class show dev $link | sort | sed "s/^/$link: /"
+    done
+    grep ' /run/netrt' /proc/self/mountinfo | cut -d' ' -f5
+    find /run/netrt -mindepth 1 ! -type d ! -name lock | sort
+}
+
+# The snapshot once it holds still (the same twice, half a second apart):
+# a link made or emptied a moment ago changes state by itself a little later.
+settled_snapshot() {
+    last=$(snapshot)
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 0.5
+        now=$(snapshot)
+        [ "$now" = "$last" ] && break
+        last=$now
+    done
+    echo "$last"
+}
+
+same_as() { # BEFORE: passes if the snapshot (settled, if need be) equals BEFORE; else shows the difference
+    [ "$(snapshot)" = "$1" ] && return 0
+    settled_snapshot > /tmp/now
+    echo "$1" > /tmp/before
+    diff /tmp/before /tmp/now
+}

@@ -11,6 +11,7 @@ for vlan in 50 60; do
     tagged_peer $vlan 10.0.0.$((vlan / 10))/24
 done
 # p50 is 10.0.0.5, p60 is 10.0.0.6.
+before=$(settled_snapshot)
 
 start c1 '{"net.parent":"lan0","net.vlan":"50","net.ip":"10.0.0.11/24"}'
 check sub-interface-made $IP -d link show dev lan0.50
@@ -30,6 +31,7 @@ check kept-while-used $IP link show dev lan0.50
 stop c2
 check removed-after-last sh -c "! $IP link show dev lan0.50"
 check no-records sh -c "[ -z \"\$(ls /run/netrt/containers)\" ]"
+check nothing-left same_as "$before"
 
 # A sub-interface the admin made is used, and never deleted by netrt.
 $IP link add link lan0 name lan0.60 type vlan id 60 && $IP link set lan0.60 up

@@ -6,6 +6,7 @@
 N=25
 $IP link add lan0 type veth peer name lan0p && $IP link set lan0 up && $IP link set lan0p up
 host_ns=$(readlink /proc/self/ns/net)
+before=$(settled_snapshot)
 
 # The namespaces first, each checked to exist, so that only the hooks race.
 for i in $(seq 1 $N); do
@@ -45,4 +46,5 @@ check kept-for-the-last-user $IP link show dev lan0.50
 check one-record-left sh -c "[ \"\$(ls /run/netrt/containers)\" = v$N.json ]"
 stop v$N
 check removed-after-the-last sh -c "! $IP link show dev lan0.50"
+check nothing-left same_as "$before"
 check nothing-of-netrt-left sh -c "[ -z \"\$(find /run/netrt/containers /run/netrt/addresses -mindepth 1)\" ] && [ -z \"\$($IP -d link show type macvlan)\" ]"

@@ -91,11 +91,13 @@ fn every_bad_input_is_refused_naming_its_key_and_changes_nothing() {
     assert!(failures.is_empty(), "{} of {count} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// Whether the refusal reads `netrt: KEY="VALUE": REASON` with words after
-/// the value (runc quotes the hook's message: its backslashes go first).
+/// Whether the refusal reads `netrt: KEY="VALUE": REASON`, a reason with
+/// words in it (runc quotes the hook's message: its backslashes go first).
 fn gives_a_reason(error: &str, key: &str) -> bool {
     let error = error.replace('\\', "");
     let Some(start) = error.find(&format!("netrt: {key}=\"")) else { return false };
     let rest = &error[start..];
-    rest.find("\": ").is_some_and(|end| rest[end + 3..].split_whitespace().next().is_some_and(|word| word.chars().any(char::is_alphabetic)))
+    let Some(end) = rest.find("\": ") else { return false };
+    let reason = &rest[end + 3..];
+    reason.split_whitespace().filter(|word| word.chars().filter(|c| c.is_alphabetic()).count() >= 3).count() >= 2
 }

@@ -246,9 +246,11 @@ fn a_hook_killed_anywhere_leaves_no_shaper_after_poststop_and_gc() {
         assert!(gc.status.success(), "gc after a kill at {point}: {}", String::from_utf8_lossy(&gc.stderr));
         assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before, "after a kill at {point}, poststop and gc leave nothing");
     };
-    let run = |kill: &str| {
+    // Setup's kills run without a poststop in the bundle (runc runs it
+    // after a failed start too), so that what the kill left can be seen.
+    let run = |kill: &str, poststop: bool| {
         let hook_env = [kill, config.as_str()];
-        let mut spec = BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) };
+        let mut spec = BundleSpec { hook_env: &hook_env, poststop, ..BundleSpec::isolated(&annotations) };
         spec.hook = fault_hook_binary();
         spec.command = "true";
         let bundle = Bundle::create(id, &spec);
@@ -257,9 +259,10 @@ fn a_hook_killed_anywhere_leaves_no_shaper_after_poststop_and_gc() {
     let mut setup_points = 0;
     for step in 0.. {
         let point = format!("setup:{step}");
-        match run(&format!("NETRT_FAULT_KILL={point}")) {
+        match run(&format!("NETRT_FAULT_KILL={point}"), false) {
             (Err(error), bundle) => {
                 assert!(error.contains("signal: killed"), "the hook was killed at {point}: {error}");
+                assert!(record_exists(id), "the hook killed at {point} left its record for the clean-up");
                 cleans_up(&bundle, &point);
             }
             (Ok(_), bundle) => {
@@ -272,7 +275,7 @@ fn a_hook_killed_anywhere_leaves_no_shaper_after_poststop_and_gc() {
     let mut teardown_points = 0;
     for change in 1.. {
         let point = format!("teardown-uplink:{change}");
-        let (outcome, bundle) = run(&format!("NETRT_FAULT_KILL={point}"));
+        let (outcome, bundle) = run(&format!("NETRT_FAULT_KILL={point}"), true);
         outcome.unwrap_or_else(|e| panic!("setup before a kill at {point}: {e}"));
         if !std::path::Path::new(&format!("/run/netrt/containers/{id}.json")).exists() {
             cleans_up(&bundle, "no point (teardown finished)");

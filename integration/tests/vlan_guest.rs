@@ -40,6 +40,7 @@ fn macvlan_on_a_vlan_sub_interface_in_a_guest() {
             "reaches-vlan-60",
             "no-reach-vlan-50",
             "admin-sub-interface-kept",
+            "nothing-left",
         ],
     );
 }
@@ -60,6 +61,7 @@ fn parallel_macvlans_share_one_vlan_sub_interface_in_a_guest() {
             "one-record-left",
             "removed-after-the-last",
             "nothing-of-netrt-left",
+            "nothing-left",
         ],
     );
 }
@@ -78,6 +80,7 @@ fn bridge_access_port_in_a_guest() {
             "no-records",
             "refused-without-filtering",
             "refusal-leaves-nothing",
+            "nothing-left",
         ],
     );
 }
@@ -100,6 +103,7 @@ fn dhcp_on_a_vlan_sub_interface_in_a_guest() {
             "released",
             "sub-interface-removed",
             "no-records",
+            "nothing-left",
         ],
     );
 }
