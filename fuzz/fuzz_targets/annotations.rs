@@ -1,3 +1,3 @@
 #![no_main]
-//! See netrt::fuzzing::annotations.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt::fuzzing::annotations(data));
+//! See netrt_hook::fuzzing::annotations.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt_hook::fuzzing::annotations(data));

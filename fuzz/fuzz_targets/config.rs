@@ -1,3 +1,3 @@
 #![no_main]
-//! See netrt::fuzzing::config.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt::fuzzing::config(data));
+//! See netrt_hook::fuzzing::config.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt_hook::fuzzing::config(data));

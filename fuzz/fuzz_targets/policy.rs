@@ -1,3 +1,3 @@
 #![no_main]
-//! See netrt::fuzzing::policy.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt::fuzzing::policy(data));
+//! See netrt_hook::fuzzing::policy.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt_hook::fuzzing::policy(data));

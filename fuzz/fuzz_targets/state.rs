@@ -1,3 +1,3 @@
 #![no_main]
-//! See netrt::fuzzing::state.
-libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt::fuzzing::state(data));
+//! See netrt_hook::fuzzing::state.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| netrt_hook::fuzzing::state(data));

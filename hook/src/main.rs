@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use netrt::hook::{self, Timing};
-use netrt::{plan, policy, settings, status};
+use netrt_hook::hook::{self, Timing};
+use netrt_hook::{plan, policy, settings, status};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
 ///
@@ -156,8 +156,8 @@ enum PoolCommand {
     },
 }
 
-fn pool(command: PoolCommand) -> netrt::error::Result<()> {
-    use netrt::pools::commands;
+fn pool(command: PoolCommand) -> netrt_hook::error::Result<()> {
+    use netrt_hook::pools::commands;
     let out = match command {
         PoolCommand::List { json } => commands::list(json)?,
         PoolCommand::Show { name, json } => commands::show(&name, json)?,
@@ -189,7 +189,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
             Ok(())
         }
-        Some(Command::Renew { all }) => netrt::dhcp::renew::renew(all).map(|lines| {
+        Some(Command::Renew { all }) => netrt_hook::dhcp::renew::renew(all).map(|lines| {
             for line in lines {
                 println!("{line}");
             }
@@ -212,8 +212,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(words: &[String]) -> netrt::error::Result<()> {
-    let settings = settings::from_words(words).map_err(netrt::error::Error::Input)?;
+fn check(words: &[String]) -> netrt_hook::error::Result<()> {
+    let settings = settings::from_words(words).map_err(netrt_hook::error::Error::Input)?;
     let (policy, pools) = policy::load_with_pools()?;
     let plan = plan::build_with(&settings, &pools)?;
     policy.check_with(&plan, &pools)?;
@@ -227,7 +227,7 @@ fn check(words: &[String]) -> netrt::error::Result<()> {
         println!(
             "guarantee: {} of at least {} on the attachment's uplink (admitted at setup against its capacity)",
             floor.direction.name(),
-            netrt::units::format_rate(floor.rate_bps)
+            netrt_hook::units::format_rate(floor.rate_bps)
         );
     }
     for shaper in plan.shapers() {
@@ -243,16 +243,16 @@ enum StatusFormat {
     Prometheus,
 }
 
-fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt::error::Result<()> {
+fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_hook::error::Result<()> {
     if uplinks {
-        let uplinks = netrt::uplinks::status::collect()?;
+        let uplinks = netrt_hook::uplinks::status::collect()?;
         match format {
             StatusFormat::Json => {
                 println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "uplinks": uplinks })).expect("status serialises"))
             }
-            StatusFormat::Table => print!("{}", netrt::uplinks::status::render_table(&uplinks)),
+            StatusFormat::Table => print!("{}", netrt_hook::uplinks::status::render_table(&uplinks)),
             StatusFormat::Prometheus => {
-                return Err(netrt::error::Error::Input("status --uplinks has no prometheus format; use --json".into()))
+                return Err(netrt_hook::error::Error::Input("status --uplinks has no prometheus format; use --json".into()))
             }
         }
         return Ok(());

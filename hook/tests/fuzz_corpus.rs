@@ -26,10 +26,10 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 #[test]
 fn the_kept_fuzz_inputs_run_clean() {
     for (target, run) in [
-        ("annotations", netrt::fuzzing::annotations as fn(&[u8])),
-        ("state", netrt::fuzzing::state),
-        ("config", netrt::fuzzing::config),
-        ("policy", netrt::fuzzing::policy),
+        ("annotations", netrt_hook::fuzzing::annotations as fn(&[u8])),
+        ("state", netrt_hook::fuzzing::state),
+        ("config", netrt_hook::fuzzing::config),
+        ("policy", netrt_hook::fuzzing::policy),
     ] {
         let count = replay(target, run);
         assert!(count > 0, "fuzz/corpus/{target} has inputs to replay");

@@ -311,7 +311,7 @@ fn accuracy(lab: &Lab) {
             }
             remove(lab, shaper, applied);
         }
-        let rate_text = netrt::units::format_rate(rate);
+        let rate_text = netrt_hook::units::format_rate(rate);
         println!("{rate_text:<8} {:<9}{}", "egress", rows[0]);
         println!("{rate_text:<8} {:<9}{}", "ingress", rows[1]);
     }
@@ -912,9 +912,9 @@ fn pools_latency(iterations: usize) {
 /// read on the same connection, and a claim (one write transaction, its
 /// release not counted).
 fn registry_request_costs(cluster: &netrt_integration::cluster::EtcdCluster, iterations: usize) -> [f64; 3] {
-    use netrt::pools::config::Etcd;
-    use netrt::pools::etcd::EtcdStore;
-    use netrt::pools::store::{Claim, ClaimStore};
+    use netrt_hook::pools::config::Etcd;
+    use netrt_hook::pools::etcd::EtcdStore;
+    use netrt_hook::pools::store::{Claim, ClaimStore};
     let etcd = Etcd {
         endpoints: cluster.endpoints(),
         prefix: "/netrt-bench-costs/".into(),
@@ -995,7 +995,7 @@ fn dhcp_latency(iterations: usize) {
 /// Opens the hook's own packet socket, binds it to the loopback
 /// interface, and times its close.
 fn packet_socket_close_ms() -> f64 {
-    let socket = netrt::dhcp::client::PacketSocket::open().expect("a packet socket (needs CAP_NET_RAW)");
+    let socket = netrt_hook::dhcp::client::PacketSocket::open().expect("a packet socket (needs CAP_NET_RAW)");
     socket.bind(1).expect("bound to lo");
     let start = Instant::now();
     drop(socket);
@@ -1017,7 +1017,7 @@ struct DiscoverWatch {
 impl DiscoverWatch {
     fn start(netns: &str, ifname: &str) -> DiscoverWatch {
         let index: i32 = sh(&format!("ip netns exec {netns} cat /sys/class/net/{ifname}/ifindex")).trim().parse().unwrap();
-        let ns = netrt::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
+        let ns = netrt_hook::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
         let fd = ns
             .run_in(|| unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32) })
             .unwrap();
