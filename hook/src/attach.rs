@@ -76,24 +76,31 @@ pub async fn prepare(
                 check_vlan_filtering(&bridge, attachment)?;
             }
             if let Some(mtu) = attachment.mtu.filter(|mtu| *mtu > bridge.mtu) {
-                return Err(attachment.refuse("net.mtu", format!(
-                    "{mtu} is larger than the MTU of bridge {} ({}); netrt never changes the bridge's MTU",
-                    bridge.name, bridge.mtu
-                )));
+                return Err(attachment.refuse(
+                    "net.mtu",
+                    format!(
+                        "{mtu} is larger than the MTU of bridge {} ({}); netrt never changes the bridge's MTU",
+                        bridge.name, bridge.mtu
+                    ),
+                ));
             }
             let host_mac = shaping::host_veth_mac(container_id);
             if bridge_mac_would_change(&bridge, &host_mac) {
-                return Err(attachment.refuse(lead, format!(
+                return Err(attachment.refuse(
+                    lead,
+                    format!(
                     "bridge {0} has no port yet and a MAC the kernel chose, so the first port's MAC would become the \
                      bridge's (and 00:00:00:00:00:00 once that port leaves); netrt never changes the bridge: \
                      fix its MAC with ip link set {0} address {1}, or add its uplink first",
                     bridge.name,
                     format_mac(&bridge.mac)
-                )));
+                ),
+                ));
             }
             let bridge_mtu = bridge.mtu;
             let host_veth = shaping::host_veth_name(container_id);
-            let pin = attachment.dhcp.map(|_| crate::record::Store::system().pin_path(container_id).display().to_string());
+            let pin =
+                attachment.dhcp.map(|_| crate::record::Store::system().pin_path(container_id).display().to_string());
             (PreparedMedium::Bridge { bridge, host_veth, host_mac, pin }, bridge_mtu)
         }
         Medium::Macvlan { parent, .. } => {
@@ -111,9 +118,8 @@ pub async fn prepare(
                 Lower::Existing(link) | Lower::SharedVlan(link) | Lower::NewVlan { parent: link, .. } => link.mtu,
             };
             if let Some(mtu) = attachment.mtu.filter(|mtu| *mtu > lower_mtu) {
-                return Err(attachment.refuse("net.mtu", format!(
-                    "{mtu} is larger than the MTU of the macvlan's parent ({lower_mtu})"
-                )));
+                return Err(attachment
+                    .refuse("net.mtu", format!("{mtu} is larger than the MTU of the macvlan's parent ({lower_mtu})")));
             }
             let pin = crate::record::Store::system().pin_path(container_id).display().to_string();
             (PreparedMedium::Macvlan { lower, pin }, lower_mtu)
@@ -132,13 +138,10 @@ pub async fn prepare(
 
 async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Result<Link, KeyError> {
     let lead = attachment.lead_key();
-    host.link_by_name(name)
-        .await
-        .map_err(|e| attachment.refuse(lead, e.to_string()))?
-        .ok_or_else(|| {
-            let what = if lead == "net.bridge" { "bridge (netrt never creates one)" } else { "interface" };
-            attachment.refuse(lead, format!("the host has no {what} called {name}"))
-        })
+    host.link_by_name(name).await.map_err(|e| attachment.refuse(lead, e.to_string()))?.ok_or_else(|| {
+        let what = if lead == "net.bridge" { "bridge (netrt never creates one)" } else { "interface" };
+        attachment.refuse(lead, format!("the host has no {what} called {name}"))
+    })
 }
 
 /// Whether enslaving a port with `port_mac` would change the bridge's own
@@ -150,7 +153,8 @@ async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Resul
 /// (mounted for another namespace), nothing is known and nothing refused.
 fn bridge_mac_would_change(bridge: &Link, port_mac: &[u8; 6]) -> bool {
     let sys = std::path::Path::new("/sys/class/net").join(&bridge.name);
-    let read = |file: &str| std::fs::read_to_string(sys.join(file)).map(|text| text.trim().to_string()).unwrap_or_default();
+    let read =
+        |file: &str| std::fs::read_to_string(sys.join(file)).map(|text| text.trim().to_string()).unwrap_or_default();
     if read("ifindex") != bridge.index.to_string() || read("addr_assign_type") == NET_ADDR_SET {
         return false;
     }
@@ -165,30 +169,43 @@ fn check_vlan_filtering(bridge: &Link, attachment: &Attachment) -> Result<(), Ke
     match bridge.vlan_filtering {
         Some(true) => Ok(()),
         // Kernels built without it report the setting as off too.
-        Some(false) => Err(attachment.refuse("net.vlan", format!(
-            "bridge {0} has VLAN filtering off; netrt never changes the bridge: turn it on with \
+        Some(false) => Err(attachment.refuse(
+            "net.vlan",
+            format!(
+                "bridge {0} has VLAN filtering off; netrt never changes the bridge: turn it on with \
              ip link set {0} type bridge vlan_filtering 1 (a kernel without CONFIG_BRIDGE_VLAN_FILTERING refuses that)",
-            bridge.name
-        ))),
-        None => Err(attachment.refuse("net.vlan", format!(
+                bridge.name
+            ),
+        )),
+        None => Err(attachment.refuse(
+            "net.vlan",
+            format!(
             "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING), so bridge {} cannot carry VLANs",
             bridge.name
-        ))),
+        ),
+        )),
     }
 }
 
 /// A `<parent>.<vlan>` that exists already: it must be that VLAN of that
 /// parent. It is shared if netrt made it for another container.
-fn existing_vlan(link: Link, parent: &Link, vlan_id: u16, others: &[Record], attachment: &Attachment) -> Result<Lower, KeyError> {
+fn existing_vlan(
+    link: Link,
+    parent: &Link,
+    vlan_id: u16,
+    others: &[Record],
+    attachment: &Attachment,
+) -> Result<Lower, KeyError> {
     if link.kind.as_deref() != Some("vlan") || link.vlan_id != Some(vlan_id) || link.peer_index != Some(parent.index) {
-        return Err(attachment.refuse("net.vlan", format!(
-            "{} exists but is not VLAN {vlan_id} of {}; netrt does not touch it",
-            link.name, parent.name
-        )));
+        return Err(attachment.refuse(
+            "net.vlan",
+            format!("{} exists but is not VLAN {vlan_id} of {}; netrt does not touch it", link.name, parent.name),
+        ));
     }
-    let made_by_netrt = others.iter().flat_map(|r| &r.created).any(|c| {
-        matches!(c, Created::VlanLink { name, index } if *name == link.name && *index == Some(link.index))
-    });
+    let made_by_netrt = others
+        .iter()
+        .flat_map(|r| &r.created)
+        .any(|c| matches!(c, Created::VlanLink { name, index } if *name == link.name && *index == Some(link.index)));
     Ok(if made_by_netrt { Lower::SharedVlan(link) } else { Lower::Existing(link) })
 }
 
@@ -297,11 +314,9 @@ pub async fn apply(
         }
     };
 
-    let interface = container
-        .link_by_name(&prepared.ifname)
-        .await
-        .map_err(fail(lead))?
-        .ok_or_else(|| attachment.refuse(lead, format!("{} vanished from the container right after it was made", prepared.ifname)))?;
+    let interface = container.link_by_name(&prepared.ifname).await.map_err(fail(lead))?.ok_or_else(|| {
+        attachment.refuse(lead, format!("{} vanished from the container right after it was made", prepared.ifname))
+    })?;
     if let Some(Created::ContainerLink { index, .. }) = done.last_mut() {
         *index = Some(interface.index);
     }
@@ -387,7 +402,12 @@ pub async fn apply(
 /// Waits, at most `OPERATIONAL_WAIT`, until the interface (and the host
 /// end of its veth) is operational; past that, DHCP's retransmissions
 /// make up for a lost first message.
-async fn wait_operational(container: &crate::netlink::Netlink, index: u32, host: &crate::netlink::Netlink, host_end: Option<u32>) {
+async fn wait_operational(
+    container: &crate::netlink::Netlink,
+    index: u32,
+    host: &crate::netlink::Netlink,
+    host_end: Option<u32>,
+) {
     let deadline = std::time::Instant::now() + OPERATIONAL_WAIT;
     loop {
         let inside = matches!(container.link_by_index(index).await, Ok(Some(link)) if link.operational);
@@ -406,13 +426,18 @@ const OPERATIONAL_WAIT: Duration = Duration::from_millis(200);
 
 /// The refusal of a setup that got no lease.
 fn no_lease(attachment: &Attachment, prepared: &Prepared, failure: Failure, timeout: Duration) -> KeyError {
-    let on = format!("{} ({})", prepared.ifname, match &attachment.medium {
-        Medium::Bridge { bridge } => format!("bridge {bridge}"),
-        Medium::Macvlan { parent, .. } => match attachment.vlan {
-            Some(vlan) => format!("macvlan on {}, VLAN {vlan} of {parent}", attachment.macvlan_lower().unwrap_or_default()),
-            None => format!("macvlan on {parent}"),
-        },
-    });
+    let on = format!(
+        "{} ({})",
+        prepared.ifname,
+        match &attachment.medium {
+            Medium::Bridge { bridge } => format!("bridge {bridge}"),
+            Medium::Macvlan { parent, .. } => match attachment.vlan {
+                Some(vlan) =>
+                    format!("macvlan on {}, VLAN {vlan} of {parent}", attachment.macvlan_lower().unwrap_or_default()),
+                None => format!("macvlan on {parent}"),
+            },
+        }
+    );
     let within = crate::units::format_duration_us(timeout.as_micros() as u64);
     attachment.refuse("net.ip", match failure {
         Failure::NoOffer => format!("no DHCP offer on {on} within {within}"),

@@ -13,7 +13,14 @@ use crate::settings::{Setting, Settings};
 
 /// Keys that configure the attached interface; each needs an attachment.
 pub const COMPANION_KEYS: [&str; 9] = [
-    "net.vlan", "net.macvlan.mode", "net.ifname", "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu",
+    "net.vlan",
+    "net.macvlan.mode",
+    "net.ifname",
+    "net.ip",
+    "net.gateway",
+    "net.routes",
+    "net.mac",
+    "net.mtu",
     "net.dhcp.timeout",
 ];
 pub const MIN_MTU: u32 = 68;
@@ -39,11 +46,10 @@ impl Cidr {
     }
 
     pub fn parse(text: &str) -> Result<Cidr, String> {
-        let (address, prefix) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} has no prefix length; write it as ADDRESS/LENGTH, e.g. 198.51.100.10/24"))?;
-        let address: IpAddr =
-            address.parse().map_err(|_| format!("{address:?} is not an IPv4 or IPv6 address"))?;
+        let (address, prefix) = text.split_once('/').ok_or_else(|| {
+            format!("{text:?} has no prefix length; write it as ADDRESS/LENGTH, e.g. 198.51.100.10/24")
+        })?;
+        let address: IpAddr = address.parse().map_err(|_| format!("{address:?} is not an IPv4 or IPv6 address"))?;
         let max = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix.parse::<u8>() {
             Ok(p) if p <= max && prefix.bytes().all(|b| b.is_ascii_digit()) => p,
@@ -61,7 +67,11 @@ impl Cidr {
 
     /// All ones across an address of this family.
     fn all_ones(&self) -> u128 {
-        if self.address.is_ipv4() { u32::MAX as u128 } else { u128::MAX }
+        if self.address.is_ipv4() {
+            u32::MAX as u128
+        } else {
+            u128::MAX
+        }
     }
 
     fn mask(&self) -> u128 {
@@ -275,7 +285,10 @@ impl Attachment {
         let join = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
         let mut addresses: Vec<String> = self.addresses.iter().map(Cidr::to_string).collect();
         if let Some(dhcp) = &self.dhcp {
-            addresses.insert(0, format!("IPv4 by DHCP at setup (timeout {})", crate::units::format_duration_us(dhcp.timeout_ms * 1000)));
+            addresses.insert(
+                0,
+                format!("IPv4 by DHCP at setup (timeout {})", crate::units::format_duration_us(dhcp.timeout_ms * 1000)),
+            );
         }
         if let Some(pool) = &self.pool {
             let given = if addresses.is_empty() { "" } else { "the rest " };
@@ -285,10 +298,15 @@ impl Attachment {
         lines.push(format!("gateways: {}", join(self.gateways.iter().map(IpAddr::to_string).collect())));
         lines.push(format!(
             "routes: {}",
-            join(self.routes.iter().map(|r| match r.via {
-                Some(via) => format!("{} via {via}", r.destination),
-                None => r.destination.to_string(),
-            }).collect())
+            join(
+                self.routes
+                    .iter()
+                    .map(|r| match r.via {
+                        Some(via) => format!("{} via {via}", r.destination),
+                        None => r.destination.to_string(),
+                    })
+                    .collect()
+            )
         ));
         if let Some(mac) = self.mac_to_set() {
             let origin = if self.mac.is_some() { "" } else { " (derived from the IPv4 address)" };
@@ -342,7 +360,9 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
     };
     let given: Settings = settings
         .iter()
-        .filter(|(key, _)| COMPANION_KEYS.contains(&key.as_str()) || ["net.bridge", "net.parent", "net.pool"].contains(&key.as_str()))
+        .filter(|(key, _)| {
+            COMPANION_KEYS.contains(&key.as_str()) || ["net.bridge", "net.parent", "net.pool"].contains(&key.as_str())
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let field = |key: &str| settings.get(key);
@@ -359,9 +379,13 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
         .transpose()?;
     let (addresses, by_dhcp) = field("net.ip").map(addresses).transpose()?.unwrap_or_default();
     let dhcp = match (by_dhcp, field("net.dhcp.timeout")) {
-        (false, Some(timeout)) => return Err(refuse(timeout, "applies to net.ip=dhcp, and net.ip does not ask for DHCP")),
+        (false, Some(timeout)) => {
+            return Err(refuse(timeout, "applies to net.ip=dhcp, and net.ip does not ask for DHCP"))
+        }
         (false, None) => None,
-        (true, timeout) => Some(Dhcp { timeout_ms: timeout.map(dhcp_timeout).transpose()?.unwrap_or(DEFAULT_DHCP_TIMEOUT_MS) }),
+        (true, timeout) => {
+            Some(Dhcp { timeout_ms: timeout.map(dhcp_timeout).transpose()?.unwrap_or(DEFAULT_DHCP_TIMEOUT_MS) })
+        }
     };
     let mut networks: Vec<Cidr> = addresses.iter().chain(pool_networks).copied().collect();
     if by_dhcp {
@@ -374,20 +398,26 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
     let mac = field("net.mac").map(|s| parse_mac(&s.value).map_err(|r| refuse(s, r))).transpose()?;
     let mtu = field("net.mtu").map(|s| mtu(s, &networks)).transpose()?;
     if let (Medium::Macvlan { mode: MacvlanMode::Passthru, .. }, Some(given_mac)) = (&medium, field("net.mac")) {
-        return Err(refuse(given_mac, format!(
-            "a passthru macvlan carries its parent's own MAC, so setting another would change the MAC of {} \
+        return Err(refuse(
+            given_mac,
+            format!(
+                "a passthru macvlan carries its parent's own MAC, so setting another would change the MAC of {} \
              (netrt never changes a host interface's settings); leave net.mac out or use another macvlan mode",
-            settings.get("net.parent").map_or("the parent", |p| p.value.as_str())
-        )));
+                settings.get("net.parent").map_or("the parent", |p| p.value.as_str())
+            ),
+        ));
     }
 
     let pool = field("net.pool").map(|s| s.value.clone());
     let attachment = Attachment { medium, vlan, ifname, addresses, gateways, routes, mac, mtu, given, pool, dhcp };
     if let Some(sub) = attachment.vlan_interface() {
         if sub.len() > MAX_IFNAME_BYTES {
-            return Err(attachment.refuse("net.vlan", format!(
+            return Err(attachment.refuse(
+                "net.vlan",
+                format!(
                 "the VLAN sub-interface would be called {sub}, longer than the {MAX_IFNAME_BYTES} bytes Linux allows"
-            )));
+            ),
+            ));
         }
     }
     Ok(Some(attachment))
@@ -454,9 +484,10 @@ fn addresses(setting: &Setting) -> Result<(Vec<Cidr>, bool), KeyError> {
         addresses.push(cidr);
     }
     if let (true, Some(v4)) = (dhcp, addresses.iter().find(|a| a.address.is_ipv4())) {
-        return Err(refuse(setting, format!(
-            "dhcp gives the IPv4 address, so {v4} cannot stand beside it; give static IPv6 addresses only"
-        )));
+        return Err(refuse(
+            setting,
+            format!("dhcp gives the IPv4 address, so {v4} cannot stand beside it; give static IPv6 addresses only"),
+        ));
     }
     Ok((addresses, dhcp))
 }
@@ -465,9 +496,10 @@ fn dhcp_timeout(setting: &Setting) -> Result<u64, KeyError> {
     let us = crate::units::parse_duration_us(&setting.value).map_err(|r| refuse(setting, r))?;
     let ms = us / 1000;
     if us % 1000 != 0 || !(1..=MAX_DHCP_TIMEOUT_MS).contains(&ms) {
-        return Err(refuse(setting, format!(
-            "a DHCP timeout is from 1ms to {}s, in whole milliseconds", MAX_DHCP_TIMEOUT_MS / 1000
-        )));
+        return Err(refuse(
+            setting,
+            format!("a DHCP timeout is from 1ms to {}s, in whole milliseconds", MAX_DHCP_TIMEOUT_MS / 1000),
+        ));
     }
     Ok(ms)
 }
@@ -505,7 +537,10 @@ fn check_reachable(setting: &Setting, hop: IpAddr, addresses: &[Cidr]) -> Result
     if link_local || addresses.iter().any(|a| a.contains(hop)) {
         return Ok(());
     }
-    Err(refuse(setting, format!("{hop} is not reachable: no net.ip address of its family has a network that contains it")))
+    Err(refuse(
+        setting,
+        format!("{hop} is not reachable: no net.ip address of its family has a network that contains it"),
+    ))
 }
 
 fn gateways(setting: &Setting, addresses: &[Cidr]) -> Result<Vec<IpAddr>, KeyError> {
@@ -532,7 +567,10 @@ fn routes(setting: &Setting, addresses: &[Cidr]) -> Result<Vec<Route>, KeyError>
         };
         let destination = Cidr::parse(destination).map_err(|r| refuse(setting, r))?;
         if !destination.is_network() {
-            return Err(refuse(setting, format!("{destination} has host bits set; a route's destination is a network")));
+            return Err(refuse(
+                setting,
+                format!("{destination} has host bits set; a route's destination is a network"),
+            ));
         }
         if destination.prefix == 0 {
             return Err(refuse(setting, "a default route is set with net.gateway"));
@@ -583,7 +621,10 @@ fn mtu(setting: &Setting, addresses: &[Cidr]) -> Result<u32, KeyError> {
         _ => return Err(refuse(setting, format!("an MTU is a whole number from {MIN_MTU} to {MAX_MTU}"))),
     };
     if mtu < MIN_IPV6_MTU && addresses.iter().any(|a| a.address.is_ipv6()) {
-        return Err(refuse(setting, format!("IPv6 needs an MTU of at least {MIN_IPV6_MTU}, and net.ip has an IPv6 address")));
+        return Err(refuse(
+            setting,
+            format!("IPv6 needs an MTU of at least {MIN_IPV6_MTU}, and net.ip has an IPv6 address"),
+        ));
     }
     Ok(mtu)
 }
@@ -624,7 +665,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.medium, Medium::Bridge { bridge: "br0".into() });
         assert_eq!((a.vlan, a.ifname.as_deref(), a.mtu), (Some(50), Some("lan0"), Some(1400)));
-        assert_eq!(a.addresses, vec![Cidr::parse("198.51.100.10/24").unwrap(), Cidr::parse("2001:db8::10/64").unwrap()]);
+        assert_eq!(
+            a.addresses,
+            vec![Cidr::parse("198.51.100.10/24").unwrap(), Cidr::parse("2001:db8::10/64").unwrap()]
+        );
         assert_eq!(a.gateways, vec!["198.51.100.1".parse::<IpAddr>().unwrap(), "2001:db8::1".parse().unwrap()]);
         assert_eq!(a.routes.len(), 3);
         assert_eq!(a.routes[2], Route { destination: Cidr::parse("192.0.2.0/24").unwrap(), via: None });
@@ -671,9 +715,11 @@ mod tests {
             "net.mac=\"02:00:5e:10:00:01\"",
             "would change the MAC of eth1",
         );
-        let derived = attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
+        let derived =
+            attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
         assert_eq!(derived.mac_to_set(), None, "no MAC derived from the address either");
-        let bridged = attachment(&["net.parent=eth1", "net.macvlan.mode=bridge", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
+        let bridged =
+            attachment(&["net.parent=eth1", "net.macvlan.mode=bridge", "net.ip=10.0.0.5/8"]).unwrap().unwrap();
         assert_eq!(bridged.mac_to_set(), Some([0x02, 0x42, 10, 0, 0, 5]));
     }
 
@@ -706,10 +752,18 @@ mod tests {
     #[test]
     fn vlan_ids_and_modes() {
         for bad in ["0", "4095", "-1", "+5", "1.5", "x", "65536"] {
-            assert_refused(&["net.parent=eth1", &format!("net.vlan={bad}")], &format!("net.vlan=\"{bad}\""), "1 to 4094");
+            assert_refused(
+                &["net.parent=eth1", &format!("net.vlan={bad}")],
+                &format!("net.vlan=\"{bad}\""),
+                "1 to 4094",
+            );
         }
         assert_eq!(attachment(&["net.parent=eth1", "net.vlan=4094"]).unwrap().unwrap().vlan, Some(4094));
-        assert_refused(&["net.parent=eth1", "net.macvlan.mode=source"], "net.macvlan.mode=\"source\"", "bridge, private, vepa or passthru");
+        assert_refused(
+            &["net.parent=eth1", "net.macvlan.mode=source"],
+            "net.macvlan.mode=\"source\"",
+            "bridge, private, vepa or passthru",
+        );
         assert_refused(&["net.parent=abcdefghijklm", "net.vlan=100"], "net.vlan=\"100\"", "abcdefghijklm.100");
     }
 
@@ -734,7 +788,8 @@ mod tests {
         for (value, reason) in bad {
             assert_refused(&["net.bridge=br0", &format!("net.ip={value}")], &format!("net.ip=\"{value}\""), reason);
         }
-        let a = attachment(&["net.bridge=br0", "net.ip=198.51.100.0/31,198.51.100.7/32,2001:db8::/64"]).unwrap().unwrap();
+        let a =
+            attachment(&["net.bridge=br0", "net.ip=198.51.100.0/31,198.51.100.7/32,2001:db8::/64"]).unwrap().unwrap();
         assert_eq!(a.addresses.len(), 3, "/31, /32 and IPv6 subnet-router addresses are hosts");
     }
 
@@ -743,16 +798,29 @@ mod tests {
         let a = attachment(&["net.bridge=br0", "net.ip=dhcp"]).unwrap().unwrap();
         assert_eq!((a.dhcp, a.addresses.len()), (Some(Dhcp { timeout_ms: DEFAULT_DHCP_TIMEOUT_MS }), 0));
         assert_eq!(a.mac_for("c1"), Some(crate::dhcp::lease::mac_of("c1")), "a MAC from the container id");
-        let a = attachment(&["net.parent=eth1", "net.ip=DHCP, 2001:db8::10/64", "net.dhcp.timeout=1500ms", "net.gateway=203.0.113.1"])
-            .unwrap()
-            .unwrap();
-        assert_eq!((a.dhcp.unwrap().timeout_ms, a.addresses.len(), a.gateways.len()), (1500, 1, 1), "any IPv4 gateway: the subnet comes at setup");
+        let a = attachment(&[
+            "net.parent=eth1",
+            "net.ip=DHCP, 2001:db8::10/64",
+            "net.dhcp.timeout=1500ms",
+            "net.gateway=203.0.113.1",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (a.dhcp.unwrap().timeout_ms, a.addresses.len(), a.gateways.len()),
+            (1500, 1, 1),
+            "any IPv4 gateway: the subnet comes at setup"
+        );
         let passthru = attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=dhcp"]).unwrap().unwrap();
         assert_eq!(passthru.mac_for("c1"), None, "a passthru macvlan keeps its parent's MAC");
         for (words, key_value, reason) in [
             (&["net.ip=dhcp"][..], "net.ip=\"dhcp\"", "needs net.bridge or net.parent"),
             (&["net.bridge=br0", "net.ip=dhcp,dhcp"], "net.ip=\"dhcp,dhcp\"", "dhcp is listed twice"),
-            (&["net.bridge=br0", "net.ip=dhcp,198.51.100.10/24"], "net.ip=\"dhcp,198.51.100.10/24\"", "dhcp gives the IPv4 address"),
+            (
+                &["net.bridge=br0", "net.ip=dhcp,198.51.100.10/24"],
+                "net.ip=\"dhcp,198.51.100.10/24\"",
+                "dhcp gives the IPv4 address",
+            ),
             (&["net.bridge=br0", "net.dhcp.timeout=5s"], "net.dhcp.timeout=\"5s\"", "applies to net.ip=dhcp"),
             (&["net.bridge=br0", "net.ip=dhcp", "net.dhcp.timeout=61s"], "net.dhcp.timeout=\"61s\"", "from 1ms to 60s"),
             (&["net.bridge=br0", "net.ip=dhcp", "net.dhcp.timeout=0s"], "net.dhcp.timeout=\"0s\"", "from 1ms to 60s"),
@@ -772,9 +840,17 @@ mod tests {
             ("198.51.100.10", "container's own addresses"),
             ("gw", "not an IPv4 or IPv6 address"),
         ] {
-            assert_refused(&["net.bridge=br0", ip, &format!("net.gateway={value}")], &format!("net.gateway=\"{value}\""), reason);
+            assert_refused(
+                &["net.bridge=br0", ip, &format!("net.gateway={value}")],
+                &format!("net.gateway=\"{value}\""),
+                reason,
+            );
         }
-        assert_refused(&["net.bridge=br0", "net.gateway=198.51.100.1"], "net.gateway=\"198.51.100.1\"", "not reachable");
+        assert_refused(
+            &["net.bridge=br0", "net.gateway=198.51.100.1"],
+            "net.gateway=\"198.51.100.1\"",
+            "not reachable",
+        );
         let a = attachment(&["net.bridge=br0", ip, "net.gateway=fe80::1"]).unwrap().unwrap();
         assert_eq!(a.gateways.len(), 1, "an IPv6 link-local gateway is always on the link");
     }
@@ -792,7 +868,11 @@ mod tests {
             ("203.0.113.0/24,203.0.113.0/24", "listed twice"),
             ("203.0.113.0", "no prefix length"),
         ] {
-            assert_refused(&["net.bridge=br0", ip, &format!("net.routes={value}")], &format!("net.routes=\"{value}\""), reason);
+            assert_refused(
+                &["net.bridge=br0", ip, &format!("net.routes={value}")],
+                &format!("net.routes=\"{value}\""),
+                reason,
+            );
         }
     }
 
@@ -815,9 +895,17 @@ mod tests {
     #[test]
     fn mtus() {
         for value in ["67", "65536", "0", "-1", "1500.5", "+1500", "big"] {
-            assert_refused(&["net.bridge=br0", &format!("net.mtu={value}")], &format!("net.mtu=\"{value}\""), "68 to 65535");
+            assert_refused(
+                &["net.bridge=br0", &format!("net.mtu={value}")],
+                &format!("net.mtu=\"{value}\""),
+                "68 to 65535",
+            );
         }
-        assert_refused(&["net.bridge=br0", "net.ip=2001:db8::1/64", "net.mtu=1000"], "net.mtu=\"1000\"", "IPv6 needs an MTU");
+        assert_refused(
+            &["net.bridge=br0", "net.ip=2001:db8::1/64", "net.mtu=1000"],
+            "net.mtu=\"1000\"",
+            "IPv6 needs an MTU",
+        );
         assert_eq!(attachment(&["net.bridge=br0", "net.mtu=68"]).unwrap().unwrap().mtu, Some(68));
     }
 

@@ -49,7 +49,9 @@ pub fn leaks(_kind: &str) -> bool {
 /// fault switch leaks.
 #[cfg(feature = "fault-injection")]
 pub fn undone(created: &[crate::record::Created]) -> std::borrow::Cow<'_, [crate::record::Created]> {
-    let kind = |object: &crate::record::Created| serde_json::to_value(object).ok().and_then(|v| v["object"].as_str().map(String::from));
+    let kind = |object: &crate::record::Created| {
+        serde_json::to_value(object).ok().and_then(|v| v["object"].as_str().map(String::from))
+    };
     created.iter().filter(|object| !kind(object).is_some_and(|k| leaks(&k))).cloned().collect::<Vec<_>>().into()
 }
 

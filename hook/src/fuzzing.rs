@@ -39,7 +39,8 @@ pub fn annotations(data: &[u8]) {
 
 /// The OCI state a runtime writes on a hook's stdin.
 pub fn state(data: &[u8]) {
-    let _ = oci::read_state(data).map(|container| (crate::record::check_id(&container.id), oci::stage(None, &container)));
+    let _ =
+        oci::read_state(data).map(|container| (crate::record::check_id(&container.id), oci::stage(None, &container)));
 }
 
 /// A bundle's config.json: the annotations and environment netrt reads
@@ -59,10 +60,15 @@ pub fn policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(file) = policy::parse_config("netrt.json", text) else { return };
     let Ok(policy) = policy::Policy::from_file("netrt.json".into(), file.policy) else { return };
-    let words: Vec<String> =
-        ["net.bridge=br0", "net.vlan=150", "net.ip=198.51.100.10/24,2001:db8::10/64", "net.egress=10mbit", "net.ingress=2gbit"]
-            .map(String::from)
-            .to_vec();
+    let words: Vec<String> = [
+        "net.bridge=br0",
+        "net.vlan=150",
+        "net.ip=198.51.100.10/24,2001:db8::10/64",
+        "net.egress=10mbit",
+        "net.ingress=2gbit",
+    ]
+    .map(String::from)
+    .to_vec();
     let plan = plan::build(&settings::from_words(&words).expect("fixed words")).expect("a valid plan");
     let _ = policy.check(&plan);
 }
@@ -73,14 +79,23 @@ mod tests {
 
     #[test]
     fn the_targets_take_good_and_bad_input() {
-        for data in [&b""[..], b"net.egress=10mbit\nNETRT_INGRESS=1G", b"net.ip=198.51.100.10/24\nnet.bridge=br0", b"\xff\xfe=\x00"] {
+        for data in [
+            &b""[..],
+            b"net.egress=10mbit\nNETRT_INGRESS=1G",
+            b"net.ip=198.51.100.10/24\nnet.bridge=br0",
+            b"\xff\xfe=\x00",
+        ] {
             annotations(data);
             state(data);
             config(data);
             policy(data);
         }
         state(br#"{"ociVersion":"1.0.2","id":"a","status":"creating","pid":1,"bundle":"/b"}"#);
-        config(br#"{"ociVersion":"1.0.2","annotations":{"net.egress":"1mbit"},"process":{"env":["NETRT_INGRESS=1M"]}}"#);
-        policy(br#"{"policy":{"bridges":["br0"],"vlans":["100-199"],"subnets":["198.51.100.0/24"],"max_rate":"1gbit"}}"#);
+        config(
+            br#"{"ociVersion":"1.0.2","annotations":{"net.egress":"1mbit"},"process":{"env":["NETRT_INGRESS=1M"]}}"#,
+        );
+        policy(
+            br#"{"policy":{"bridges":["br0"],"vlans":["100-199"],"subnets":["198.51.100.0/24"],"max_rate":"1gbit"}}"#,
+        );
     }
 }

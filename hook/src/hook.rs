@@ -7,6 +7,7 @@ use crate::attachment::Attachment;
 use crate::error::{Error, KeyError, Result};
 use crate::fault;
 use crate::netlink::Netlink;
+use crate::netlink::{Link, NetError};
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
@@ -16,10 +17,9 @@ use crate::pools::store::{Claim, ClaimStore, StoreError};
 use crate::record::{self, Created, Record, Side, Store};
 use crate::settings;
 use crate::shaping::{self, Placement, Sockets};
-use crate::netlink::{Link, NetError};
 use crate::uplinks::config::Uplinks;
-use crate::uplinks::share::Share;
 use crate::uplinks::shaper;
+use crate::uplinks::share::Share;
 use crate::{attach, log, policy, privilege};
 
 /// When setup may happen.
@@ -80,7 +80,10 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     let mut annotations = container.annotations.clone();
     annotations.extend(config.annotations.clone());
     if settings::joins_pod_network(&annotations) {
-        log::info(&format!("{} joins its pod's network namespace; the pod's sandbox carries its settings", container.id));
+        log::info(&format!(
+            "{} joins its pod's network namespace; the pod's sandbox carries its settings",
+            container.id
+        ));
         return Ok(());
     }
     let settings = settings::collect(&annotations, config.env());
@@ -94,9 +97,12 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     }
     policy.check_with(&plan, &pools)?;
     privilege::check()?;
-    let (lead_key, lead_value) = plan.lead_setting().map(|(k, v)| (k.to_string(), v.to_string())).expect("a plan has a lead setting");
+    let (lead_key, lead_value) =
+        plan.lead_setting().map(|(k, v)| (k.to_string(), v.to_string())).expect("a plan has a lead setting");
     let refuse = |reason: String| -> Error { KeyError::new(&lead_key, &lead_value, reason).into() };
-    let pid = container.pid.ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
+    let pid = container
+        .pid
+        .ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
     let container_ns = NetNs::of_pid(pid).map_err(refuse)?;
     let host_ns = NetNs::current().map_err(refuse)?;
     // A DHCP client's packet socket needs CAP_NET_RAW: opened now, in the
@@ -104,11 +110,15 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
     let acquirer = match plan.attachment.as_ref().and_then(|a| a.dhcp) {
         None => None,
         Some(_) => {
-            let socket = container_ns
-                .run_in(crate::dhcp::client::PacketSocket::open)
-                .map_err(refuse)?
-                .map_err(|e| refuse(format!("cannot open a packet socket for DHCP in the container's namespace: {e}")))?;
-            Some(crate::dhcp::client::Acquirer { socket, container_id: container.id.clone(), hostname: config.hostname.clone() })
+            let socket =
+                container_ns.run_in(crate::dhcp::client::PacketSocket::open).map_err(refuse)?.map_err(|e| {
+                    refuse(format!("cannot open a packet socket for DHCP in the container's namespace: {e}"))
+                })?;
+            Some(crate::dhcp::client::Acquirer {
+                socket,
+                container_id: container.id.clone(),
+                hostname: config.hostname.clone(),
+            })
         }
     };
     privilege::drop_to_kept()?;
@@ -149,10 +159,16 @@ fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
         let pooled = plan.attachment.as_ref().is_some_and(|a| claims::uses_pools(a, &pools));
         let mut registry = None;
         if pooled {
-            registry = Some(claim_addresses(&store, &pools, &mut plan, container, pid, &container_ns, &netns_path).await?);
+            registry =
+                Some(claim_addresses(&store, &pools, &mut plan, container, pid, &container_ns, &netns_path).await?);
         }
-        let mut leasing =
-            acquirer.as_ref().map(|acquirer| attach::Leasing { acquirer, policy: &policy, held: None, store: &store, lock: &mut lock });
+        let mut leasing = acquirer.as_ref().map(|acquirer| attach::Leasing {
+            acquirer,
+            policy: &policy,
+            held: None,
+            store: &store,
+            lock: &mut lock,
+        });
         let result = setup_claimed(
             container,
             &plan,
@@ -202,7 +218,15 @@ async fn claim_addresses(
     let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
     let mut registry = claims::open(pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
     settle_pending(store, &mut registry, &pools.node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
-    let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path.to_string(), String::new(), None, Plan::default());
+    let mut record = Record::new(
+        &container.id,
+        pid,
+        container_ns.id(),
+        netns_path.to_string(),
+        String::new(),
+        None,
+        Plan::default(),
+    );
     record.pool_claims = true;
     store.begin(&record)?;
     fault::kill_point("claim", 0);
@@ -236,7 +260,11 @@ async fn release_or_remember(store: &Store, registry: &mut claims::AnyStore, nod
 }
 
 /// Carries out the releases earlier runs could not; returns what it did.
-async fn settle_pending(store: &Store, registry: &mut claims::AnyStore, node: &str) -> std::result::Result<Vec<String>, StoreError> {
+async fn settle_pending(
+    store: &Store,
+    registry: &mut claims::AnyStore,
+    node: &str,
+) -> std::result::Result<Vec<String>, StoreError> {
     let mut lines = vec![];
     for id in store.pending_releases().map_err(|e| StoreError::Failed(e.to_string()))? {
         for held in claims::release(registry, node, &id).await? {
@@ -338,13 +366,17 @@ async fn setup_claimed(
             }
             Target::Existing(placement) => placement,
         };
-        shaping::apply(&buckets, &placement, &ifb, sockets, &mut done, &mut steps).await.map_err(|(direction, e)| {
-            let shaper = plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
-            Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
-        })?;
+        shaping::apply(&buckets, &placement, &ifb, sockets, &mut done, &mut steps).await.map_err(
+            |(direction, e)| {
+                let shaper =
+                    plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
+                Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
+            },
+        )?;
         if let Some(mut share) = record.uplink.clone() {
             let guarantee = plan.guarantees().next().expect("a share comes from a guarantee");
-            let refuse_guarantee = |e: NetError| Error::from(KeyError::new(&guarantee.source, &guarantee.value, e.to_string()));
+            let refuse_guarantee =
+                |e: NetError| Error::from(KeyError::new(&guarantee.source, &guarantee.value, e.to_string()));
             let container_socket = sockets.container.as_ref().expect("setup has the container's socket");
             let interface = container_socket.link_by_name(&record.interface).await.map_err(refuse_guarantee)?;
             share.mac = interface.and_then(|link| link.mac.try_into().ok());
@@ -379,7 +411,9 @@ async fn setup_claimed(
     }
     let mut failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
     if let Some(share) = &record.uplink {
-        if let Err(e) = reconcile_uplink(store, &sockets.host, uplinks, share, &container.id, None, &mut || Ok(())).await {
+        if let Err(e) =
+            reconcile_uplink(store, &sockets.host, uplinks, share, &container.id, None, &mut || Ok(())).await
+        {
             failures.push(e);
         }
     }
@@ -397,7 +431,14 @@ async fn setup_claimed(
 /// Admission for the plan's guarantees, before any change: the declared
 /// uplink on the attachment's way out, the room the other records' shares
 /// leave on it, and a root qdisc netrt may replace.
-async fn admit_guarantees(plan: &Plan, uplinks: &Uplinks, prepared: &attach::Prepared, host: &Netlink, store: &Store, id: &str) -> Result<Option<Share>> {
+async fn admit_guarantees(
+    plan: &Plan,
+    uplinks: &Uplinks,
+    prepared: &attach::Prepared,
+    host: &Netlink,
+    store: &Store,
+    id: &str,
+) -> Result<Option<Share>> {
     let Some(lead) = plan.guarantees().next() else { return Ok(None) };
     let refuse = |reason: String| -> Error { KeyError::new(&lead.source, &lead.value, reason).into() };
     let way = attach::way_out(prepared, host).await.map_err(|e| refuse(e.to_string()))?;
@@ -416,7 +457,10 @@ async fn admit_guarantees(plan: &Plan, uplinks: &Uplinks, prepared: &attach::Pre
         }
         _ => {
             let names: Vec<&str> = declared.iter().map(|l| l.name.as_str()).collect();
-            return Err(refuse(format!("more than one declared uplink on the attachment's way out ({}); a guarantee needs one", names.join(", "))));
+            return Err(refuse(format!(
+                "more than one declared uplink on the attachment's way out ({}); a guarantee needs one",
+                names.join(", ")
+            )));
         }
     };
     let uplink = uplinks.get(&uplink_link.name).expect("declared");
@@ -440,9 +484,17 @@ async fn reconcile_uplink(
     own: Option<&Share>,
     changed: &mut dyn FnMut() -> crate::netlink::NetResult<()>,
 ) -> std::result::Result<(), NetError> {
-    let records = store.all().map_err(|e| NetError { action: "reading the records".into(), errno: None, detail: e.to_string() })?;
-    let mut shares: Vec<&Share> =
-        records.iter().filter(|r| r.id != id).filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == share.uplink).collect();
+    let records = store.all().map_err(|e| NetError {
+        action: "reading the records".into(),
+        errno: None,
+        detail: e.to_string(),
+    })?;
+    let mut shares: Vec<&Share> = records
+        .iter()
+        .filter(|r| r.id != id)
+        .filter_map(|r| r.uplink.as_ref())
+        .filter(|s| s.uplink == share.uplink)
+        .collect();
     shares.extend(own);
     let capacity_bps = uplinks.get(&share.uplink).map_or(share.capacity_bps, |u| u.capacity_bps);
     shaper::reconcile(host, &share.uplink, capacity_bps, &shares, changed).await
@@ -542,7 +594,9 @@ async fn release_record_claims(store: &Store, id: &str) {
             release_or_remember(store, &mut registry, &pools.node, id).await;
         }
         Err(e) => {
-            log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
+            log::error(&format!(
+                "the claims of {id} are released later, by the next run that reaches the registry: {e}"
+            ));
             let _ = store.add_pending_release(id);
         }
     }
@@ -692,7 +746,9 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
             names.extend(links.iter().filter(|l| l.index == index).map(|l| l.name.clone()));
         }
     }
-    names.extend(links.iter().filter(|l| links.iter().any(|ifb| ifb.name == shaper::ifb_name(l.index))).map(|l| l.name.clone()));
+    names.extend(
+        links.iter().filter(|l| links.iter().any(|ifb| ifb.name == shaper::ifb_name(l.index))).map(|l| l.name.clone()),
+    );
     names.sort();
     names.dedup();
     let mut lines = vec![];
@@ -703,7 +759,8 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
         lines.push(line);
     }
     for name in names {
-        let shares: Vec<&Share> = records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
+        let shares: Vec<&Share> =
+            records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
         let recorded = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
         let capacity_bps = uplinks.get(&name).map_or(recorded, |u| u.capacity_bps);
         let mut changes = 0;
@@ -725,7 +782,10 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
             .filter(|d| crate::uplinks::share::tree(capacity_bps, &shares, **d).is_some())
             .count();
         if changes > rewrites {
-            let line = format!("corrected netrt's shaper on uplink {name}: it now holds the guarantees of {} containers", shares.len());
+            let line = format!(
+                "corrected netrt's shaper on uplink {name}: it now holds the guarantees of {} containers",
+                shares.len()
+            );
             log::info(&line);
             lines.push(line);
         }

@@ -248,11 +248,17 @@ fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_h
         let uplinks = netrt_hook::uplinks::status::collect()?;
         match format {
             StatusFormat::Json => {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "uplinks": uplinks })).expect("status serialises"))
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "uplinks": uplinks }))
+                        .expect("status serialises")
+                )
             }
             StatusFormat::Table => print!("{}", netrt_hook::uplinks::status::render_table(&uplinks)),
             StatusFormat::Prometheus => {
-                return Err(netrt_hook::error::Error::Input("status --uplinks has no prometheus format; use --json".into()))
+                return Err(netrt_hook::error::Error::Input(
+                    "status --uplinks has no prometheus format; use --json".into(),
+                ))
             }
         }
         return Ok(());

@@ -81,9 +81,12 @@ pub fn read_state(input: impl Read) -> Result<Container> {
 
 pub fn parse_state(text: &str) -> Result<Container> {
     if text.trim().is_empty() {
-        return Err(Error::Input("no OCI state on stdin; netrt-hook is run by the container runtime (see netrt-hook --help)".into()));
+        return Err(Error::Input(
+            "no OCI state on stdin; netrt-hook is run by the container runtime (see netrt-hook --help)".into(),
+        ));
     }
-    let state: State = serde_json::from_str(text).map_err(|e| Error::Input(format!("the OCI state on stdin is not valid: {e}")))?;
+    let state: State =
+        serde_json::from_str(text).map_err(|e| Error::Input(format!("the OCI state on stdin is not valid: {e}")))?;
     if state.id().is_empty() {
         return Err(Error::Input("the OCI state on stdin has no container id".into()));
     }
@@ -142,7 +145,9 @@ pub fn read_bounded(path: &Path) -> std::result::Result<String, String> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => format!("{} is a symbolic link; netrt reads only a regular file there", path.display()),
+            Some(libc::ELOOP) => {
+                format!("{} is a symbolic link; netrt reads only a regular file there", path.display())
+            }
             _ => format!("cannot open {}: {e}", path.display()),
         })?;
     let metadata = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -153,7 +158,9 @@ pub fn read_bounded(path: &Path) -> std::result::Result<String, String> {
         return Err(format!("{} is larger than 4 MiB", path.display()));
     }
     let mut text = String::new();
-    file.take(MAX_INPUT_BYTES + 1).read_to_string(&mut text).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if text.len() as u64 > MAX_INPUT_BYTES {
         return Err(format!("{} is larger than 4 MiB", path.display()));
     }

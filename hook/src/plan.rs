@@ -20,12 +20,28 @@ pub const MIN_QUEUED_FRAMES: u64 = 4;
 pub const DEFAULT_BURST_US: u64 = 20_000;
 
 pub const BANDWIDTH_KEYS: [&str; 8] = [
-    "net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency",
-    "net.egress.min", "net.ingress.min",
+    "net.egress",
+    "net.ingress",
+    "net.egress.burst",
+    "net.ingress.burst",
+    "net.egress.latency",
+    "net.ingress.latency",
+    "net.egress.min",
+    "net.ingress.min",
 ];
 pub const ATTACHMENT_KEYS: [&str; 12] = [
-    "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname",
-    "net.ip", "net.gateway", "net.routes", "net.mac", "net.mtu", "net.pool", "net.dhcp.timeout",
+    "net.bridge",
+    "net.parent",
+    "net.vlan",
+    "net.macvlan.mode",
+    "net.ifname",
+    "net.ip",
+    "net.gateway",
+    "net.routes",
+    "net.mac",
+    "net.mtu",
+    "net.pool",
+    "net.dhcp.timeout",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,10 +159,16 @@ pub fn build_with(settings: &Settings, pools: &Pools) -> Result<Plan, KeyError> 
     for floor in plan.guarantees() {
         let setting = Setting { source: floor.source.clone(), value: floor.value.clone() };
         if plan.attachment.is_none() {
-            return Err(refuse(&setting, "needs net.bridge or net.parent: a guarantee holds on the uplink of the container's LAN attachment"));
+            return Err(refuse(
+                &setting,
+                "needs net.bridge or net.parent: a guarantee holds on the uplink of the container's LAN attachment",
+            ));
         }
         if let Some(limit) = plan.shapers().find(|s| s.direction == floor.direction && s.rate_bps < floor.rate_bps) {
-            return Err(refuse(&setting, format!("above {}={}, the container's own limit", limit.rate_source, limit.rate_value)));
+            return Err(refuse(
+                &setting,
+                format!("above {}={}, the container's own limit", limit.rate_source, limit.rate_value),
+            ));
         }
     }
     Ok(plan)
@@ -209,9 +231,7 @@ fn shaper(settings: &Settings, direction: Direction) -> Result<Option<Shaper>, K
         return Ok(None);
     };
     let rate_bps = units::parse_rate(&rate.value).map_err(|reason| refuse(rate, reason))?;
-    let burst_bytes = burst
-        .map(|b| units::parse_size(&b.value).map_err(|reason| refuse(b, reason)))
-        .transpose()?;
+    let burst_bytes = burst.map(|b| units::parse_size(&b.value).map_err(|reason| refuse(b, reason))).transpose()?;
     let latency_us = match latency {
         None => DEFAULT_LATENCY_US,
         Some(l) => {
@@ -243,10 +263,13 @@ impl Shaper {
         let rate_bytes_per_s = self.rate_bps / 8;
         let burst = match self.burst_bytes {
             Some(burst) if burst < frame_bytes as u64 => {
-                return Err(self.refuse_burst(burst, format!(
+                return Err(self.refuse_burst(
+                    burst,
+                    format!(
                     "burst of {burst} bytes is smaller than one frame on the shaped interface ({frame_bytes} bytes); \
                      the kernel would drop every full-sized packet"
-                )));
+                ),
+                ));
             }
             Some(burst) => burst,
             None => (rate_bytes_per_s * DEFAULT_BURST_US / 1_000_000).max(frame_bytes as u64),
@@ -254,10 +277,14 @@ impl Shaper {
         let queued = (rate_bytes_per_s as u128 * self.latency_us as u128 / 1_000_000) as u64;
         let limit = queued.max(MIN_QUEUED_FRAMES * frame_bytes as u64) + burst;
         if limit > u32::MAX as u64 {
-            return Err(KeyError::new(&self.rate_source, &self.rate_value, format!(
+            return Err(KeyError::new(
+                &self.rate_source,
+                &self.rate_value,
+                format!(
                 "the queue for {} of latency at this rate plus the burst exceeds 4 GiB; lower {}.latency or {}.burst",
                 units::format_duration_us(self.latency_us), self.direction.key(), self.direction.key()
-            )));
+            ),
+            ));
         }
         Ok(Tbf { rate_bytes_per_s, burst_bytes: burst as u32, limit_bytes: limit as u32 })
     }
@@ -325,8 +352,10 @@ mod tests {
              write 10mbit for bits per second or 80mbit for 10 mbps"
         );
         assert_eq!(message(&["net.ingress=fast"]).split(": ").nth(1), Some("net.ingress=\"fast\""));
-        assert!(message(&["net.egress=1mbit", "net.egress.burst=1x"]).starts_with("netrt: net.egress.burst=\"1x\": unknown size unit"));
-        assert!(message(&["net.egress=1mbit", "net.egress.latency=25"]).starts_with("netrt: net.egress.latency=\"25\": a duration needs a unit"));
+        assert!(message(&["net.egress=1mbit", "net.egress.burst=1x"])
+            .starts_with("netrt: net.egress.burst=\"1x\": unknown size unit"));
+        assert!(message(&["net.egress=1mbit", "net.egress.latency=25"])
+            .starts_with("netrt: net.egress.latency=\"25\": a duration needs a unit"));
         assert!(message(&["net.egress=1mbit", "net.egress.latency=20s"]).contains("between 100us and 10s"));
         assert!(message(&["net.egress=1mbit", "net.egress.latency=50us"]).contains("between 100us and 10s"));
         assert!(message(&["net.egress="]).ends_with("net.egress=\"\": empty value"));
@@ -339,7 +368,10 @@ mod tests {
 
     #[test]
     fn companions_need_their_rate() {
-        assert_eq!(message(&["net.egress.burst=32k"]), "netrt: net.egress.burst=\"32k\": needs net.egress (the rate it applies to)");
+        assert_eq!(
+            message(&["net.egress.burst=32k"]),
+            "netrt: net.egress.burst=\"32k\": needs net.egress (the rate it applies to)"
+        );
         assert!(message(&["net.ingress.latency=5ms", "net.egress=1mbit"]).contains("needs net.ingress"));
     }
 
@@ -347,7 +379,8 @@ mod tests {
     fn unknown_keys_are_refused_with_a_suggestion() {
         assert_eq!(message(&["net.egres=1mbit"]), "netrt: net.egres=\"1mbit\": unknown key; did you mean net.egress?");
         assert!(message(&["net.qos=high"]).contains("unknown key; netrt knows net.egress, net.ingress"));
-        assert!(message(&["NETRT_INGRES=1mbit"]).starts_with("netrt: NETRT_INGRES=\"1mbit\": unknown key; did you mean net.ingress?"));
+        assert!(message(&["NETRT_INGRES=1mbit"])
+            .starts_with("netrt: NETRT_INGRES=\"1mbit\": unknown key; did you mean net.ingress?"));
     }
 
     #[test]
@@ -374,7 +407,10 @@ mod tests {
     fn explicit_burst_below_a_frame_is_refused() {
         let shaper = plan(&["net.ingress=1mbit", "net.ingress.burst=1000"]).unwrap().ingress.unwrap();
         let e = shaper.tbf(1514).unwrap_err().to_string();
-        assert!(e.starts_with("netrt: net.ingress.burst=\"1000\": burst of 1000 bytes is smaller than one frame"), "{e}");
+        assert!(
+            e.starts_with("netrt: net.ingress.burst=\"1000\": burst of 1000 bytes is smaller than one frame"),
+            "{e}"
+        );
         assert_eq!(shaper.tbf(1000).unwrap().burst_bytes, 1000);
     }
 
@@ -404,8 +440,14 @@ mod guarantee_tests {
 
     #[test]
     fn guarantees_are_read_beside_limits() {
-        let p = plan(&["net.bridge=br0", "net.ip=198.51.100.10/24", "net.egress.min=60mbit", "net.egress=80mbit", "net.ingress.min=1gbit"])
-            .unwrap();
+        let p = plan(&[
+            "net.bridge=br0",
+            "net.ip=198.51.100.10/24",
+            "net.egress.min=60mbit",
+            "net.egress=80mbit",
+            "net.ingress.min=1gbit",
+        ])
+        .unwrap();
         assert_eq!(p.egress_min.as_ref().map(|g| g.rate_bps), Some(60_000_000));
         assert_eq!(p.ingress_min.as_ref().map(|g| g.rate_bps), Some(1_000_000_000));
         assert_eq!(p.limit_bps(Direction::Egress), Some(80_000_000));
@@ -416,7 +458,10 @@ mod guarantee_tests {
     fn guarantees_without_an_attachment_or_above_the_limit_are_refused() {
         for (words, said) in [
             (&["net.egress.min=10mbit"][..], "net.egress.min=\"10mbit\": needs net.bridge or net.parent"),
-            (&["net.bridge=br0", "net.ingress.min=60mbit", "net.ingress=50mbit"][..], "net.ingress.min=\"60mbit\": above net.ingress=50mbit"),
+            (
+                &["net.bridge=br0", "net.ingress.min=60mbit", "net.ingress=50mbit"][..],
+                "net.ingress.min=\"60mbit\": above net.ingress=50mbit",
+            ),
             (&["net.bridge=br0", "net.egress.min=fast"][..], "net.egress.min=\"fast\""),
             (&["net.bridge=br0", "net.egress.mni=1mbit"][..], "did you mean net.egress.min?"),
         ] {

@@ -105,7 +105,9 @@ impl Policy {
         };
         let vlans = file
             .vlans
-            .map(|ranges| ranges.iter().map(|r| vlan_range(r).map_err(|e| bad("vlans", r, e))).collect::<Result<Vec<_>>>())
+            .map(|ranges| {
+                ranges.iter().map(|r| vlan_range(r).map_err(|e| bad("vlans", r, e))).collect::<Result<Vec<_>>>()
+            })
             .transpose()?;
         let subnets = file
             .subnets
@@ -119,21 +121,28 @@ impl Policy {
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
-        let max_rate_bps = file
-            .max_rate
-            .map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e)))
-            .transpose()?;
-        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps, uplinks: Uplinks::default() })
+        let max_rate_bps =
+            file.max_rate.map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e))).transpose()?;
+        Ok(Policy {
+            path,
+            bridges: file.bridges,
+            parents: file.parents,
+            vlans,
+            subnets,
+            max_rate_bps,
+            uplinks: Uplinks::default(),
+        })
     }
 
     /// Refuses a plan that asks for more than the policy allows.
     pub fn check(&self, plan: &Plan) -> Result<(), KeyError> {
         if let Some(max) = self.max_rate_bps {
             if let Some(shaper) = plan.shapers().find(|s| s.rate_bps > max) {
-                return Err(KeyError::new(&shaper.rate_source, &shaper.rate_value, self.rule(
-                    "max_rate",
-                    format!("above the host's maximum rate of {}", units::format_rate(max)),
-                )));
+                return Err(KeyError::new(
+                    &shaper.rate_source,
+                    &shaper.rate_value,
+                    self.rule("max_rate", format!("above the host's maximum rate of {}", units::format_rate(max))),
+                ));
             }
         }
         let Some(attachment) = &plan.attachment else { return Ok(()) };
@@ -148,17 +157,15 @@ impl Policy {
         }
         if let (Some(vlan), Some(ranges)) = (attachment.vlan, &self.vlans) {
             if !ranges.iter().any(|(low, high)| (*low..=*high).contains(&vlan)) {
-                let shown: Vec<String> = ranges.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
+                let shown: Vec<String> =
+                    ranges.iter().map(|(l, h)| if l == h { l.to_string() } else { format!("{l}-{h}") }).collect();
                 return Err(attachment.refuse("net.vlan", self.rule("vlans", list_of(&shown))));
             }
         }
         if let Some(subnets) = &self.subnets {
             if let Some(outside) = attachment.addresses.iter().find(|a| !subnets.iter().any(|s| s.covers(a))) {
                 let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
-                return Err(attachment.refuse("net.ip", format!(
-                    "{outside} {}",
-                    self.rule("subnets", list_of(&shown))
-                )));
+                return Err(attachment.refuse("net.ip", format!("{outside} {}", self.rule("subnets", list_of(&shown)))));
             }
         }
         Ok(())
@@ -172,11 +179,10 @@ impl Policy {
         let Some(pool) = attachment.pool.as_ref().and_then(|name| pools.get(name)) else { return Ok(()) };
         if let Some(outside) = pool.subnets.iter().find(|p| !subnets.iter().any(|s| s.covers(p))) {
             let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
-            return Err(attachment.refuse("net.pool", format!(
-                "pool {}'s subnet {outside} {}",
-                pool.name,
-                self.rule("subnets", list_of(&shown))
-            )));
+            return Err(attachment.refuse(
+                "net.pool",
+                format!("pool {}'s subnet {outside} {}", pool.name, self.rule("subnets", list_of(&shown))),
+            ));
         }
         Ok(())
     }
@@ -189,10 +195,8 @@ impl Policy {
             return Ok(());
         }
         let shown: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
-        Err(attachment.refuse("net.ip", format!(
-            "the DHCP server offered {leased}, {}",
-            self.rule("subnets", list_of(&shown))
-        )))
+        Err(attachment
+            .refuse("net.ip", format!("the DHCP server offered {leased}, {}", self.rule("subnets", list_of(&shown)))))
     }
 
     fn rule(&self, field: &str, allowed: String) -> String {
@@ -201,7 +205,11 @@ impl Policy {
 }
 
 fn list_of(items: &[String]) -> String {
-    if items.is_empty() { "nothing is allowed".into() } else { format!("allowed are {}", items.join(", ")) }
+    if items.is_empty() {
+        "nothing is allowed".into()
+    } else {
+        format!("allowed are {}", items.join(", "))
+    }
 }
 
 fn vlan_range(text: &str) -> Result<(u16, u16), String> {
@@ -264,10 +272,15 @@ mod tests {
             refusal(&["net.bridge=br1"]),
             "netrt: net.bridge=\"br1\": not allowed by the host's policy (policy.bridges in /etc/netrt/netrt.json: allowed are br0)"
         );
-        assert!(refusal(&["net.parent=eth0"]).contains("net.parent=\"eth0\": not allowed by the host's policy (policy.parents"));
+        assert!(refusal(&["net.parent=eth0"])
+            .contains("net.parent=\"eth0\": not allowed by the host's policy (policy.parents"));
         assert!(refusal(&["net.parent=eth1", "net.vlan=200"]).contains("net.vlan=\"200\": not allowed by the host's policy (policy.vlans in /etc/netrt/netrt.json: allowed are 100-199, 300)"));
-        assert!(refusal(&["net.bridge=br0", "net.ip=203.0.113.5/24"]).contains("net.ip=\"203.0.113.5/24\": 203.0.113.5/24 not allowed by the host's policy (policy.subnets"));
-        assert!(refusal(&["net.bridge=br0", "net.ip=198.51.100.5/16"]).contains("policy.subnets"), "a wider prefix leaves the subnet");
+        assert!(refusal(&["net.bridge=br0", "net.ip=203.0.113.5/24"])
+            .contains("net.ip=\"203.0.113.5/24\": 203.0.113.5/24 not allowed by the host's policy (policy.subnets"));
+        assert!(
+            refusal(&["net.bridge=br0", "net.ip=198.51.100.5/16"]).contains("policy.subnets"),
+            "a wider prefix leaves the subnet"
+        );
         assert!(refusal(&["net.ingress=20gbit"]).contains("net.ingress=\"20gbit\": not allowed by the host's policy (policy.max_rate in /etc/netrt/netrt.json: above the host's maximum rate of 10gbit)"));
     }
 
@@ -293,8 +306,11 @@ mod tests {
         };
         assert_eq!(p.check_with(&plan("lan"), &pools), Ok(()));
         let refusal = p.check_with(&plan("wide"), &pools).unwrap_err().to_string();
-        assert_eq!(refusal, "netrt: net.pool=\"wide\": pool wide's subnet 203.0.113.0/24 not allowed by the host's policy \
-            (policy.subnets in /etc/netrt/netrt.json: allowed are 198.51.100.0/24)");
+        assert_eq!(
+            refusal,
+            "netrt: net.pool=\"wide\": pool wide's subnet 203.0.113.0/24 not allowed by the host's policy \
+            (policy.subnets in /etc/netrt/netrt.json: allowed are 198.51.100.0/24)"
+        );
     }
 
     #[test]

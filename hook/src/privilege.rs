@@ -9,12 +9,14 @@ use caps::{CapSet, Capability, CapsHashSet};
 use crate::error::{Error, Result};
 
 /// What the hook must have when it starts.
-pub const AT_START: [Capability; 3] = [Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_PTRACE];
+pub const AT_START: [Capability; 3] =
+    [Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_PTRACE];
 /// What it keeps while it works.
 pub const KEPT: [Capability; 2] = [Capability::CAP_NET_ADMIN, Capability::CAP_SYS_ADMIN];
 
 pub fn check() -> Result<()> {
-    let effective = caps::read(None, CapSet::Effective).map_err(|e| Error::System(format!("cannot read capabilities: {e}")))?;
+    let effective =
+        caps::read(None, CapSet::Effective).map_err(|e| Error::System(format!("cannot read capabilities: {e}")))?;
     let missing: Vec<String> = AT_START.iter().filter(|c| !effective.contains(c)).map(|c| c.to_string()).collect();
     if missing.is_empty() {
         return Ok(());

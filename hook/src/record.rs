@@ -2,8 +2,8 @@
 //! and teardown, and the host-wide lock that serialises changes to it.
 
 use std::fs::{self, File, OpenOptions};
-use std::net::IpAddr;
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -93,7 +93,15 @@ impl Record {
         self.plan.attachment.iter().flat_map(|a| &a.addresses).map(|cidr| cidr.address)
     }
 
-    pub fn new(id: &str, pid: i32, netns: NsId, netns_path: String, interface: String, host_veth: Option<String>, plan: Plan) -> Self {
+    pub fn new(
+        id: &str,
+        pid: i32,
+        netns: NsId,
+        netns_path: String,
+        interface: String,
+        host_veth: Option<String>,
+        plan: Plan,
+    ) -> Self {
         Record {
             version: RECORD_VERSION,
             id: id.to_string(),
@@ -122,7 +130,9 @@ pub fn check_id(id: &str) -> Result<()> {
     if safe {
         Ok(())
     } else {
-        Err(Error::Input(format!("container id {id:?} is not one netrt accepts (letters, digits, _ . + -, at most 200)")))
+        Err(Error::Input(format!(
+            "container id {id:?} is not one netrt accepts (letters, digits, _ . + -, at most 200)"
+        )))
     }
 }
 
@@ -430,7 +440,9 @@ fn entries_of(dir: &Path) -> Result<Vec<fs::DirEntry>> {
 /// Removes a file; one already gone is fine.
 fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::System(format!("cannot remove {}: {e}", path.display()))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::System(format!("cannot remove {}: {e}", path.display())))
+        }
         _ => Ok(()),
     }
 }
@@ -479,7 +491,15 @@ mod tests {
     }
 
     fn record(id: &str) -> Record {
-        let mut record = Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), Some("veth1".into()), Plan::default());
+        let mut record = Record::new(
+            id,
+            4242,
+            NsId { dev: 4, ino: 4026532 },
+            "/proc/1/ns/net".into(),
+            "eth0".into(),
+            Some("veth1".into()),
+            Plan::default(),
+        );
         record.created.push(Created::Ifb { side: Side::Host, name: "nrti0".into() });
         record
     }
@@ -570,7 +590,10 @@ mod tests {
         let store = scratch("damaged");
         store.ensure_dirs().unwrap();
         fs::write(store.path_of("c2"), "{").unwrap();
-        assert!(store.load("c2").unwrap_err().to_string().contains("damaged"), "a finished record is never dropped silently");
+        assert!(
+            store.load("c2").unwrap_err().to_string().contains("damaged"),
+            "a finished record is never dropped silently"
+        );
         fs::remove_dir_all(store.dir).unwrap();
     }
 

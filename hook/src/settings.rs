@@ -117,7 +117,8 @@ mod tests {
     #[test]
     fn annotations_win_over_variables_and_values_are_trimmed() {
         let annotations = map(&[("net.egress", " 10mbit "), ("other.key", "x")]);
-        let env = vec!["NETRT_EGRESS=1mbit".to_string(), "NETRT_INGRESS=\t5mbit\n".to_string(), "PATH=/bin".to_string()];
+        let env =
+            vec!["NETRT_EGRESS=1mbit".to_string(), "NETRT_INGRESS=\t5mbit\n".to_string(), "PATH=/bin".to_string()];
         let settings = collect(&annotations, &env);
         assert_eq!(settings.len(), 2);
         assert_eq!(settings["net.egress"], Setting { source: "net.egress".into(), value: "10mbit".into() });

@@ -104,9 +104,11 @@ fn device_name(prefix: &str, container_id: &str) -> String {
 pub async fn locate(sockets: &Sockets, host_ns: &NetNs, container_ns: &NetNs) -> Result<Placement, String> {
     let container = sockets.container.as_ref().expect("setup has the container's socket");
     let text = |e: NetError| e.to_string();
-    let index = container.default_route_interface().await.map_err(text)?.ok_or(
-        "the container has no default route (IPv4 or IPv6), so there is no interface to shape",
-    )?;
+    let index = container
+        .default_route_interface()
+        .await
+        .map_err(text)?
+        .ok_or("the container has no default route (IPv4 or IPv6), so there is no interface to shape")?;
     let interface = container
         .link_by_index(index)
         .await
@@ -201,7 +203,14 @@ pub async fn apply(
     Ok(())
 }
 
-async fn shape_root(on: &Netlink, side: Side, link: &Link, tbf: &Tbf, done: &mut Vec<Created>, steps: &mut u32) -> NetResult<()> {
+async fn shape_root(
+    on: &Netlink,
+    side: Side,
+    link: &Link,
+    tbf: &Tbf,
+    done: &mut Vec<Created>,
+    steps: &mut u32,
+) -> NetResult<()> {
     on.add_root_tbf(link, tbf).await.map_err(|e| explain_exists(e, link))?;
     done.push(Created::RootQdisc { side, index: link.index, name: link.name.clone() });
     step_done(steps)
@@ -271,7 +280,11 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
             return Ok(removed);
         }
         Created::NetnsPin { path } => {
-            return crate::netns::unpin(std::path::Path::new(path)).map_err(|detail| NetError { action: "teardown".into(), errno: None, detail })
+            return crate::netns::unpin(std::path::Path::new(path)).map_err(|detail| NetError {
+                action: "teardown".into(),
+                errno: None,
+                detail,
+            })
         }
         Created::RootQdisc { side, index, name } => (side, index, name, true),
         Created::IngressQdisc { side, index, name } => (side, index, name, false),
@@ -281,7 +294,11 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     let Some(link) = on.link_by_index(*index).await?.filter(|link| &link.name == name) else {
         return Ok(false);
     };
-    if root { on.delete_own_root_tbf(&link).await } else { on.delete_ingress_qdisc(&link).await }
+    if root {
+        on.delete_own_root_tbf(&link).await
+    } else {
+        on.delete_ingress_qdisc(&link).await
+    }
 }
 
 /// The link group netrt's devices join for the moment of their deletion
@@ -305,19 +322,26 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
         match object {
             Created::Ifb { side, name } => Some((*side, name.clone(), None, &["ifb"])),
             Created::HostVeth { name, index } => Some((Side::Host, name.clone(), *index, &["veth"])),
-            Created::VlanLink { name, index } if !vlans_in_use.contains(name) => Some((Side::Host, name.clone(), *index, &["vlan"])),
-            Created::ContainerLink { name, index } => Some((Side::Container, name.clone(), *index, &["macvlan", "veth"])),
+            Created::VlanLink { name, index } if !vlans_in_use.contains(name) => {
+                Some((Side::Host, name.clone(), *index, &["vlan"]))
+            }
+            Created::ContainerLink { name, index } => {
+                Some((Side::Container, name.clone(), *index, &["macvlan", "veth"]))
+            }
             _ => None,
         }
     };
-    let devices: Vec<(Side, String)> = objects.iter().filter_map(own_device).map(|(side, name, ..)| (side, name)).collect();
+    let devices: Vec<(Side, String)> =
+        objects.iter().filter_map(own_device).map(|(side, name, ..)| (side, name)).collect();
     for (undone, object) in objects.iter().rev().enumerate() {
         if undone > 0 {
             fault::kill_point("teardown", undone as u32);
         }
         let result = match (own_device(object), object) {
             (Some((side, name, index, kinds)), _) => match sockets.on(side) {
-                Some(on) => find_named(on, &name, index, kinds).await.map(|found| going.extend(found.map(|link| (side, link)))),
+                Some(on) => {
+                    find_named(on, &name, index, kinds).await.map(|found| going.extend(found.map(|link| (side, link))))
+                }
                 None => Ok(()),
             },
             (None, Created::VlanLink { .. } | Created::NetnsPin { .. }) => Ok(()),
@@ -395,7 +419,16 @@ mod tests {
     fn own_device_names_are_recognised_and_nothing_else() {
         assert_eq!(own_device_kind(&ifb_name("web1")), Some("ifb"));
         assert_eq!(own_device_kind(&host_veth_name("web1")), Some("veth"));
-        for other in ["eth0", "nrti", "nrti0123456789", "nrti0123456789ab", "nrtiABCDEF01234", "nrtx0123456789a", "nrtbrbr", "veth1234"] {
+        for other in [
+            "eth0",
+            "nrti",
+            "nrti0123456789",
+            "nrti0123456789ab",
+            "nrtiABCDEF01234",
+            "nrtx0123456789a",
+            "nrtbrbr",
+            "veth1234",
+        ] {
             assert_eq!(own_device_kind(other), None, "{other}");
         }
     }
@@ -433,22 +466,28 @@ mod tests {
     fn host_side_layout() {
         let placement = Placement::HostSide { interface: link(2, "eth0", 1500), host_veth: link(9, "veth9", 1500) };
         let objects = planned_objects(&plan(&["net.egress=1mbit", "net.ingress=2mbit"]), &placement, "nrtiX");
-        assert_eq!(objects, vec![
-            Created::Ifb { side: Side::Host, name: "nrtiX".into() },
-            Created::IngressQdisc { side: Side::Host, index: 9, name: "veth9".into() },
-            Created::RootQdisc { side: Side::Host, index: 9, name: "veth9".into() },
-        ]);
+        assert_eq!(
+            objects,
+            vec![
+                Created::Ifb { side: Side::Host, name: "nrtiX".into() },
+                Created::IngressQdisc { side: Side::Host, index: 9, name: "veth9".into() },
+                Created::RootQdisc { side: Side::Host, index: 9, name: "veth9".into() },
+            ]
+        );
     }
 
     #[test]
     fn in_namespace_layout() {
         let placement = Placement::InNamespace { interface: link(2, "eth0", 1500) };
         let objects = planned_objects(&plan(&["net.egress=1mbit", "net.ingress=2mbit"]), &placement, "nrtiX");
-        assert_eq!(objects, vec![
-            Created::RootQdisc { side: Side::Container, index: 2, name: "eth0".into() },
-            Created::Ifb { side: Side::Container, name: "nrtiX".into() },
-            Created::IngressQdisc { side: Side::Container, index: 2, name: "eth0".into() },
-        ]);
+        assert_eq!(
+            objects,
+            vec![
+                Created::RootQdisc { side: Side::Container, index: 2, name: "eth0".into() },
+                Created::Ifb { side: Side::Container, name: "nrtiX".into() },
+                Created::IngressQdisc { side: Side::Container, index: 2, name: "eth0".into() },
+            ]
+        );
     }
 
     #[test]
@@ -456,6 +495,9 @@ mod tests {
         let placement = Placement::HostSide { interface: link(2, "eth0", 1500), host_veth: link(9, "veth9", 9000) };
         assert_eq!(placement.frame_bytes(), 9014);
         let buckets = token_buckets(&plan(&["net.ingress=1mbit", "net.ingress.burst=2k"]), placement.frame_bytes());
-        assert!(buckets.unwrap_err().to_string().contains("smaller than one frame on the shaped interface (9014 bytes)"));
+        assert!(buckets
+            .unwrap_err()
+            .to_string()
+            .contains("smaller than one frame on the shaped interface (9014 bytes)"));
     }
 }

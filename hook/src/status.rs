@@ -119,7 +119,8 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
         // One dump of the host's links and qdiscs for all records: asking
         // per limit made status quadratic (the kernel dumps every qdisc of
         // the namespace for each request), 0.5 s with 250 containers.
-        let host_view = if records.iter().any(|r| r.host_veth.is_some()) { View::of(&host).await } else { View::default() };
+        let host_view =
+            if records.iter().any(|r| r.host_veth.is_some()) { View::of(&host).await } else { View::default() };
         let mut entries = vec![];
         for record in &records {
             let mut entry = entry(record, &host_view).await;
@@ -289,7 +290,8 @@ pub fn render_table(entries: &[Entry]) -> String {
                     shown.insert(0, format!("{} (DHCP from {}, {state})", lease.address, lease.server));
                 }
                 let addresses = if shown.is_empty() { "-".to_string() } else { shown.join(", ") };
-                out += &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
+                out +=
+                    &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
                 if let Some(lease) = entry.dhcp.as_ref().filter(|l| !l.dns.is_empty() || l.domain.is_some()) {
                     let dns = if lease.dns.is_empty() { "-".to_string() } else { lease.dns.join(", ") };
                     out += &format!("{:<20} dns {dns}; domain {}\n", "", lease.domain.as_deref().unwrap_or("-"));
@@ -309,13 +311,18 @@ pub fn render_prometheus(entries: &[Entry]) -> String {
     out += &format!("netrt_containers {}\n", entries.len());
     type Sample = fn(&Limit) -> Option<u64>;
     let families: [(&str, &str, &str, Sample); 8] = [
-        ("netrt_limit_bytes_per_second", "gauge", "The limit asked for (Prometheus counts bytes: bit/s divided by 8).", |l| {
-            Some(l.configured_rate_bps / 8)
-        }),
+        (
+            "netrt_limit_bytes_per_second",
+            "gauge",
+            "The limit asked for (Prometheus counts bytes: bit/s divided by 8).",
+            |l| Some(l.configured_rate_bps / 8),
+        ),
         ("netrt_shaper_present", "gauge", "1 when the kernel has the limit's shaper, 0 when it is missing.", |l| {
             Some(u64::from(l.rate_bps.is_some()))
         }),
-        ("netrt_shaper_rate_bytes_per_second", "gauge", "The rate the kernel's shaper enforces.", |l| l.rate_bps.map(|bps| bps / 8)),
+        ("netrt_shaper_rate_bytes_per_second", "gauge", "The rate the kernel's shaper enforces.", |l| {
+            l.rate_bps.map(|bps| bps / 8)
+        }),
         ("netrt_sent_bytes_total", "counter", "Bytes the shaper let through.", |l| Some(l.sent_bytes)),
         ("netrt_sent_packets_total", "counter", "Packets the shaper let through.", |l| Some(l.sent_packets.into())),
         ("netrt_dropped_packets_total", "counter", "Packets the shaper dropped.", |l| Some(l.dropped_packets.into())),
@@ -357,7 +364,11 @@ fn interface_of(entry: &Entry) -> String {
 }
 
 fn short(id: &str) -> String {
-    if id.len() > 20 { format!("{}…", &id[..19]) } else { id.to_string() }
+    if id.len() > 20 {
+        format!("{}…", &id[..19])
+    } else {
+        id.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -399,8 +410,17 @@ mod tests {
         let text = render_prometheus(&[entry]);
         assert!(text.contains("netrt_containers 1\n"), "{text}");
         assert!(text.contains("netrt_limit_bytes_per_second{container=\"web\\\"1\",direction=\"egress\",device=\"nrti0123456789a\"} 1250000\n"), "{text}");
-        assert!(text.contains("netrt_shaper_present{container=\"web\\\"1\",direction=\"ingress\",device=\"nrti0123456789a\"} 0\n"), "{text}");
-        assert_eq!(text.matches("netrt_shaper_rate_bytes_per_second{").count(), 1, "a missing shaper has no rate: {text}");
+        assert!(
+            text.contains(
+                "netrt_shaper_present{container=\"web\\\"1\",direction=\"ingress\",device=\"nrti0123456789a\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("netrt_shaper_rate_bytes_per_second{").count(),
+            1,
+            "a missing shaper has no rate: {text}"
+        );
         assert!(text.contains("# TYPE netrt_sent_bytes_total counter\n"), "{text}");
         let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(families, text.lines().filter(|l| l.starts_with("# HELP ")).count());

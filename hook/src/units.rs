@@ -134,9 +134,9 @@ fn refuse_rate_unit(number: Decimal, unit: &str, problem: RateUnitProblem) -> St
              write {plain}{bit_unit} for bits per second or {}{bit_unit} for {plain} {unit}",
             number.render_times(8)
         ),
-        RateUnitProblem::Milli => format!(
-            "\"m\" is milli in Kubernetes quantities; write {plain}mbit or {plain}M for megabits per second"
-        ),
+        RateUnitProblem::Milli => {
+            format!("\"m\" is milli in Kubernetes quantities; write {plain}mbit or {plain}M for megabits per second")
+        }
         RateUnitProblem::Unknown => format!(
             "unknown rate unit {unit:?}; use bit, kbit, mbit, gbit, tbit, kibit, mibit, gibit, tibit \
              or a Kubernetes quantity (k, M, G, T, Ki, Mi, Gi, Ti)"
@@ -177,12 +177,17 @@ pub fn parse_duration_us(value: &str) -> Result<u64, String> {
         "" => return Err("a duration needs a unit: us, ms or s".into()),
         _ => return Err(format!("unknown duration unit {unit:?}; use us, ms or s")),
     };
-    number.times(multiplier).filter(|&us| us <= u64::MAX as u128).map(|us| us as u64).ok_or_else(|| "duration is too long".into())
+    number
+        .times(multiplier)
+        .filter(|&us| us <= u64::MAX as u128)
+        .map(|us| us as u64)
+        .ok_or_else(|| "duration is too long".into())
 }
 
 /// Renders bits per second the way tc prints rates.
 pub fn format_rate(bps: u64) -> String {
-    for (unit, step) in [("tbit", 1_000_000_000_000u64), ("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000)] {
+    for (unit, step) in [("tbit", 1_000_000_000_000u64), ("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000)]
+    {
         if bps >= step {
             let value = bps as f64 / step as f64;
             return format!("{}{unit}", trim_float(value));

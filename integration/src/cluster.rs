@@ -59,13 +59,20 @@ impl EtcdCluster {
     }
 
     /// As `start`, with the members' data under `base` (a tmpfs, say).
-    pub fn start_in(base: &std::path::Path, tag: &str, size: usize, base_port: u16, certs: Option<&Certs>) -> EtcdCluster {
+    pub fn start_in(
+        base: &std::path::Path,
+        tag: &str,
+        size: usize,
+        base_port: u16,
+        certs: Option<&Certs>,
+    ) -> EtcdCluster {
         let dir = base.join(format!("netrt-it-etcd-{tag}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let certs_dir = certs.map(|c| c.ca.parent().unwrap().to_path_buf());
         let mut cluster = EtcdCluster { dir, base_port, members: vec![], certs: certs_dir };
-        let initial: Vec<String> = (0..size).map(|i| format!("m{i}=http://127.0.0.1:{}", cluster.peer_port(i))).collect();
+        let initial: Vec<String> =
+            (0..size).map(|i| format!("m{i}=http://127.0.0.1:{}", cluster.peer_port(i))).collect();
         let initial = initial.join(",");
         for i in 0..size {
             let data = cluster.dir.join(format!("m{i}"));
@@ -81,7 +88,12 @@ impl EtcdCluster {
                 .args(["--log-level", "error", "--logger", "zap"]);
             if let Some(certs) = certs {
                 command
-                    .args(["--cert-file", &certs.server_cert.display().to_string(), "--key-file", &certs.server_key.display().to_string()])
+                    .args([
+                        "--cert-file",
+                        &certs.server_cert.display().to_string(),
+                        "--key-file",
+                        &certs.server_key.display().to_string(),
+                    ])
                     .args(["--trusted-ca-file", &certs.ca.display().to_string(), "--client-cert-auth"]);
             }
             let log = fs::File::create(cluster.dir.join(format!("m{i}.log"))).unwrap();
@@ -110,8 +122,13 @@ impl EtcdCluster {
 
     /// etcdctl against the live members, with the test's client certificate.
     pub fn etcdctl(&self, arguments: &str) -> String {
-        let live: Vec<String> = (0..self.members.len()).filter(|i| self.members[*i].is_some()).map(|i| self.endpoint(i)).collect();
-        sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {}{} --command-timeout 5s {arguments}", live.join(","), self.tls_flags()))
+        let live: Vec<String> =
+            (0..self.members.len()).filter(|i| self.members[*i].is_some()).map(|i| self.endpoint(i)).collect();
+        sh(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints {}{} --command-timeout 5s {arguments}",
+            live.join(","),
+            self.tls_flags()
+        ))
     }
 
     /// Every key and value under the prefix, as etcdctl prints them.
@@ -123,14 +140,22 @@ impl EtcdCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let healthy = members.clone().all(|i| {
-                sh_output(&format!("ETCDCTL_API=3 etcdctl --endpoints {}{} --command-timeout 1s endpoint health", self.endpoint(i), self.tls_flags()))
-                    .status
-                    .success()
+                sh_output(&format!(
+                    "ETCDCTL_API=3 etcdctl --endpoints {}{} --command-timeout 1s endpoint health",
+                    self.endpoint(i),
+                    self.tls_flags()
+                ))
+                .status
+                .success()
             });
             if healthy {
                 return;
             }
-            assert!(Instant::now() < deadline, "etcd did not become healthy: {}", fs::read_to_string(self.dir.join("m0.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy: {}",
+                fs::read_to_string(self.dir.join("m0.log")).unwrap_or_default()
+            );
             sleep(Duration::from_millis(100));
         }
     }
@@ -209,7 +234,10 @@ impl Node {
         fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
         sh_quiet(&format!("ip link del {bridge}"));
         // The bridge's MAC is set, as netrt asks of a bridge its containers join.
-        sh(&format!("ip link add {bridge} type bridge && ip link set {bridge} address 02:00:00:00:{:02x}:01 up", name.len() + bridge.len()));
+        sh(&format!(
+            "ip link add {bridge} type bridge && ip link set {bridge} address 02:00:00:00:{:02x}:01 up",
+            name.len() + bridge.len()
+        ));
         Node { name: name.to_string(), dir, config: config_path, bridge: bridge.to_string() }
     }
 
@@ -224,7 +252,12 @@ impl Node {
 
     /// netrt-hook with this node's configuration, in its namespace.
     pub fn hook(&self, arguments: &str) -> std::process::Output {
-        sh_output(&format!("{} env NETRT_CONFIG={} {} {arguments}", self.enter(), self.config.display(), crate::hook_binary().display()))
+        sh_output(&format!(
+            "{} env NETRT_CONFIG={} {} {arguments}",
+            self.enter(),
+            self.config.display(),
+            crate::hook_binary().display()
+        ))
     }
 
     /// Runs a shell command in the node's mount namespace.
@@ -238,7 +271,12 @@ impl Node {
     }
 
     pub fn hook_with(&self, binary: &std::path::Path, arguments: &str) -> std::process::Output {
-        sh_output(&format!("{} env NETRT_CONFIG={} {} {arguments}", self.enter(), self.config.display(), binary.display()))
+        sh_output(&format!(
+            "{} env NETRT_CONFIG={} {} {arguments}",
+            self.enter(),
+            self.config.display(),
+            binary.display()
+        ))
     }
 }
 

@@ -51,7 +51,10 @@ impl Installed {
             .args(arguments)
             .output()
             .expect("install.sh runs");
-        (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+        (
+            output.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+        )
     }
 
     pub fn wrapper(&self) -> PathBuf {
@@ -135,7 +138,8 @@ impl Docker {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         // Registered by the installer, picked up at start or after SIGHUP.
-        while !sh_output("docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '\"netrt\"'").status.success() {
+        while !sh_output("docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '\"netrt\"'").status.success()
+        {
             assert!(Instant::now() < deadline, "dockerd did not come up with the netrt runtime within 60 s");
             sleep(Duration::from_millis(200));
         }
@@ -179,8 +183,7 @@ impl Drop for Docker {
 
 /// podman, as this machine needs it: runc underneath, limits the host allows.
 pub const PODMAN: &str = "podman --runtime runc";
-pub const PODMAN_RUN: &str =
-    "podman --runtime runc run --ulimit nofile=10000:10000 --ulimit nproc=1000:1000";
+pub const PODMAN_RUN: &str = "podman --runtime runc run --ulimit nofile=10000:10000 --ulimit nproc=1000:1000";
 
 pub fn podman_image() {
     if !sh_output(&format!("podman image exists {IMAGE}")).status.success() {
@@ -261,7 +264,8 @@ pub fn assert_back_to(before: &str) {
 
 /// Whether netrt's status lists the container.
 pub fn managed(id: &str) -> bool {
-    let status: Value = serde_json::from_str(&sh(&format!("{} status --json", crate::hook_binary().display()))).unwrap();
+    let status: Value =
+        serde_json::from_str(&sh(&format!("{} status --json", crate::hook_binary().display()))).unwrap();
     status.as_array().unwrap().iter().any(|entry| entry["id"] == id)
 }
 
@@ -311,7 +315,10 @@ impl Containerd {
     /// The pid of a running task.
     pub fn pid(&self, id: &str) -> u32 {
         let tasks = sh(&format!("{} task ls", self.ctr()));
-        let line = tasks.lines().find(|l| l.split_whitespace().next() == Some(id)).unwrap_or_else(|| panic!("no task {id}: {tasks}"));
+        let line = tasks
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no task {id}: {tasks}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
@@ -320,7 +327,9 @@ impl Containerd {
         let ctr = self.ctr();
         sh_quiet(&format!("{ctr} task kill -s KILL {id}"));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && sh_output(&format!("{ctr} task ls | grep -w {id} | grep -qv STOPPED")).status.success() {
+        while Instant::now() < deadline
+            && sh_output(&format!("{ctr} task ls | grep -w {id} | grep -qv STOPPED")).status.success()
+        {
             sleep(Duration::from_millis(50));
         }
         sh_quiet(&format!("{ctr} task delete -f {id}"));

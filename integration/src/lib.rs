@@ -255,7 +255,19 @@ fn iperf_from(
     // and at 1mbit that takes tens of seconds.
     let (server_limit, client_limit) = ((seconds + 60).to_string(), (seconds + 55).to_string());
     let mut server = Command::new("ip")
-        .args(["netns", "exec", server_ns, "timeout", &server_limit, "iperf3", "-s", "-1", "-J", "-p", &port.to_string()])
+        .args([
+            "netns",
+            "exec",
+            server_ns,
+            "timeout",
+            &server_limit,
+            "iperf3",
+            "-s",
+            "-1",
+            "-J",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -295,7 +307,13 @@ fn iperf_from(
 /// at once, each to its own server in `server_ns`; the receivers' median
 /// per-second goodput after the first second, bit/s. `toward_clients`:
 /// the servers send (iperf3 -R) and the clients' side is measured.
-pub fn flows_at_once(server_ns: &str, server_ip: &str, client_pids: &[u32], toward_clients: bool, seconds: u32) -> Vec<f64> {
+pub fn flows_at_once(
+    server_ns: &str,
+    server_ip: &str,
+    client_pids: &[u32],
+    toward_clients: bool,
+    seconds: u32,
+) -> Vec<f64> {
     let base = 5400 + (std::process::id() % 200) as u16 * 10;
     std::thread::scope(|scope| {
         let runs: Vec<_> = client_pids
@@ -305,8 +323,9 @@ pub fn flows_at_once(server_ns: &str, server_ip: &str, client_pids: &[u32], towa
                 scope.spawn(move || {
                     let pid = pid.to_string();
                     let enter = ["nsenter", "-t", pid.as_str(), "-n"];
-                    let per_second = iperf_from(&enter, server_ns, server_ip, base + i as u16, false, toward_clients, seconds)
-                        .unwrap_or_else(|e| panic!("{e}"));
+                    let per_second =
+                        iperf_from(&enter, server_ns, server_ip, base + i as u16, false, toward_clients, seconds)
+                            .unwrap_or_else(|e| panic!("{e}"));
                     median(&per_second[1..])
                 })
             })
@@ -368,7 +387,8 @@ impl Bundle {
         let dir = std::env::temp_dir().join(format!("netrt-it-bundle-{id}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+        let mut namespaces =
+            vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
         if let Some(netns) = spec.netns {
             namespaces.push(json!({"type": "network", "path": netns}));
         } else if spec.new_netns {
@@ -435,7 +455,13 @@ impl Container {
     pub fn start_on(enter: &str, id: &str, bundle: &Bundle) -> Result<Container, String> {
         sh_quiet(&format!("{enter} runc delete -f {id}"));
         let mut words: Vec<String> = enter.split_whitespace().map(String::from).collect();
-        words.extend(["runc".to_string(), "run".into(), "--bundle".into(), bundle.dir.display().to_string(), id.to_string()]);
+        words.extend([
+            "runc".to_string(),
+            "run".into(),
+            "--bundle".into(),
+            bundle.dir.display().to_string(),
+            id.to_string(),
+        ]);
         let child = Command::new(&words[0])
             .args(&words[1..])
             .stdin(Stdio::null())
@@ -477,7 +503,11 @@ impl Container {
             .output()
             .expect("runc runs");
         let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        if output.status.success() { Ok(text) } else { Err(text) }
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     }
 
     /// The container's init process.
@@ -608,7 +638,8 @@ pub fn assert_same_host(now: &str, before: &str, what: String) {
         return;
     }
     let (now_lines, before_lines): (Vec<&str>, Vec<&str>) = (now.lines().collect(), before.lines().collect());
-    let mut differences: Vec<String> = now_lines.iter().filter(|l| !before_lines.contains(l)).map(|l| format!("+ {l}")).collect();
+    let mut differences: Vec<String> =
+        now_lines.iter().filter(|l| !before_lines.contains(l)).map(|l| format!("+ {l}")).collect();
     differences.extend(before_lines.iter().filter(|l| !now_lines.contains(l)).map(|l| format!("- {l}")));
     if differences.is_empty() {
         differences.push("(the same lines in another order)".into());

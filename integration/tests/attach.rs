@@ -133,7 +133,10 @@ fn an_existing_interface_name_gets_the_next_free_eth() {
     let inside = sh(&format!("ip -n {} -o addr show", lab.container_ns));
     assert!(inside.contains("eth1    inet 198.51.100.30/24"), "eth0 was taken, so eth1: {inside}");
     container.stop();
-    assert!(!link_exists(Some(&lab.container_ns), "eth1"), "the attached interface is removed from a namespace that lives on");
+    assert!(
+        !link_exists(Some(&lab.container_ns), "eth1"),
+        "the attached interface is removed from a namespace that lives on"
+    );
 }
 
 /// Every macvlan mode reaches the kernel as asked; passthru takes the

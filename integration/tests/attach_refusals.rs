@@ -39,26 +39,66 @@ fn bad_attachment_values_are_refused_naming_the_key() {
         (&[("net.bridge", br), ("net.ifname", "lo")], "net.ifname", "lo", "loopback"),
         (&[("net.bridge", br), ("net.vlan", "4095")], "net.vlan", "4095", "1 to 4094"),
         (&[("net.bridge", br), ("net.vlan", "0")], "net.vlan", "0", "1 to 4094"),
-        (&[("net.parent", "eth9"), ("net.macvlan.mode", "source")], "net.macvlan.mode", "source", "unknown macvlan mode"),
+        (
+            &[("net.parent", "eth9"), ("net.macvlan.mode", "source")],
+            "net.macvlan.mode",
+            "source",
+            "unknown macvlan mode",
+        ),
         (&[("net.bridge", br), ("net.macvlan.mode", "vepa")], "net.macvlan.mode", "vepa", "not to net.bridge"),
         (&[("net.bridge", br), ("net.ip", "198.51.100.10")], "net.ip", "198.51.100.10", "no prefix length"),
         (&[("net.bridge", br), ("net.ip", "198.51.100.0/24")], "net.ip", "198.51.100.0/24", "network's own address"),
         (&[("net.bridge", br), ("net.ip", "224.0.0.5/24")], "net.ip", "224.0.0.5/24", "multicast"),
         (&[("net.bridge", br), ("net.ip", "2001:db8::1/129")], "net.ip", "2001:db8::1/129", "0 to 128"),
-        (&[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.gateway", "203.0.113.1")], "net.gateway", "203.0.113.1", "not reachable"),
-        (&[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.gateway", "198.51.100.1,198.51.100.2")], "net.gateway", "198.51.100.1,198.51.100.2", "at most one gateway per family"),
-        (&[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.routes", "203.0.113.0/24 via 192.0.2.1")], "net.routes", "203.0.113.0/24 via 192.0.2.1", "not reachable"),
+        (
+            &[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.gateway", "203.0.113.1")],
+            "net.gateway",
+            "203.0.113.1",
+            "not reachable",
+        ),
+        (
+            &[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.gateway", "198.51.100.1,198.51.100.2")],
+            "net.gateway",
+            "198.51.100.1,198.51.100.2",
+            "at most one gateway per family",
+        ),
+        (
+            &[("net.bridge", br), ("net.ip", "198.51.100.10/24"), ("net.routes", "203.0.113.0/24 via 192.0.2.1")],
+            "net.routes",
+            "203.0.113.0/24 via 192.0.2.1",
+            "not reachable",
+        ),
         (&[("net.bridge", br), ("net.routes", "203.0.113.1/24")], "net.routes", "203.0.113.1/24", "host bits set"),
         (&[("net.bridge", br), ("net.mac", "01:00:5e:00:00:01")], "net.mac", "01:00:5e:00:00:01", "multicast"),
         (&[("net.bridge", br), ("net.mac", "02:00:5e")], "net.mac", "02:00:5e", "not a MAC address"),
         (&[("net.bridge", br), ("net.mtu", "67")], "net.mtu", "67", "68 to 65535"),
-        (&[("net.bridge", br), ("net.ip", "2001:db8::5/64"), ("net.mtu", "1200")], "net.mtu", "1200", "IPv6 needs an MTU"),
+        (
+            &[("net.bridge", br), ("net.ip", "2001:db8::5/64"), ("net.mtu", "1200")],
+            "net.mtu",
+            "1200",
+            "IPv6 needs an MTU",
+        ),
         // Checked against the host, still before any change.
-        (&[("net.bridge", "nrtnosuch")], "net.bridge", "nrtnosuch", "the host has no bridge (netrt never creates one) called nrtnosuch"),
+        (
+            &[("net.bridge", "nrtnosuch")],
+            "net.bridge",
+            "nrtnosuch",
+            "the host has no bridge (netrt never creates one) called nrtnosuch",
+        ),
         (&[("net.bridge", "nrtrbadl")], "net.bridge", "nrtrbadl", "nrtrbadl is not a bridge"),
         (&[("net.parent", "nrtnosuch")], "net.parent", "nrtnosuch", "the host has no interface called nrtnosuch"),
-        (&[("net.parent", "nrtrbadl"), ("net.mtu", "9000")], "net.mtu", "9000", "larger than the MTU of the macvlan's parent (1500)"),
-        (&[("net.bridge", br), ("net.ingress", "1mbit"), ("net.ingress.burst", "1000")], "net.ingress.burst", "1000", "smaller than one frame"),
+        (
+            &[("net.parent", "nrtrbadl"), ("net.mtu", "9000")],
+            "net.mtu",
+            "9000",
+            "larger than the MTU of the macvlan's parent (1500)",
+        ),
+        (
+            &[("net.bridge", br), ("net.ingress", "1mbit"), ("net.ingress.burst", "1000")],
+            "net.ingress.burst",
+            "1000",
+            "smaller than one frame",
+        ),
     ];
     for (n, (annotations, key, value, reason)) in cases.iter().enumerate() {
         let error = refused(&lan, &format!("nrt-rbad{n}"), &BundleSpec::isolated(annotations));
@@ -120,7 +160,10 @@ fn policy_violations_and_a_malformed_policy_are_refused() {
         spec.hook_env = &hook_env;
         let error = refused(&lan, &format!("nrt-rpol{n}"), &spec);
         assert!(error.contains(&quoted(key, value)), "case {n}: {error}");
-        assert!(error.contains(&format!("not allowed by the host's policy ({rule} in {}", policy.display())), "case {n}: {error}");
+        assert!(
+            error.contains(&format!("not allowed by the host's policy ({rule} in {}", policy.display())),
+            "case {n}: {error}"
+        );
     }
     // Inside the policy: the container starts.
     let inside = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.100/25"), ("net.egress", "10mbit")];
@@ -175,7 +218,12 @@ fn two_parallel_starts_for_one_address_give_exactly_one_container() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let started: Vec<&String> = results.iter().filter(|(_, r, _)| r.is_ok()).map(|(id, _, _)| id).collect();
-    assert_eq!(started.len(), 1, "exactly one start succeeds: {:?}", results.iter().map(|(id, r, _)| (id, r.as_ref().err())).collect::<Vec<_>>());
+    assert_eq!(
+        started.len(),
+        1,
+        "exactly one start succeeds: {:?}",
+        results.iter().map(|(id, r, _)| (id, r.as_ref().err())).collect::<Vec<_>>()
+    );
     let (_, error, _) = results.iter().find(|(_, r, _)| r.is_err()).unwrap();
     let error = error.as_ref().err().unwrap();
     assert!(error.contains(&format!("198.51.100.50 is already held by container {}", started[0])), "{error}");

@@ -21,14 +21,21 @@ fn limits_are_on_the_host_veth_while_running_and_gone_after() {
     let host_veth = lab.host_veth.as_deref().unwrap();
     let ifb = ifb_name("nrt-up");
     let on_veth = qdiscs(None, host_veth);
-    assert!(on_veth.contains("qdisc tbf 1: root") && on_veth.contains("rate 12Mbit"), "ingress limit on the host veth: {on_veth}");
+    assert!(
+        on_veth.contains("qdisc tbf 1: root") && on_veth.contains("rate 12Mbit"),
+        "ingress limit on the host veth: {on_veth}"
+    );
     assert!(on_veth.contains("qdisc ingress ffff:"), "{on_veth}");
     let filter = sh(&format!("tc filter show dev {host_veth} ingress"));
     assert!(filter.contains("protocol all") && filter.contains(&format!("Redirect to device {ifb}")), "{filter}");
     let on_ifb = qdiscs(None, &ifb);
     assert!(on_ifb.contains("qdisc tbf 1: root") && on_ifb.contains("rate 8Mbit"), "egress limit on the ifb: {on_ifb}");
     assert!(sh(&format!("ip -o link show dev {ifb}")).contains(",UP"), "the ifb is up");
-    assert_eq!(qdiscs(Some(&lab.container_ns), "eth0").trim(), "qdisc noqueue 0: root refcnt 2", "nothing inside the container");
+    assert_eq!(
+        qdiscs(Some(&lab.container_ns), "eth0").trim(),
+        "qdisc noqueue 0: root refcnt 2",
+        "nothing inside the container"
+    );
     assert!(record_exists("nrt-up"));
 
     container.stop();
@@ -45,7 +52,11 @@ fn egress_and_ingress_hold_over_ipv4_and_ipv6() {
         for (receives, limit) in [(false, EGRESS_BPS), (true, INGRESS_BPS)] {
             let seconds = lab.iperf(ipv6, receives, 4);
             let steady = median(&seconds[1..]);
-            let what = format!("{} {}: {seconds:?}", if ipv6 { "IPv6" } else { "IPv4" }, if receives { "ingress" } else { "egress" });
+            let what = format!(
+                "{} {}: {seconds:?}",
+                if ipv6 { "IPv6" } else { "IPv4" },
+                if receives { "ingress" } else { "egress" }
+            );
             assert!(steady <= limit * 1.02, "steady rate above the limit, {what}");
             assert!(steady >= limit * 0.75, "steady rate far below the limit, {what}");
             assert!(seconds.iter().all(|&s| s <= limit * 1.10), "a second above the limit, {what}");
@@ -75,7 +86,11 @@ fn without_a_host_peer_the_limits_go_inside_the_namespace() {
     assert!(median(&ingress[1..]) <= INGRESS_BPS * 1.02 && median(&ingress[1..]) >= INGRESS_BPS * 0.75, "{ingress:?}");
 
     container.stop();
-    assert_same_host!(snapshot(&[&lab.container_ns, &lab.server_ns]), before, "teardown cleans inside the namespace it can still reach");
+    assert_same_host!(
+        snapshot(&[&lab.container_ns, &lab.server_ns]),
+        before,
+        "teardown cleans inside the namespace it can still reach"
+    );
 }
 
 #[test]
@@ -90,7 +105,10 @@ fn environment_fallback_applies_and_annotations_win() {
     let host_veth = lab.host_veth.as_deref().unwrap();
     assert!(qdiscs(None, host_veth).contains("rate 3Mbit"), "the annotation wins over NETRT_INGRESS");
     let on_ifb = qdiscs(None, &ifb_name("nrt-env"));
-    assert!(on_ifb.contains("rate 2Mbit") && on_ifb.contains("burst 32Kb"), "NETRT_EGRESS and its burst apply: {on_ifb}");
+    assert!(
+        on_ifb.contains("rate 2Mbit") && on_ifb.contains("burst 32Kb"),
+        "NETRT_EGRESS and its burst apply: {on_ifb}"
+    );
     container.stop();
 }
 
@@ -103,7 +121,11 @@ fn a_container_without_settings_is_not_touched() {
     spec.env = &["NOT_NETRT=1"];
     let bundle = Bundle::create("nrt-none", &spec);
     let container = Container::start("nrt-none", &bundle).expect("container starts");
-    assert_same_host!(snapshot(&[&lab.container_ns]), before, "no qdisc, link or record for a container without net.* settings");
+    assert_same_host!(
+        snapshot(&[&lab.container_ns]),
+        before,
+        "no qdisc, link or record for a container without net.* settings"
+    );
     container.stop();
 }
 

@@ -19,7 +19,9 @@ fn check(env: &str, settings: &str) -> Output {
     }
     sh(&format!("chmod 755 {} {}", dir.display(), hook.display()));
     let hook = hook.display();
-    sh_output(&format!("env {env} setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {hook} check {settings}"))
+    sh_output(&format!(
+        "env {env} setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {hook} check {settings}"
+    ))
 }
 
 fn text(output: &Output) -> (i32, String, String) {
@@ -39,7 +41,10 @@ fn check_prints_the_plan_or_the_refusal_without_privileges_and_changes_nothing()
 
     let (code, out, err) = text(&check(none, "net.bridge=br0 net.ip=198.51.100.10/24 net.gateway=198.51.100.1"));
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("br0") && out.contains("198.51.100.10/24") && out.contains("198.51.100.1"), "the attachment: {out}");
+    assert!(
+        out.contains("br0") && out.contains("198.51.100.10/24") && out.contains("198.51.100.1"),
+        "the attachment: {out}"
+    );
 
     for (settings, refusal) in [
         ("net.egress=10parsecs", "net.egress=\"10parsecs\": unknown rate unit"),
@@ -65,7 +70,10 @@ fn check_prints_the_plan_or_the_refusal_without_privileges_and_changes_nothing()
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = text(&check(&with_policy, "net.egress=60mbit"));
     assert_eq!(code, 1);
-    assert!(err.contains("net.egress=\"60mbit\"") && err.contains("not allowed by the host's policy (policy.max_rate"), "{err}");
+    assert!(
+        err.contains("net.egress=\"60mbit\"") && err.contains("not allowed by the host's policy (policy.max_rate"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     assert_same_host!(snapshot(&[]), before, "check changes nothing");

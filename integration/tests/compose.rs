@@ -13,7 +13,10 @@ const PROJECT: &str = "netrtit";
 
 #[test]
 fn compose_up_holds_the_limits_and_down_leaves_nothing() {
-    require(!sh_output("command -v docker-compose").stdout.is_empty(), "docker-compose is not installed (integration/run installs it)");
+    require(
+        !sh_output("command -v docker-compose").stdout.is_empty(),
+        "docker-compose is not installed (integration/run installs it)",
+    );
     let _installed = Installed::new();
     let _docker = Docker::start();
     let dir = std::env::temp_dir().join("netrt-it-compose");

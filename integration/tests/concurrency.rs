@@ -28,7 +28,11 @@ fn fifty_containers_start_and_stop_in_parallel_and_leave_nothing() {
     let before = snapshot(&[&bridge_lan.peer_ns, &parent_lan.peer_ns]);
 
     let planned: Vec<Planned> = (0..CONTAINERS)
-        .map(|i| Planned { id: format!("nrt-par-{i:02}"), address: format!("198.51.100.{}", 100 + i), bridged: i % 2 == 0 })
+        .map(|i| Planned {
+            id: format!("nrt-par-{i:02}"),
+            address: format!("198.51.100.{}", 100 + i),
+            bridged: i % 2 == 0,
+        })
         .collect();
     let started: Vec<(Container, Bundle)> = thread::scope(|scope| {
         let handles: Vec<_> = planned
@@ -37,10 +41,13 @@ fn fifty_containers_start_and_stop_in_parallel_and_leave_nothing() {
                 let (bridge, parent) = (&bridge, &parent);
                 scope.spawn(move || {
                     let cidr = format!("{}/24", p.address);
-                    let attach = if p.bridged { ("net.bridge", bridge.as_str()) } else { ("net.parent", parent.as_str()) };
-                    let annotations = [attach, ("net.ip", cidr.as_str()), ("net.egress", "4mbit"), ("net.ingress", "6mbit")];
+                    let attach =
+                        if p.bridged { ("net.bridge", bridge.as_str()) } else { ("net.parent", parent.as_str()) };
+                    let annotations =
+                        [attach, ("net.ip", cidr.as_str()), ("net.egress", "4mbit"), ("net.ingress", "6mbit")];
                     let bundle = Bundle::create(&p.id, &BundleSpec::isolated(&annotations));
-                    let container = Container::start(&p.id, &bundle).unwrap_or_else(|e| panic!("{} does not start: {e}", p.id));
+                    let container =
+                        Container::start(&p.id, &bundle).unwrap_or_else(|e| panic!("{} does not start: {e}", p.id));
                     (container, bundle)
                 })
             })
@@ -60,14 +67,21 @@ fn fifty_containers_start_and_stop_in_parallel_and_leave_nothing() {
         assert!(record_exists(&p.id), "{} has its record", p.id);
         if p.bridged {
             let veth = host_veth_name(&p.id);
-            assert!(sh(&format!("ip -o link show dev {veth}")).contains(&format!("master {bridge}")), "{veth} is a port of {bridge}");
+            assert!(
+                sh(&format!("ip -o link show dev {veth}")).contains(&format!("master {bridge}")),
+                "{veth} is a port of {bridge}"
+            );
             assert!(qdiscs(None, &veth).contains("rate 6Mbit"), "{}: ingress limit on {veth}", p.id);
             assert!(qdiscs(None, &ifb_name(&p.id)).contains("rate 4Mbit"), "{}: egress limit on its ifb", p.id);
         } else {
             let link = sh(&format!("nsenter -t {pid} -n ip -d -o link show dev eth0"));
             assert!(link.contains("macvlan mode bridge"), "{}: {link}", p.id);
             let inside_qdiscs = sh(&format!("nsenter -t {pid} -n tc qdisc show"));
-            assert!(inside_qdiscs.contains("rate 4Mbit") && inside_qdiscs.contains("rate 6Mbit"), "{}: {inside_qdiscs}", p.id);
+            assert!(
+                inside_qdiscs.contains("rate 4Mbit") && inside_qdiscs.contains("rate 6Mbit"),
+                "{}: {inside_qdiscs}",
+                p.id
+            );
         }
     }
     assert_eq!(addresses.len(), CONTAINERS, "every container has one address of its own");
@@ -80,5 +94,9 @@ fn fifty_containers_start_and_stop_in_parallel_and_leave_nothing() {
             });
         }
     });
-    assert_same_host!(snapshot(&[&bridge_lan.peer_ns, &parent_lan.peer_ns]), before, "nothing of 50 containers remains");
+    assert_same_host!(
+        snapshot(&[&bridge_lan.peer_ns, &parent_lan.peer_ns]),
+        before,
+        "nothing of 50 containers remains"
+    );
 }

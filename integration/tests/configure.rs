@@ -36,8 +36,14 @@ fn docker_daemon_json_round_trips_byte_for_byte() {
     let config = dir.join("daemon.json");
     let cases = [
         ("other keys", "{\n  \"log-level\": \"warn\",\n  \"data-root\": \"/var/lib/docker\"\n}\n"),
-        ("unusual order and layout", "{\"storage-driver\":\"overlay2\",   \"bip\" : \"172.30.0.1/16\",\n\"debug\":true}"),
-        ("a runtimes map already", "{\"runtimes\": {\"nvidia\": {\"path\": \"nvidia-container-runtime\", \"runtimeArgs\": []}}}\n"),
+        (
+            "unusual order and layout",
+            "{\"storage-driver\":\"overlay2\",   \"bip\" : \"172.30.0.1/16\",\n\"debug\":true}",
+        ),
+        (
+            "a runtimes map already",
+            "{\"runtimes\": {\"nvidia\": {\"path\": \"nvidia-container-runtime\", \"runtimeArgs\": []}}}\n",
+        ),
         ("empty file", ""),
     ];
     for (what, original) in cases {
@@ -71,7 +77,11 @@ fn docker_daemon_json_round_trips_byte_for_byte() {
     fs::write(&config, "{\"debug\": true,,}").unwrap();
     let refused = configure(&["docker", "--config", config.to_str().unwrap()]);
     assert!(!refused.status.success());
-    assert!(text(&refused).contains("not valid JSON") && text(&refused).contains("left as it was"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("not valid JSON") && text(&refused).contains("left as it was"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(fs::read_to_string(&config).unwrap(), "{\"debug\": true,,}");
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
 
@@ -109,7 +119,10 @@ fn podman_hooks_file_is_written_and_removed() {
 
 #[test]
 fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
-    require(sh_output("command -v containerd && command -v ctr").status.success(), "containerd is not installed (it comes with docker.io)");
+    require(
+        sh_output("command -v containerd && command -v ctr").status.success(),
+        "containerd is not installed (it comes with docker.io)",
+    );
     let dir = scratch("containerd");
     // Debian's default config, pointed at the test's own directories.
     let default = Containerd::default_config(&dir);
@@ -129,7 +142,8 @@ fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
     let dump = sh(&format!("containerd --config {} config dump", config.display()));
     // The handler as containerd reads it: its table, then its options.
     let handler = dump.split("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.netrt]").nth(1).expect(&dump);
-    let (table, options) = handler.split_once("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.netrt.options]").expect(handler);
+    let (table, options) =
+        handler.split_once("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.netrt.options]").expect(handler);
     assert!(table.contains("runtime_type = \"io.containerd.runc.v2\""), "{table}");
     assert!(table.contains("pod_annotations = [\"net.*\"]"), "{table}");
     let options = options.split("\n\n").next().unwrap();
@@ -139,7 +153,8 @@ fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
     let removed = configure(&["containerd", "--config", config.to_str().unwrap(), "--remove"]);
     assert!(removed.status.success(), "{}", text(&removed));
     assert_eq!(fs::read_to_string(&config).unwrap(), default, "byte for byte");
-    let left: Vec<String> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let left: Vec<String> =
+        fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(!left.iter().any(|name| name.contains("netrt")), "no backup left: {left:?}");
 
     // A file containerd could not read either: refused, untouched.

@@ -40,7 +40,9 @@ impl CniNetwork {
             fs::create_dir_all("/opt/cni").unwrap();
             std::os::unix::fs::symlink("/usr/lib/cni", PLUGINS).unwrap();
         }
-        let _ = sh_output(&format!("iptables -I FORWARD -i {BRIDGE} -j ACCEPT && iptables -I FORWARD -o {BRIDGE} -j ACCEPT"));
+        let _ = sh_output(&format!(
+            "iptables -I FORWARD -i {BRIDGE} -j ACCEPT && iptables -I FORWARD -o {BRIDGE} -j ACCEPT"
+        ));
         CniNetwork { linked_plugins }
     }
 }
@@ -107,7 +109,10 @@ fn ctr_run_with_cni_through_the_wrapper() {
     let refused = run("nrt-ctr-bad", "--annotation net.egress=10parsecs");
     let stderr = String::from_utf8_lossy(&refused.stderr).replace("\\\"", "\"");
     assert!(!refused.status.success(), "a bad value fails ctr run");
-    assert!(stderr.contains("net.egress=\"10parsecs\": unknown rate unit"), "netrt's message, with its reason, reaches the user: {stderr}");
+    assert!(
+        stderr.contains("net.egress=\"10parsecs\": unknown rate unit"),
+        "netrt's message, with its reason, reaches the user: {stderr}"
+    );
     containerd.remove("nrt-ctr-bad");
     assert!(!record_exists("nrt-ctr-bad"));
     engines::assert_back_to(&before);

@@ -19,7 +19,10 @@ fn the_corpus_file_is_what_its_generator_writes() {
     let output = Command::new(env!("CARGO_BIN_EXE_netrt-corpus")).output().unwrap();
     assert!(output.status.success());
     let committed = fs::read(corpus_path()).unwrap();
-    assert!(committed == output.stdout, "regenerate it: cargo run -p netrt-integration --bin netrt-corpus > integration/corpus/bad-input.jsonl");
+    assert!(
+        committed == output.stdout,
+        "regenerate it: cargo run -p netrt-integration --bin netrt-corpus > integration/corpus/bad-input.jsonl"
+    );
     let cases = committed.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
     assert!(cases >= 200, "the corpus has {cases} cases");
 }
@@ -33,12 +36,14 @@ fn every_bad_input_is_refused_naming_its_key_and_changes_nothing() {
     let namespaces = [lan.peer_ns.as_str(), parent_lan.peer_ns.as_str()];
     let before = snapshot(&namespaces);
     let policy_file = std::env::temp_dir().join("netrt-it-corpus-policy.json");
-    let place = |text: &str| text.replace("@BRIDGE@", &bridge).replace("@PARENT@", &parent).replace("@NOTBRIDGE@", &parent);
+    let place =
+        |text: &str| text.replace("@BRIDGE@", &bridge).replace("@PARENT@", &parent).replace("@NOTBRIDGE@", &parent);
 
     // The control: the companions the cases use start a container here, so
     // a case is refused for its own value, not for the set-up around it.
     let cidr = "198.51.100.50/24";
-    let control = [("net.bridge", bridge.as_str()), ("net.ip", cidr), ("net.egress", "1mbit"), ("net.ingress", "1mbit")];
+    let control =
+        [("net.bridge", bridge.as_str()), ("net.ip", cidr), ("net.egress", "1mbit"), ("net.ingress", "1mbit")];
     let bundle = Bundle::create("nrt-corpus", &BundleSpec { command: "true", ..BundleSpec::isolated(&control) });
     Container::run_to_end("nrt-corpus", &bundle).expect("valid companions start a container");
     let parent_control = [("net.parent", parent.as_str())];
@@ -61,7 +66,8 @@ fn every_bad_input_is_refused_naming_its_key_and_changes_nothing() {
             .map(|(k, v)| (k.clone(), place(v.as_str().unwrap())))
             .collect();
         let annotations: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let env: Vec<String> = case["env"].as_array().map_or(vec![], |a| a.iter().map(|e| place(e.as_str().unwrap())).collect());
+        let env: Vec<String> =
+            case["env"].as_array().map_or(vec![], |a| a.iter().map(|e| place(e.as_str().unwrap())).collect());
         let env: Vec<&str> = env.iter().map(String::as_str).collect();
         let policy_env = format!("NETRT_CONFIG={}", policy_file.display());
         let hook_env = [policy_env.as_str()];
@@ -78,7 +84,9 @@ fn every_bad_input_is_refused_naming_its_key_and_changes_nothing() {
             Err(error) if !error.contains(&format!("netrt: {names}=")) => {
                 failures.push(format!("{name}: the error does not name {names}: {error}"))
             }
-            Err(error) if !gives_a_reason(&error, names) => failures.push(format!("{name}: the error gives no reason: {error}")),
+            Err(error) if !gives_a_reason(&error, names) => {
+                failures.push(format!("{name}: the error gives no reason: {error}"))
+            }
             Err(_) => {}
         }
         if snapshot(&namespaces) != before {

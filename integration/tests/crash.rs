@@ -37,7 +37,15 @@ fn gc() -> String {
 
 /// Poststop, gc, and the host is back to `before`; then the same container
 /// starts and stops cleanly with the release hook.
-fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Option<&str>, before: &str, namespaces: &[&str], point: &str) {
+fn recovers(
+    id: &str,
+    bundle: &Bundle,
+    annotations: &[(&str, &str)],
+    netns: Option<&str>,
+    before: &str,
+    namespaces: &[&str],
+    point: &str,
+) {
     poststop(id, bundle);
     gc();
     assert_same_host!(snapshot(namespaces), before, "after a kill at {point}, poststop and gc leave nothing");
@@ -46,12 +54,17 @@ fn recovers(id: &str, bundle: &Bundle, annotations: &[(&str, &str)], netns: Opti
         None => BundleSpec::isolated(annotations),
     };
     let again = Bundle::create(id, &spec);
-    let container = Container::start(id, &again).unwrap_or_else(|e| panic!("after a kill at {point}, the same container does not start: {e}"));
+    let container = Container::start(id, &again)
+        .unwrap_or_else(|e| panic!("after a kill at {point}, the same container does not start: {e}"));
     container.stop();
     assert_same_host!(snapshot(namespaces), before, "after a kill at {point}, the clean run leaves nothing");
 }
 
-fn fault_spec<'a>(netns: Option<&'a str>, annotations: &'a [(&'a str, &'a str)], hook_env: &'a [&'a str]) -> BundleSpec<'a> {
+fn fault_spec<'a>(
+    netns: Option<&'a str>,
+    annotations: &'a [(&'a str, &'a str)],
+    hook_env: &'a [&'a str],
+) -> BundleSpec<'a> {
     let mut spec = match netns {
         Some(path) => BundleSpec::new(Some(path), annotations),
         None => BundleSpec::isolated(annotations),
@@ -96,10 +109,13 @@ fn kill_setup_everywhere(id: &str, annotations: &[(&str, &str)], netns: Option<&
 /// and after the devices are deleted, before the record goes.
 fn kill_teardown_everywhere(id: &str, annotations: &[(&str, &str)], netns: Option<&str>, namespaces: &[&str]) -> usize {
     let before = snapshot(namespaces);
-    let probe = Bundle::create(id, &match netns {
-        Some(path) => BundleSpec::new(Some(path), annotations),
-        None => BundleSpec::isolated(annotations),
-    });
+    let probe = Bundle::create(
+        id,
+        &match netns {
+            Some(path) => BundleSpec::new(Some(path), annotations),
+            None => BundleSpec::isolated(annotations),
+        },
+    );
     let container = Container::start(id, &probe).unwrap();
     let record: serde_json::Value = serde_json::from_str(&sh(&format!("cat /run/netrt/containers/{id}.json"))).unwrap();
     let objects = record["created"].as_array().expect("the record lists what setup made").len();

@@ -86,8 +86,11 @@ fn bridge_attachment_takes_its_address_from_dnsmasq() {
 
     // Stop: the lease goes from the server within 2 s, the host is as before.
     let left = container.stop_then(Instant::now);
-    assert!(server.wait_for(Duration::from_secs(2), |leases| !leases.iter().any(|l| l.contains(ip))),
-        "dnsmasq still holds {ip} 2 s after stop: {:?}", server.leases());
+    assert!(
+        server.wait_for(Duration::from_secs(2), |leases| !leases.iter().any(|l| l.contains(ip))),
+        "dnsmasq still holds {ip} 2 s after stop: {:?}",
+        server.leases()
+    );
     eprintln!("released {:?} after stop", left.elapsed());
     assert_same_host!(snapshot(&[&lan.peer_ns]), before);
     assert!(!record_exists(id));
@@ -139,9 +142,15 @@ fn no_server_is_refused_within_the_timeout_and_leaves_nothing() {
         .unwrap_err()
         .replace('\\', "");
     let took = started.elapsed();
-    assert!(error.contains(&format!("netrt: net.ip=\"dhcp\": no DHCP offer on eth0 (bridge {bridge}) within 1s")), "{error}");
+    assert!(
+        error.contains(&format!("netrt: net.ip=\"dhcp\": no DHCP offer on eth0 (bridge {bridge}) within 1s")),
+        "{error}"
+    );
     // A hang limit, not a speed check: the refusal's time is benchmarked.
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(20), "refused after {took:?}: the timeout is 1 s");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(20),
+        "refused after {took:?}: the timeout is 1 s"
+    );
     assert_same_host!(snapshot(&[&lan.peer_ns]), before);
     assert!(!record_exists(id));
     assert!(!std::path::Path::new(&format!("/run/netrt/netns/{id}")).exists(), "the namespace pin is gone");
@@ -156,10 +165,11 @@ fn an_offer_outside_the_policy_is_refused_and_released() {
     std::fs::write(&policy, r#"{"policy": {"subnets": ["198.51.100.0/26"]}}"#).unwrap();
     let variable = format!("NETRT_CONFIG={}", policy.display());
     let before = snapshot(&[&lan.peer_ns]);
-    let error = start_with("nrt-dhcp-policy", &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[variable.as_str()])
-        .map(|_| ())
-        .unwrap_err()
-        .replace('\\', "");
+    let error =
+        start_with("nrt-dhcp-policy", &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[variable.as_str()])
+            .map(|_| ())
+            .unwrap_err()
+            .replace('\\', "");
     std::fs::remove_file(&policy).unwrap();
     // dnsmasq's range, 198.51.100.50-99, starts inside /26 (up to .63):
     // the hash of the client's MAC picks where, so either answer is right
@@ -167,7 +177,11 @@ fn an_offer_outside_the_policy_is_refused_and_released() {
     let offered = server.log().lines().rfind(|l| l.contains("DHCPACK")).map(String::from).unwrap_or_default();
     assert!(error.contains("net.ip=\"dhcp\": the DHCP server offered 198.51.100."), "{error} (server: {offered})");
     assert!(error.contains("not allowed by the host's policy (policy.subnets"), "{error}");
-    assert!(server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()), "the refused lease is released: {:?}", server.leases());
+    assert!(
+        server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()),
+        "the refused lease is released: {:?}",
+        server.leases()
+    );
     assert_same_host!(snapshot(&[&lan.peer_ns]), before);
 }
 
@@ -184,7 +198,11 @@ fn a_nak_at_renewal_removes_the_address() {
     server.stop();
     let renumbered = Dnsmasq::serving(&lan.peer_ns, "eth0", ("198.51.100.150", "198.51.100.199"), "2m", NO_PING);
     let renewed = ok(sh_output(&format!("{} renew --all", hook_binary().display())));
-    assert!(renewed.contains(&format!("{id}: DHCP server {LAN_PEER4} refused to renew {address}")), "{renewed}\n{}", renumbered.log());
+    assert!(
+        renewed.contains(&format!("{id}: DHCP server {LAN_PEER4} refused to renew {address}")),
+        "{renewed}\n{}",
+        renumbered.log()
+    );
     let addresses = ok(container.net_sh("ip -4 addr show eth0"));
     assert!(!addresses.contains("inet "), "the refused address is gone: {addresses}");
     let status = ok(sh_output(&format!("{} status {id}", hook_binary().display())));
@@ -208,7 +226,8 @@ fn twenty_containers_in_parallel_get_distinct_addresses() {
                 let bridge = bridge.clone();
                 scope.spawn(move || {
                     let id = format!("nrt-dhcp-par{n}");
-                    start_with(&id, &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[]).unwrap_or_else(|e| panic!("{id}: {e}"))
+                    start_with(&id, &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[])
+                        .unwrap_or_else(|e| panic!("{id}: {e}"))
                 })
             })
             .collect();
@@ -236,7 +255,11 @@ fn a_setup_waiting_for_its_server_holds_up_no_other_container() {
         let bridge = bridge.clone();
         move || {
             let started = Instant::now();
-            let result = start_with("nrt-dhcp-wait", &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp"), ("net.dhcp.timeout", "4s")], &[]);
+            let result = start_with(
+                "nrt-dhcp-wait",
+                &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp"), ("net.dhcp.timeout", "4s")],
+                &[],
+            );
             (result.map(|_| ()), started.elapsed())
         }
     });
@@ -250,16 +273,23 @@ fn a_setup_waiting_for_its_server_holds_up_no_other_container() {
         links[0]["master"] == bridge.as_str() && links[0]["operstate"] == "UP"
     };
     while !up_on_the_bridge() {
-        assert!(Instant::now() < deadline && !waiting.is_finished(), "the first container's attachment never came up on {bridge}");
+        assert!(
+            Instant::now() < deadline && !waiting.is_finished(),
+            "the first container's attachment never came up on {bridge}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // While it waits, another container starts: the host lock is not held
     // through a DHCP exchange.
-    let (other, _bundle) = start_with("nrt-dhcp-other", &[("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.20/24")], &[]).unwrap();
+    let (other, _bundle) =
+        start_with("nrt-dhcp-other", &[("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.20/24")], &[]).unwrap();
     assert!(!waiting.is_finished(), "the second started while the first still waited for its server");
     let (refused, waited) = waiting.join().unwrap();
     let refused = refused.unwrap_err().replace('\\', "");
-    assert!(refused.contains("no DHCP offer on eth0") && refused.contains("within 4s"), "the first waited its 4 s ({waited:?}): {refused}");
+    assert!(
+        refused.contains("no DHCP offer on eth0") && refused.contains("within 4s"),
+        "the first waited its 4 s ({waited:?}): {refused}"
+    );
     other.stop();
     assert!(!record_exists("nrt-dhcp-wait"));
 }
@@ -279,7 +309,10 @@ fn renew_releases_the_lease_of_a_container_whose_poststop_never_ran() {
     assert!(record_exists(id), "no poststop ran, so the record stays");
     assert_eq!(server.leases().len(), 1, "{:?}", server.leases());
     let renewed = ok(sh_output(&format!("{} renew", hook_binary().display())));
-    assert!(renewed.contains(&format!("removed {id}:")) && renewed.contains(&format!("its DHCP lease of {address}")), "{renewed}");
+    assert!(
+        renewed.contains(&format!("removed {id}:")) && renewed.contains(&format!("its DHCP lease of {address}")),
+        "{renewed}"
+    );
     assert!(server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()), "{:?}", server.leases());
     assert!(!record_exists(id));
     assert_same_host!(snapshot(&[&lan.peer_ns]), before);
@@ -293,7 +326,8 @@ fn the_servers_mtu_applies_unless_net_mtu_is_given() {
     let bridge = lan.bridge.clone().unwrap();
     let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", &["--no-ping", "--dhcp-option=option:mtu,1400"]);
     let before = snapshot(&[&lan.peer_ns]);
-    let (container, _bundle) = start_with("nrt-dhcp-mtu", &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[]).unwrap();
+    let (container, _bundle) =
+        start_with("nrt-dhcp-mtu", &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[]).unwrap();
     let link = ok(container.net_sh("ip link show eth0"));
     assert!(link.contains(" mtu 1400 "), "the server's MTU: {link}");
     container.stop();

@@ -22,7 +22,9 @@ fn docker_limits_hold_come_back_after_restart_and_go_with_rm() {
     sh_quiet(&format!("docker rm -f {name}"));
     let before = engines::settled_snapshot();
 
-    sh(&format!("docker run -d --name {name} --runtime=netrt -e NETRT_EGRESS=8mbit -e NETRT_INGRESS=12mbit {IMAGE} sleep 600"));
+    sh(&format!(
+        "docker run -d --name {name} --runtime=netrt -e NETRT_EGRESS=8mbit -e NETRT_INGRESS=12mbit {IMAGE} sleep 600"
+    ));
     let id = Docker::full_id(name);
     assert!(engines::managed(&id), "netrt-hook status lists the container");
     let host_veth = sh(&format!("{} status {id} --json", hook_binary().display()));
@@ -42,7 +44,11 @@ fn docker_limits_hold_come_back_after_restart_and_go_with_rm() {
 
     drop(docker);
     let output = installed.uninstall();
-    assert_eq!(fs::read_to_string(DOCKER_CONFIG).unwrap(), SEED_DAEMON_JSON, "uninstall put daemon.json back:\n{output}");
+    assert_eq!(
+        fs::read_to_string(DOCKER_CONFIG).unwrap(),
+        SEED_DAEMON_JSON,
+        "uninstall put daemon.json back:\n{output}"
+    );
 }
 
 #[test]
@@ -73,7 +79,10 @@ fn docker_attachment_refusal_and_untouched_containers() {
     let output = sh_output(&format!("docker run --rm --runtime=netrt -e NETRT_EGRESS=10parsecs {IMAGE} true"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("netrt: NETRT_EGRESS=\"10parsecs\": unknown rate unit"), "docker shows netrt's message: {stderr}");
+    assert!(
+        stderr.contains("netrt: NETRT_EGRESS=\"10parsecs\": unknown rate unit"),
+        "docker shows netrt's message: {stderr}"
+    );
     engines::assert_back_to(&before);
 
     // No settings: runs through netrt, config.json without netrt's hooks.
@@ -83,7 +92,9 @@ fn docker_attachment_refusal_and_untouched_containers() {
     // under /run/containerd instead).
     let config = ["/run/docker/containerd/daemon", "/run/containerd"]
         .iter()
-        .find_map(|root| fs::read_to_string(format!("{root}/io.containerd.runtime.v2.task/moby/{plain}/config.json")).ok())
+        .find_map(|root| {
+            fs::read_to_string(format!("{root}/io.containerd.runtime.v2.task/moby/{plain}/config.json")).ok()
+        })
         .expect("the container's bundle");
     assert!(!config.contains("netrt-hook"), "a container without settings gets no hook");
     assert!(config.contains("libnetwork-setkey"), "Docker's own hook is there: the right file was read");

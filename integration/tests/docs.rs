@@ -22,7 +22,11 @@ fn man_pages_render_without_warnings() {
     for name in ["netrt-hook.8", "netrt.8"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man").join(name);
         let output = Command::new("groff").args(["-man", "-ww", "-z"]).arg(&path).output().expect("groff runs");
-        assert!(output.status.success() && output.stderr.is_empty(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success() && output.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
@@ -46,7 +50,18 @@ fn every_key_and_command_is_in_the_man_page() {
         assert!(page.contains(command), "netrt-hook.8 lacks the command {command}");
     }
     let wrapper = man_text("netrt.8");
-    for word in ["create", "start", "--defer-without-network", "apply-deferred", "daemon.json", "--log", "configure", "completions", "--dry-run", "--remove"] {
+    for word in [
+        "create",
+        "start",
+        "--defer-without-network",
+        "apply-deferred",
+        "daemon.json",
+        "--log",
+        "configure",
+        "completions",
+        "--dry-run",
+        "--remove",
+    ] {
         assert!(wrapper.contains(word), "netrt.8 lacks {word}");
     }
 }
@@ -57,7 +72,11 @@ fn completions_load_in_bash() {
         let command = format!("source <({} completions bash) && complete -p {name}", binary.display());
         let output = Command::new("bash").args(["-c", &command]).output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success() && text.contains(&format!(" {name}")), "{name}: {text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success() && text.contains(&format!(" {name}")),
+            "{name}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let words = sh(&format!("bash -c 'source <({} completions bash); COMP_WORDS=(netrt configure \"\"); COMP_CWORD=2; _netrt netrt \"\" configure; echo ${{COMPREPLY[*]}}'", wrapper_binary().display()));
     for engine in ["docker", "containerd", "podman"] {

@@ -21,7 +21,11 @@ fn sys(link: &str, attribute: &str) -> String {
 fn container_mtu(container: &Container) -> String {
     let output = container.net_sh("ip -o link show eth0");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.split_whitespace().skip_while(|word| *word != "mtu").nth(1).unwrap_or_else(|| panic!("no MTU in {text}")).to_string()
+    text.split_whitespace()
+        .skip_while(|word| *word != "mtu")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MTU in {text}"))
+        .to_string()
 }
 
 /// Starts and deletes the container `RUNS` times. The moment the runtime
@@ -40,7 +44,11 @@ fn clean_at_once(
     let flags = || -> Vec<String> { watched.iter().map(|link| sys(link, "flags")).collect() };
     let flags_before = flags();
     let present = || -> Vec<String> {
-        made_by_netrt.iter().filter(|d| std::path::Path::new(&format!("/sys/class/net/{d}")).exists()).cloned().collect()
+        made_by_netrt
+            .iter()
+            .filter(|d| std::path::Path::new(&format!("/sys/class/net/{d}")).exists())
+            .cloned()
+            .collect()
     };
     for run in 1..=RUNS {
         let (container, bundle) = start();
@@ -107,8 +115,12 @@ fn a_bridge_keeps_its_mtu_and_mac_while_containers_run() {
     let (mtu, mac) = (sys(&bridge, "mtu"), sys(&bridge, "address"));
     assert_eq!(mtu, "1500");
     let id = "nrt-keep-mtu";
-    let annotations =
-        [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.33/24"), ("net.mtu", "1400"), ("net.ingress", "10mbit")];
+    let annotations = [
+        ("net.bridge", bridge.as_str()),
+        ("net.ip", "198.51.100.33/24"),
+        ("net.mtu", "1400"),
+        ("net.ingress", "10mbit"),
+    ];
     let (container, _bundle) = start_isolated(id, &annotations);
     let host_veth = host_veth_name(id);
     assert_eq!(container_mtu(&container), "1400", "the container's end has net.mtu");
@@ -138,9 +150,11 @@ fn an_mtu_above_the_bridges_is_refused_and_leaves_nothing() {
     let bridge = lan.bridge.clone().unwrap();
     let before = snapshot(&[&lan.peer_ns]);
     let id = "nrt-mtu-above";
-    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.35/24"), ("net.mtu", "1600"), ("net.egress", "5mbit")];
+    let annotations =
+        [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.35/24"), ("net.mtu", "1600"), ("net.egress", "5mbit")];
     let bundle = Bundle::create(id, &BundleSpec::isolated(&annotations));
-    let error = Container::start(id, &bundle).err().expect("an MTU above the bridge's is refused").replace("\\\"", "\"");
+    let error =
+        Container::start(id, &bundle).err().expect("an MTU above the bridge's is refused").replace("\\\"", "\"");
     assert!(
         error.contains(&format!("net.mtu=\"1600\": 1600 is larger than the MTU of bridge {bridge} (1500)")),
         "{error}"
@@ -160,7 +174,10 @@ fn an_empty_bridge_with_a_kernel_chosen_mac_is_refused_until_its_mac_is_fixed() 
     let id = "nrt-empty-bridge";
     let annotations = [("net.bridge", bridge), ("net.ip", "198.51.100.36/24")];
     let bundle = Bundle::create(id, &BundleSpec::isolated(&annotations));
-    let error = Container::start(id, &bundle).err().expect("the first port would change the bridge's MAC").replace("\\\"", "\"");
+    let error = Container::start(id, &bundle)
+        .err()
+        .expect("the first port would change the bridge's MAC")
+        .replace("\\\"", "\"");
     assert!(error.contains(&format!("net.bridge=\"{bridge}\": bridge {bridge} has no port yet")), "{error}");
     assert!(error.contains(&format!("ip link set {bridge} address {mac}")), "the fix is named: {error}");
     sh_quiet(&format!("runc delete -f {id}"));

@@ -37,7 +37,9 @@ fn run(program: &Path, args: &[&str], stdin: &[u8]) -> (bool, String) {
 }
 
 fn state(id: &str, pid: u32, bundle: &Path) -> Vec<u8> {
-    serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": pid, "bundle": bundle}).to_string().into_bytes()
+    serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "creating", "pid": pid, "bundle": bundle})
+        .to_string()
+        .into_bytes()
 }
 
 /// Every file under /run/netrt, for "nothing written there either".
@@ -75,7 +77,10 @@ fn hostile_container_ids_are_refused_and_write_nothing() {
     // Not UTF-8 at all.
     let mut raw = b"{\"ociVersion\":\"1.0.2\",\"id\":\"bad".to_vec();
     raw.extend([0xff, 0xfe]);
-    raw.extend(format!("\",\"status\":\"creating\",\"pid\":{},\"bundle\":\"{}\"}}", holder.id(), bundle.dir.display()).as_bytes());
+    raw.extend(
+        format!("\",\"status\":\"creating\",\"pid\":{},\"bundle\":\"{}\"}}", holder.id(), bundle.dir.display())
+            .as_bytes(),
+    );
     let (ok, stderr) = run(&hook_binary(), &["createRuntime"], &raw);
     assert!(!ok && stderr.contains("OCI state"), "non-UTF-8 state: {stderr}");
 

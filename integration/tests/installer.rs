@@ -21,18 +21,19 @@ struct Paths {
 }
 
 fn install(paths: &Paths, extra: &[&str]) -> String {
-    let output = without_test_env(&mut Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/install.sh")))
-        .arg("--prefix")
-        .arg(&paths.prefix)
-        .arg("--hooks-dir")
-        .arg(&paths.hooks_dir)
-        .arg("--docker-config")
-        .arg(&paths.docker_config)
-        .arg("--systemd-dir")
-        .arg(paths.root.join("etc/systemd/system"))
-        .args(extra)
-        .output()
-        .expect("install.sh runs");
+    let output =
+        without_test_env(&mut Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../install/install.sh")))
+            .arg("--prefix")
+            .arg(&paths.prefix)
+            .arg("--hooks-dir")
+            .arg(&paths.hooks_dir)
+            .arg("--docker-config")
+            .arg(&paths.docker_config)
+            .arg("--systemd-dir")
+            .arg(paths.root.join("etc/systemd/system"))
+            .args(extra)
+            .output()
+            .expect("install.sh runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "install.sh {extra:?} failed:\n{text}");
     text
@@ -78,7 +79,10 @@ fn install_twice_then_uninstall() {
     // The timer that renews DHCP leases, and its service on the installed hook.
     let units = paths.root.join("etc/systemd/system");
     let service = fs::read_to_string(units.join("netrt-renew.service")).unwrap();
-    assert!(service.contains(&format!("ExecStart={} renew\n", paths.prefix.join("bin/netrt-hook").display())), "{service}");
+    assert!(
+        service.contains(&format!("ExecStart={} renew\n", paths.prefix.join("bin/netrt-hook").display())),
+        "{service}"
+    );
     let timer = fs::read_to_string(units.join("netrt-renew.timer")).unwrap();
     assert!(timer.contains("OnUnitActiveSec=30s"), "{timer}");
     if Path::new("/run/systemd/system").exists() {

@@ -41,7 +41,8 @@ fn check_exposition(text: &str) -> Result<(), String> {
             }
             seen.insert(name.to_string());
             if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
-                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).ok_or(format!("bad labels: {line}"))?;
+                let inner =
+                    labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).ok_or(format!("bad labels: {line}"))?;
                 for pair in inner.split("\",") {
                     let (label, quoted) = pair.split_once('=').ok_or(format!("bad label: {line}"))?;
                     if !valid_name(label) || !quoted.starts_with('"') {
@@ -72,9 +73,17 @@ fn the_prometheus_output_counts_real_traffic_and_is_valid() {
     assert_eq!(series("netrt_limit_bytes_per_second", "egress"), 1e6, "8mbit");
     assert_eq!(series("netrt_shaper_rate_bytes_per_second", "ingress"), 1.5e6, "12mbit");
     assert_eq!(series("netrt_shaper_present", "egress"), 1.0);
-    assert!(series("netrt_sent_bytes_total", "egress") > 500_000.0, "the egress shaper counted iperf3's bytes:\n{text}");
+    assert!(
+        series("netrt_sent_bytes_total", "egress") > 500_000.0,
+        "the egress shaper counted iperf3's bytes:\n{text}"
+    );
 
-    let promtool = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
     require(promtool.is_ok(), "promtool is not installed (Debian's prometheus package; integration/run installs it)");
     let mut promtool = promtool.unwrap();
     promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();

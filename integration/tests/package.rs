@@ -10,10 +10,15 @@ use netrt_integration::*;
 
 /// What an install could register netrt with, to compare before and after.
 fn registrations() -> String {
-    ["/etc/docker/daemon.json", "/etc/containerd/config.toml", "/etc/containers/oci/hooks.d/netrt.json", "/usr/share/containers/oci/hooks.d/netrt.json"]
-        .iter()
-        .map(|path| format!("{path}: {:?}\n", std::fs::read(path).ok()))
-        .collect()
+    [
+        "/etc/docker/daemon.json",
+        "/etc/containerd/config.toml",
+        "/etc/containers/oci/hooks.d/netrt.json",
+        "/usr/share/containers/oci/hooks.d/netrt.json",
+    ]
+    .iter()
+    .map(|path| format!("{path}: {:?}\n", std::fs::read(path).ok()))
+    .collect()
 }
 
 #[test]
@@ -22,9 +27,11 @@ fn the_package_installs_registers_nothing_and_purges_clean() {
         !sh_output("dpkg -s netrt").status.success(),
         "a netrt package is installed on this machine already, and the test installs and purges its own (dpkg -P netrt first)",
     );
-    let built = without_test_env(Command::new(format!("{}/install/build-deb", workspace_dir())).stdin(std::process::Stdio::null()))
-        .output()
-        .expect("build-deb runs");
+    let built = without_test_env(
+        Command::new(format!("{}/install/build-deb", workspace_dir())).stdin(std::process::Stdio::null()),
+    )
+    .output()
+    .expect("build-deb runs");
     assert!(built.status.success(), "build-deb: {}", String::from_utf8_lossy(&built.stderr));
     let version = env!("CARGO_PKG_VERSION");
     let deb = format!("{}/target/debian/netrt_{version}_amd64.deb", workspace_dir());
@@ -34,7 +41,8 @@ fn the_package_installs_registers_nothing_and_purges_clean() {
 
     let before = registrations();
     sh(&format!("dpkg -i {deb}"));
-    let files: Vec<String> = sh("dpkg -L netrt").lines().map(str::to_string).filter(|p| Path::new(p).is_file()).collect();
+    let files: Vec<String> =
+        sh("dpkg -L netrt").lines().map(str::to_string).filter(|p| Path::new(p).is_file()).collect();
     for expected in [
         "/usr/bin/netrt",
         "/usr/bin/netrt-hook",

@@ -69,7 +69,10 @@ fn podman_attachment_refusal_and_containers_without_annotations() {
     let output = sh_output(&format!("{PODMAN_RUN} --rm --annotation net.egress=10parsecs {IMAGE} true"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("netrt: net.egress=\"10parsecs\": unknown rate unit"), "podman shows netrt's message: {stderr}");
+    assert!(
+        stderr.contains("netrt: net.egress=\"10parsecs\": unknown rate unit"),
+        "podman shows netrt's message: {stderr}"
+    );
     engines::assert_back_to(&before);
 
     // Any net.* key reaches the hook, so a misspelt one is refused, not ignored.

@@ -29,7 +29,12 @@ fn lan_pool(bridge: &str) -> Value {
 }
 
 /// Starts a container on a node; Err carries runc's output.
-fn start_on(node: &Node, id: &str, annotations: &[(&str, &str)], hook: Option<(&std::path::Path, &str)>) -> Result<(Container, Bundle), String> {
+fn start_on(
+    node: &Node,
+    id: &str,
+    annotations: &[(&str, &str)],
+    hook: Option<(&std::path::Path, &str)>,
+) -> Result<(Container, Bundle), String> {
     start_with_poststop(node, id, annotations, hook, true)
 }
 
@@ -58,8 +63,14 @@ fn start_with_poststop(
 }
 
 fn address_of(container: &Container, family: &str) -> String {
-    let out = String::from_utf8_lossy(&container.net_sh(&format!("ip -o -{family} addr show eth0 scope global")).stdout).into_owned();
-    let word = out.split_whitespace().skip_while(|w| *w != "inet" && *w != "inet6").nth(1).unwrap_or_else(|| panic!("no address: {out}"));
+    let out =
+        String::from_utf8_lossy(&container.net_sh(&format!("ip -o -{family} addr show eth0 scope global")).stdout)
+            .into_owned();
+    let word = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet" && *w != "inet6")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address: {out}"));
     word.split('/').next().unwrap().to_string()
 }
 
@@ -83,9 +94,17 @@ fn claims_in(cluster: &EtcdCluster, prefix: &str) -> String {
 fn two_nodes_share_one_pool_and_reach_each_other() {
     let cluster = EtcdCluster::start("flat", 3, 23790, None);
     let prefix = "/it-flat/";
-    let a = Node::new("node-a", "nrtpAbr", &config("node-a", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpAbr")));
+    let a = Node::new(
+        "node-a",
+        "nrtpAbr",
+        &config("node-a", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpAbr")),
+    );
     // Host B's bridge has another name: the attachment is each node's own.
-    let b = Node::new("node-b", "nrtpBbr", &config("node-b", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpBbr")));
+    let b = Node::new(
+        "node-b",
+        "nrtpBbr",
+        &config("node-b", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpBbr")),
+    );
     let _wire = Wire::join("nrtpw", &a, &b);
     let rules: Vec<_> = [&a.bridge, &b.bridge].iter().filter_map(|br| allow_forwarding(br)).collect();
     let both = || a.snapshot() + &b.snapshot();
@@ -98,22 +117,43 @@ fn two_nodes_share_one_pool_and_reach_each_other() {
     assert_eq!((a4.as_str(), a6.as_str()), ("198.51.100.100", "2001:db8:5::100"), "the first of each range");
     assert_eq!((b4.as_str(), b6.as_str()), ("198.51.100.101", "2001:db8:5::101"), "node B continues after node A's");
     let routes = text(a1.net_sh("ip route; ip -6 route"));
-    assert!(routes.contains("default via 198.51.100.1 dev eth0") && routes.contains("default via 2001:db8:5::1 dev eth0"), "{routes}");
+    assert!(
+        routes.contains("default via 198.51.100.1 dev eth0") && routes.contains("default via 2001:db8:5::1 dev eth0"),
+        "{routes}"
+    );
     // The flat network: across the two hosts' bridges, both families.
     ok(a1.net_sh(&format!("busybox ping -c 1 -W 2 {b4}")));
     ok(b1.net_sh(&format!("busybox ping -6 -c 1 -W 2 {a6}")));
 
     // Node A's address, asked for statically on node B: refused, naming both.
-    let refused = start_on(&b, "nrt-pool-b2", &[("net.bridge", "nrtpBbr"), ("net.ip", &format!("{a4}/24"))], None).err().expect("refused");
-    assert!(refused.contains(&format!("net.ip=\"{a4}/24\": {a4} is already held by container nrt-pool-a1 on node node-a (pool lan)")), "{refused}");
+    let refused = start_on(&b, "nrt-pool-b2", &[("net.bridge", "nrtpBbr"), ("net.ip", &format!("{a4}/24"))], None)
+        .err()
+        .expect("refused");
+    assert!(
+        refused.contains(&format!(
+            "net.ip=\"{a4}/24\": {a4} is already held by container nrt-pool-a1 on node node-a (pool lan)"
+        )),
+        "{refused}"
+    );
     let status = ok(a.hook("status"));
     assert!(status.contains(&format!("{a4}/24 (pool lan, node node-a)")), "{status}");
     let shown = ok(a.hook("pool show lan --json"));
     let shown: Value = serde_json::from_str(&shown).unwrap();
-    let holders: Vec<(&str, &str)> = shown.as_array().unwrap().iter().map(|c| (c["container"].as_str().unwrap(), c["node"].as_str().unwrap())).collect();
-    assert_eq!(holders, [("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b"), ("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b")]);
+    let holders: Vec<(&str, &str)> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["container"].as_str().unwrap(), c["node"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        holders,
+        [("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b"), ("nrt-pool-a1", "node-a"), ("nrt-pool-b1", "node-b")]
+    );
     let listed = ok(b.hook("pool list"));
-    assert!(listed.lines().any(|l| l.starts_with("lan") && l.contains("ipv4") && l.contains(" 2 ") && l.contains(" 97 ")), "99 addresses less 2 claimed: {listed}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("lan") && l.contains("ipv4") && l.contains(" 2 ") && l.contains(" 97 ")),
+        "99 addresses less 2 claimed: {listed}"
+    );
 
     // A node whose pool differs from what node A registered is refused.
     let mut other = lan_pool("nrtpCbr");
@@ -157,7 +197,8 @@ fn sixty_containers_in_parallel_on_three_nodes_get_sixty_distinct_addresses() {
                 let node = &nodes[i % 3];
                 scope.spawn(move || {
                     let id = format!("nrt-sixty-{i}");
-                    let (container, bundle) = start_on(node, &id, &[("net.pool", "lan")], None).unwrap_or_else(|e| panic!("{id}: {e}"));
+                    let (container, bundle) =
+                        start_on(node, &id, &[("net.pool", "lan")], None).unwrap_or_else(|e| panic!("{id}: {e}"));
                     let address = address_of(&container, "4");
                     (container, bundle, address)
                 })
@@ -165,14 +206,19 @@ fn sixty_containers_in_parallel_on_three_nodes_get_sixty_distinct_addresses() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut addresses: Vec<u32> = started.iter().map(|(_, _, a)| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap())).collect();
+    let mut addresses: Vec<u32> =
+        started.iter().map(|(_, _, a)| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap())).collect();
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), 60, "all distinct");
-    let (first, last) = (u32::from(std::net::Ipv4Addr::new(198, 51, 100, 10)), u32::from(std::net::Ipv4Addr::new(198, 51, 100, 71)));
+    let (first, last) =
+        (u32::from(std::net::Ipv4Addr::new(198, 51, 100, 10)), u32::from(std::net::Ipv4Addr::new(198, 51, 100, 71)));
     assert!(addresses.iter().all(|a| (first..=last).contains(a)), "inside the range");
     for excluded in [20u8, 30] {
-        assert!(!addresses.contains(&u32::from(std::net::Ipv4Addr::new(198, 51, 100, excluded))), "198.51.100.{excluded} is excluded");
+        assert!(
+            !addresses.contains(&u32::from(std::net::Ipv4Addr::new(198, 51, 100, excluded))),
+            "198.51.100.{excluded} is excluded"
+        );
     }
     let refused = start_on(&nodes[0], "nrt-sixty-61", &[("net.pool", "lan")], None).err().expect("the 61st is refused");
     assert!(refused.contains("net.pool=\"lan\": pool lan has no free IPv4 address: ranges 198.51.100.10-198.51.100.71 (62 addresses, 60 claimed or reserved)"), "{refused}");
@@ -191,7 +237,11 @@ fn sixty_containers_in_parallel_on_three_nodes_get_sixty_distinct_addresses() {
 fn members_down_refusals_and_releases_that_wait_for_the_registry() {
     let mut cluster = EtcdCluster::start("faults", 3, 23830, None);
     let prefix = "/it-faults/";
-    let node = Node::new("node-f", "nrtpFbr", &config("node-f", Some(etcd(&cluster, prefix, "1s")), "lan", lan_pool("nrtpFbr")));
+    let node = Node::new(
+        "node-f",
+        "nrtpFbr",
+        &config("node-f", Some(etcd(&cluster, prefix, "1s")), "lan", lan_pool("nrtpFbr")),
+    );
     let before = node.snapshot();
 
     // One member down: the other two still make a quorum (once they have
@@ -208,7 +258,12 @@ fn members_down_refusals_and_releases_that_wait_for_the_registry() {
     let refused = start_on(&node, "nrt-fault-2", &[("net.pool", "lan")], None).err().expect("refused without quorum");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "refused after {took:?}: the registry's timeout is 1 s");
-    assert!(refused.contains("net.pool=\"lan\": the address registry did not answer within 1s (etcd at http://127.0.0.1:23830"), "{refused}");
+    assert!(
+        refused.contains(
+            "net.pool=\"lan\": the address registry did not answer within 1s (etcd at http://127.0.0.1:23830"
+        ),
+        "{refused}"
+    );
     assert_same_host!(node.snapshot(), running, "the refused container left nothing on the host");
 
     // Teardown without a registry: the host is clean when it returns, the
@@ -221,7 +276,10 @@ fn members_down_refusals_and_releases_that_wait_for_the_registry() {
     cluster.restart_member(1);
     cluster.restart_member(2);
     cluster.wait_quorum();
-    assert!(cluster.dump(&format!("{prefix}nodes/node-f/nrt-fault-1/")).contains("nrt-fault-1"), "the claim waits for the release");
+    assert!(
+        cluster.dump(&format!("{prefix}nodes/node-f/nrt-fault-1/")).contains("nrt-fault-1"),
+        "the claim waits for the release"
+    );
     let gc = ok(node.hook("gc"));
     assert!(gc.contains("released 198.51.100.100 of pool lan (container nrt-fault-1, left pending)"), "{gc}");
     assert_eq!(claims_in(&cluster, prefix), "", "no claim of either container is left in etcd");
@@ -233,10 +291,15 @@ fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
     let fault_hook = fault_hook_binary();
     let cluster = EtcdCluster::start("kill", 3, 23850, None);
     let prefix = "/it-kill/";
-    let node = Node::new("node-k", "nrtpKbr", &config("node-k", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpKbr")));
+    let node = Node::new(
+        "node-k",
+        "nrtpKbr",
+        &config("node-k", Some(etcd(&cluster, prefix, "2s")), "lan", lan_pool("nrtpKbr")),
+    );
     let before = node.snapshot();
     let record_left = |id: &str| node.sh(&format!("test -e /run/netrt/containers/{id}.partial")).status.success();
-    let claims_of = |id: &str| cluster.dump(&format!("{prefix}pools/lan/claims/")).lines().filter(|l| l.contains(id)).count();
+    let claims_of =
+        |id: &str| cluster.dump(&format!("{prefix}pools/lan/claims/")).lines().filter(|l| l.contains(id)).count();
     // claim:0 is after the write-ahead record and before any claim;
     // claim:1 after both families are claimed.
     for (point, claims_left) in [("claim:0", 0), ("claim:1", 2)] {
@@ -246,27 +309,48 @@ fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
             .expect("the hook killed fails the start");
         assert!(failed.contains("signal: killed"), "the hook was killed at {point}: {failed}");
         assert!(record_left(id), "the hook killed at {point} left its partial record");
-        assert_eq!(claims_of(id), claims_left, "claims in etcd after a kill at {point}:\n{}", claims_in(&cluster, prefix));
+        assert_eq!(
+            claims_of(id),
+            claims_left,
+            "claims in etcd after a kill at {point}:\n{}",
+            claims_in(&cluster, prefix)
+        );
         ok(node.hook("gc"));
-        assert_eq!(claims_in(&cluster, prefix), "", "after a kill at {point} and gc, etcd holds no claim of the container");
+        assert_eq!(
+            claims_in(&cluster, prefix),
+            "",
+            "after a kill at {point} and gc, etcd holds no claim of the container"
+        );
         assert_same_host!(node.snapshot(), before, "after a kill at {point} and gc");
         // The same address can be had again.
-        let (again, _b) = start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.100/24")], None).expect("starts again");
+        let (again, _b) =
+            start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.100/24")], None).expect("starts again");
         again.stop();
     }
     // release:N is teardown's, before the Nth of the two claims goes: the
     // host is clean by then, and the record still says what to release.
     for (point, claims_left) in [("release:0", 2), ("release:1", 1)] {
         let id = "nrt-kill-r";
-        let (container, _bundle) = start_on(&node, id, &[("net.pool", "lan")], Some((&fault_hook, point))).expect("starts");
+        let (container, _bundle) =
+            start_on(&node, id, &[("net.pool", "lan")], Some((&fault_hook, point))).expect("starts");
         container.stop();
-        assert_eq!(claims_of(id), claims_left, "claims in etcd after a kill at {point}:\n{}", claims_in(&cluster, prefix));
+        assert_eq!(
+            claims_of(id),
+            claims_left,
+            "claims in etcd after a kill at {point}:\n{}",
+            claims_in(&cluster, prefix)
+        );
         let records = node.sh(&format!("test -e /run/netrt/containers/{id}.json"));
         assert!(records.status.success(), "the teardown killed at {point} kept the record");
         ok(node.hook("gc"));
-        assert_eq!(claims_in(&cluster, prefix), "", "after a kill at {point} and gc, etcd holds no claim of the container");
+        assert_eq!(
+            claims_in(&cluster, prefix),
+            "",
+            "after a kill at {point} and gc, etcd holds no claim of the container"
+        );
         assert_same_host!(node.snapshot(), before, "after a kill at {point} and gc");
-        let (again, _b) = start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.101/24")], None).expect("starts again");
+        let (again, _b) =
+            start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.101/24")], None).expect("starts again");
         again.stop();
     }
 }
@@ -279,8 +363,10 @@ fn release_node_frees_every_claim_of_a_vanished_node_and_tls_with_client_certifi
     let prefix = "/it-tls/";
     let registry = json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s",
         "ca": certs.ca, "cert": certs.client_cert, "key": certs.client_key}});
-    let gone = Node::new("node-gone", "nrtpGbr", &config("node-gone", Some(registry.clone()), "lan", lan_pool("nrtpGbr")));
-    let (g1, _bg1) = start_on(&gone, "nrt-tls-g1", &[("net.pool", "lan")], None).expect("starts over TLS with a client certificate");
+    let gone =
+        Node::new("node-gone", "nrtpGbr", &config("node-gone", Some(registry.clone()), "lan", lan_pool("nrtpGbr")));
+    let (g1, _bg1) =
+        start_on(&gone, "nrt-tls-g1", &[("net.pool", "lan")], None).expect("starts over TLS with a client certificate");
     let (g2, _bg2) = start_on(&gone, "nrt-tls-g2", &[("net.pool", "lan")], None).unwrap();
     assert!(cluster.dump(&format!("{prefix}nodes/node-gone/")).contains("nrt-tls-g2"));
 
@@ -288,7 +374,9 @@ fn release_node_frees_every_claim_of_a_vanished_node_and_tls_with_client_certifi
     let mut anonymous = registry.clone();
     anonymous["etcd"].as_object_mut().unwrap().retain(|k, _| k != "cert" && k != "key");
     let stranger = Node::new("node-x", "nrtpXbr", &config("node-x", Some(anonymous), "lan", lan_pool("nrtpXbr")));
-    let refused = start_on(&stranger, "nrt-tls-x1", &[("net.pool", "lan")], None).err().expect("refused without a client certificate");
+    let refused = start_on(&stranger, "nrt-tls-x1", &[("net.pool", "lan")], None)
+        .err()
+        .expect("refused without a client certificate");
     assert!(refused.contains("net.pool=\"lan\": etcd refused the TLS session"), "{refused}");
 
     let other = Node::new("node-o", "nrtpObr", &config("node-o", Some(registry), "lan", lan_pool("nrtpObr")));
@@ -331,7 +419,8 @@ fn host_wide_pools_without_a_registry() {
     };
     // Six in the range, one excluded, one reserved: four, started at once.
     let started: Vec<(Container, Bundle)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4).map(|i| scope.spawn(move || start(&format!("nrt-hpool-{i}"), &annotations).unwrap())).collect();
+        let handles: Vec<_> =
+            (0..4).map(|i| scope.spawn(move || start(&format!("nrt-hpool-{i}"), &annotations).unwrap())).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut addresses: Vec<String> = started.iter().map(|(c, _)| address_of(c, "4")).collect();
@@ -339,7 +428,8 @@ fn host_wide_pools_without_a_registry() {
     assert_eq!(addresses, ["198.51.100.40", "198.51.100.41", "198.51.100.43", "198.51.100.44"]);
     let refused = start("nrt-hpool-5", &annotations).err().expect("full");
     assert!(refused.contains(&format!("pool {pool_name} has no free IPv4 address")), "{refused}");
-    let refused = start("nrt-hpool-6", &[("net.bridge", &bridge), ("net.ip", "198.51.100.45/24")]).err().expect("reserved");
+    let refused =
+        start("nrt-hpool-6", &[("net.bridge", &bridge), ("net.ip", "198.51.100.45/24")]).err().expect("reserved");
     assert!(refused.contains(&format!("198.51.100.45 is reserved (router) in pool {pool_name}")), "{refused}");
     let listed = ok(cli("pool list --json"));
     let listed: Value = serde_json::from_str(&listed).unwrap();
@@ -375,16 +465,18 @@ fn etcd_user_authentication_with_a_password_file() {
     let (good, bad) = (dir.join("password"), dir.join("wrong"));
     std::fs::write(&good, "s3cret\n").unwrap();
     std::fs::write(&bad, "guess\n").unwrap();
-    let registry = |file: &std::path::Path| {
-        json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s", "user": "netrt", "password_file": file}})
-    };
+    let registry = |file: &std::path::Path| json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s", "user": "netrt", "password_file": file}});
     let node = Node::new("node-u", "nrtpUbr", &config("node-u", Some(registry(&good)), "lan", lan_pool("nrtpUbr")));
     let (u1, _bu1) = start_on(&node, "nrt-auth-u1", &[("net.pool", "lan")], None).expect("starts as etcd user netrt");
     let held = cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/"));
     assert!(held.contains("nrt-auth-u1"), "{held}");
     let wrong = Node::new("node-w", "nrtpWbr", &config("node-w", Some(registry(&bad)), "lan", lan_pool("nrtpWbr")));
-    let refused = start_on(&wrong, "nrt-auth-w1", &[("net.pool", "lan")], None).err().expect("a wrong password is refused");
-    assert!(refused.contains("net.pool=\"lan\": etcd refused") && refused.contains("authentication failed"), "{refused}");
+    let refused =
+        start_on(&wrong, "nrt-auth-w1", &[("net.pool", "lan")], None).err().expect("a wrong password is refused");
+    assert!(
+        refused.contains("net.pool=\"lan\": etcd refused") && refused.contains("authentication failed"),
+        "{refused}"
+    );
     u1.stop();
     assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}pools/lan/claims/")), "");
     assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/")), "");

@@ -26,7 +26,9 @@ fn hook_waiting_on_the_lock() -> Option<u32> {
         .filter(|line| line.contains("-> FLOCK"))
         .filter_map(|line| line.split_whitespace().nth(5)?.parse().ok())
         .collect();
-    waiters.into_iter().find(|pid| fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().starts_with(b"netrt-hook\0createRuntime"))
+    waiters.into_iter().find(|pid| {
+        fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().starts_with(b"netrt-hook\0createRuntime")
+    })
 }
 
 fn capability_sets(pid: u32) -> Vec<(String, u64)> {
@@ -81,7 +83,10 @@ fn a_working_hook_holds_net_admin_and_sys_admin_only() {
             "CapInh" | "CapAmb" => 0,
             _ => KEPT,
         };
-        assert_eq!(*value, expected, "{name} of the waiting hook is {value:#x}, expected {expected:#x} (all sets: {sets:?})");
+        assert_eq!(
+            *value, expected,
+            "{name} of the waiting hook is {value:#x}, expected {expected:#x} (all sets: {sets:?})"
+        );
     }
     assert_eq!(sets.len(), 5, "CapInh, CapPrm, CapEff, CapBnd, CapAmb: {sets:?}");
     container.stop();
@@ -89,7 +94,9 @@ fn a_working_hook_holds_net_admin_and_sys_admin_only() {
 
 /// Runs the release hook's setup under `setpriv` with these options.
 fn hook_under(setpriv: &[&str], bundle: &Bundle, pid: u32) -> (bool, String) {
-    let state = json!({"ociVersion": "1.0.2", "id": "nrt-nocap", "status": "creating", "pid": pid, "bundle": bundle.dir}).to_string();
+    let state =
+        json!({"ociVersion": "1.0.2", "id": "nrt-nocap", "status": "creating", "pid": pid, "bundle": bundle.dir})
+            .to_string();
     let mut child = Command::new("setpriv")
         .args(setpriv)
         .arg(hook_binary())
@@ -116,7 +123,8 @@ fn without_its_capabilities_the_hook_refuses_and_changes_nothing() {
     let (ok, stderr) = hook_under(&["--reuid=65534", "--regid=65534", "--clear-groups"], &bundle, pid);
     assert!(!ok, "an unprivileged hook fails");
     assert!(
-        stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE") && stderr.contains("lacks CAP_NET_ADMIN"),
+        stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE")
+            && stderr.contains("lacks CAP_NET_ADMIN"),
         "{stderr}"
     );
     let (ok, stderr) = hook_under(&["--bounding-set=-net_admin", "--inh-caps=-net_admin"], &bundle, pid);

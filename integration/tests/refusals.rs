@@ -24,12 +24,24 @@ fn bad_values_are_refused_naming_key_value_and_reason() {
         (&[("net.ingress", "fast")], &[], r#"netrt: net.ingress=\"fast\": expected a number"#),
         (&[("net.egress", "1kbit")], &[], r#"netrt: net.egress=\"1kbit\": rate must be between 8kbit and 100gbit"#),
         (&[("net.egres", "1mbit")], &[], r#"netrt: net.egres=\"1mbit\": unknown key; did you mean net.egress?"#),
-        (&[("net.bridge", "nrtnobr0")], &[], r#"netrt: net.bridge=\"nrtnobr0\": the host has no bridge (netrt never creates one) called nrtnobr0"#),
+        (
+            &[("net.bridge", "nrtnobr0")],
+            &[],
+            r#"netrt: net.bridge=\"nrtnobr0\": the host has no bridge (netrt never creates one) called nrtnobr0"#,
+        ),
         (&[("net.egress.burst", "32k")], &[], r#"netrt: net.egress.burst=\"32k\": needs net.egress"#),
-        (&[("net.ingress", "1mbit"), ("net.ingress.latency", "25")], &[], r#"net.ingress.latency=\"25\": a duration needs a unit"#),
+        (
+            &[("net.ingress", "1mbit"), ("net.ingress.latency", "25")],
+            &[],
+            r#"net.ingress.latency=\"25\": a duration needs a unit"#,
+        ),
         (&[], &["NETRT_EGRESS=10 mbit"], r#"netrt: NETRT_EGRESS=\"10 mbit\": unknown rate unit"#),
         // Checked against the interface's frame size, still before any change.
-        (&[("net.ingress", "1mbit"), ("net.ingress.burst", "1000")], &[], r#"net.ingress.burst=\"1000\": burst of 1000 bytes is smaller than one frame"#),
+        (
+            &[("net.ingress", "1mbit"), ("net.ingress.burst", "1000")],
+            &[],
+            r#"net.ingress.burst=\"1000\": burst of 1000 bytes is smaller than one frame"#,
+        ),
     ];
     for (n, (annotations, env, expected)) in cases.iter().enumerate() {
         let mut spec = BundleSpec::new(Some(&netns), annotations);
@@ -44,7 +56,10 @@ fn the_host_network_namespace_is_refused() {
     let lab = Lab::bridged("hostn");
     let annotations = [("net.egress", "1mbit")];
     let error = refused(&lab, "nrt-hostns", &BundleSpec::new(None, &annotations));
-    assert!(error.contains(r#"netrt: net.egress=\"1mbit\": the container shares the host's network namespace"#), "{error}");
+    assert!(
+        error.contains(r#"netrt: net.egress=\"1mbit\": the container shares the host's network namespace"#),
+        "{error}"
+    );
 }
 
 #[test]
@@ -110,7 +125,10 @@ fn a_restart_after_a_lost_poststop_is_set_up_cleanly() {
     spec.command = "true";
     let bundle = Bundle::create("nrt-rst", &spec);
     Container::run_to_end("nrt-rst", &bundle).expect("first run");
-    assert!(record_exists("nrt-rst") && qdiscs(None, &host_veth).contains("rate 5Mbit"), "poststop never ran: all left");
+    assert!(
+        record_exists("nrt-rst") && qdiscs(None, &host_veth).contains("rate 5Mbit"),
+        "poststop never ran: all left"
+    );
 
     let second = [("net.egress", "7mbit"), ("net.ingress", "9mbit")];
     let (container, _bundle) = lab.start("nrt-rst", &second);
@@ -156,13 +174,19 @@ fn without_privileges_the_hook_says_what_it_lacks_and_changes_nothing() {
         bundle.display()
     );
     let hook = hook_binary().display().to_string();
-    let output = sh_output(&format!("echo '{state}' | setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {hook} createRuntime"));
+    let output = sh_output(&format!(
+        "echo '{state}' | setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all {hook} createRuntime"
+    ));
     let _ = holder.kill();
     let _ = holder.wait();
     let _ = std::fs::remove_dir_all(&bundle);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "the hook without privileges fails: {stderr}");
-    assert!(stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE") && stderr.contains("lacks CAP_NET_ADMIN"), "{stderr}");
+    assert!(
+        stderr.contains("netrt-hook needs CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE")
+            && stderr.contains("lacks CAP_NET_ADMIN"),
+        "{stderr}"
+    );
     assert_same_host!(snapshot(&[&lab.container_ns]), before);
 }
 
@@ -196,6 +220,8 @@ fn a_record_cut_short_before_any_change_is_cleaned_up() {
 
     std::fs::write(partial, r#"{"version":1,"id":"#).unwrap();
     let hook = hook_binary().display().to_string();
-    sh(&format!(r#"echo '{{"ociVersion":"1.0.2","id":"nrt-cut","status":"stopped","bundle":"/nonexistent"}}' | {hook} poststop"#));
+    sh(&format!(
+        r#"echo '{{"ociVersion":"1.0.2","id":"nrt-cut","status":"stopped","bundle":"/nonexistent"}}' | {hook} poststop"#
+    ));
     assert!(!std::path::Path::new(partial).exists(), "poststop removes it");
 }

@@ -57,13 +57,22 @@ impl Leak<'_> {
         let (before, gained, lost) = self.run();
         println!("{}: the snapshot gained {} lines: {gained:#?}", self.kind, gained.len());
         for pattern in shows {
-            assert!(gained.iter().any(|line| line.contains(pattern)), "{}: no line shows {pattern:?}; gained: {gained:#?}", self.kind);
+            assert!(
+                gained.iter().any(|line| line.contains(pattern)),
+                "{}: no line shows {pattern:?}; gained: {gained:#?}",
+                self.kind
+            );
         }
         for line in &lost {
             assert!(replaced.iter().any(|p| line.contains(p)), "{}: a line lost: {line:?}", self.kind);
         }
         sh(clean);
-        assert_same_host!(snapshot(self.namespaces), before, "{}: removing the leftover by hand restores the host", self.kind);
+        assert_same_host!(
+            snapshot(self.namespaces),
+            before,
+            "{}: removing the leftover by hand restores the host",
+            self.kind
+        );
     }
 }
 
@@ -75,10 +84,15 @@ fn links_qdiscs_and_filters_on_the_host() {
     let id = "nrt-leak-l";
     let ifb = ifb_name(id);
     let namespaces = [lab.container_ns.as_str()];
-    let leak = |kind, annotations| Leak { kind, id, annotations, netns: Some(&netns), namespaces: &namespaces, config: None };
+    let leak =
+        |kind, annotations| Leak { kind, id, annotations, netns: Some(&netns), namespaces: &namespaces, config: None };
     let egress = [("net.egress", "3mbit")];
     let ingress = [("net.ingress", "3mbit")];
-    leak("ifb", &egress).is_seen(&[&format!("link \"{ifb}\" kind \"ifb\""), &format!("qdisc tbf 1: dev {ifb} root")], &[], &format!("ip link del {ifb}"));
+    leak("ifb", &egress).is_seen(
+        &[&format!("link \"{ifb}\" kind \"ifb\""), &format!("qdisc tbf 1: dev {ifb} root")],
+        &[],
+        &format!("ip link del {ifb}"),
+    );
     leak("ingress_qdisc", &egress).is_seen(
         &[&format!("qdisc ingress ffff: dev {host_veth}"), &format!("filter {host_veth} ingress: "), "mirred"],
         &[],
@@ -87,7 +101,8 @@ fn links_qdiscs_and_filters_on_the_host() {
     leak("root_qdisc", &ingress).is_seen(
         &[&format!("qdisc tbf 1: dev {host_veth} root")],
         &[&format!("qdisc noqueue 0: dev {host_veth} root")],
-        &format!("tc qdisc del dev {host_veth} root"));
+        &format!("tc qdisc del dev {host_veth} root"),
+    );
 }
 
 #[test]
@@ -104,7 +119,14 @@ fn an_attachments_link_pin_and_claim() {
     sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
     let path = format!("/run/netns/{ns}");
     let namespaces = [lan.peer_ns.as_str(), ns];
-    let pair = Leak { kind: "host_veth,container_link", id, annotations: &attachment, netns: Some(&path), namespaces: &namespaces, config: None };
+    let pair = Leak {
+        kind: "host_veth,container_link",
+        id,
+        annotations: &attachment,
+        netns: Some(&path),
+        namespaces: &namespaces,
+        config: None,
+    };
     pair.is_seen(
         &[&format!("link \"{host_veth}\" kind \"veth\" master \"{bridge}\""), "link \"eth0\" kind \"veth\""],
         &[],
@@ -113,7 +135,11 @@ fn an_attachments_link_pin_and_claim() {
     sh(&format!("ip netns del {ns}"));
     let namespaces = [lan.peer_ns.as_str()];
     let leak = |kind| Leak { kind, id, annotations: &attachment, netns: None, namespaces: &namespaces, config: None };
-    leak("address_claim").is_seen(&["file /run/netrt/addresses/198.51.100.90 l nrt-leak-a"], &[], "rm /run/netrt/addresses/198.51.100.90");
+    leak("address_claim").is_seen(
+        &["file /run/netrt/addresses/198.51.100.90 l nrt-leak-a"],
+        &[],
+        "rm /run/netrt/addresses/198.51.100.90",
+    );
     // A macvlan's namespace is pinned until teardown has deleted it.
     let parent_lan = Lan::parent("lkm");
     let parent = parent_lan.parent.clone().unwrap();
@@ -121,7 +147,11 @@ fn an_attachments_link_pin_and_claim() {
     let namespaces = [parent_lan.peer_ns.as_str()];
     let leak = |kind| Leak { kind, id, annotations: &macvlan, netns: None, namespaces: &namespaces, config: None };
     let pin = format!("/run/netrt/netns/{id}");
-    leak("netns_pin").is_seen(&[&format!("mount {pin}"), &format!("file {pin} f")], &[], &format!("umount {pin} && rm {pin}"));
+    leak("netns_pin").is_seen(
+        &[&format!("mount {pin}"), &format!("file {pin} f")],
+        &[],
+        &format!("umount {pin} && rm {pin}"),
+    );
     leak("pin_file").is_seen(&[&format!("file {pin} f")], &[], &format!("rm {pin}"));
 }
 
@@ -142,7 +172,14 @@ fn a_link_with_addresses_and_routes_in_a_namespace() {
         ("net.gateway", "198.51.100.1"),
         ("net.routes", "203.0.113.0/24 via 198.51.100.1"),
     ];
-    let leak = Leak { kind: "container_link,default_route", id: "nrt-leak-n", annotations: &attachment, netns: Some(&path), namespaces: &[ns], config: None };
+    let leak = Leak {
+        kind: "container_link,default_route",
+        id: "nrt-leak-n",
+        annotations: &attachment,
+        netns: Some(&path),
+        namespaces: &[ns],
+        config: None,
+    };
     leak.is_seen(
         &[
             "link \"lan0\" kind \"macvlan\"",
@@ -173,7 +210,14 @@ fn a_pool_claim_on_the_host() {
     sh_quiet(&format!("rm -rf {state}"));
     let annotations = [("net.pool", pool)];
     let config_path = config.display().to_string();
-    let leak = Leak { kind: "pool_claim", id: "nrt-leak-p", annotations: &annotations, netns: None, namespaces: &[], config: Some(&config_path) };
+    let leak = Leak {
+        kind: "pool_claim",
+        id: "nrt-leak-p",
+        annotations: &annotations,
+        netns: None,
+        namespaces: &[],
+        config: Some(&config_path),
+    };
     // The first claim in a pool registers it: registration and cursor are
     // the pool's, not the container's, and outlive it by design.
     leak.is_seen(
@@ -203,12 +247,28 @@ fn an_uplink_class_and_its_classifier() {
     let kept = Container::start("nrt-leak-k", &bundle).unwrap();
 
     let attachment = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.93/24"), ("net.egress.min", "20mbit")];
-    let leak = Leak { kind: "uplink", id: "nrt-leak-u", annotations: &attachment, netns: None, namespaces: &[], config: Some(&config_path) };
+    let leak = Leak {
+        kind: "uplink",
+        id: "nrt-leak-u",
+        annotations: &attachment,
+        netns: None,
+        namespaces: &[],
+        config: Some(&config_path),
+    };
     let (_, gained, lost) = leak.run();
     println!("uplink: gained {gained:#?}, lost {lost:#?}");
-    assert!(gained.iter().any(|l| l.starts_with(&format!("{uplink}: class htb 6e72:")) && l.contains("rate 20Mbit")), "{gained:#?}");
-    assert!(gained.iter().any(|l| l.starts_with(&format!("filter {uplink} root: ")) && l.contains("bpf")), "{gained:#?}");
-    assert!(!gained.iter().chain(&lost).any(|l| l.starts_with("qdisc")), "the qdiscs are as they were: {gained:#?} {lost:#?}");
+    assert!(
+        gained.iter().any(|l| l.starts_with(&format!("{uplink}: class htb 6e72:")) && l.contains("rate 20Mbit")),
+        "{gained:#?}"
+    );
+    assert!(
+        gained.iter().any(|l| l.starts_with(&format!("filter {uplink} root: ")) && l.contains("bpf")),
+        "{gained:#?}"
+    );
+    assert!(
+        !gained.iter().chain(&lost).any(|l| l.starts_with("qdisc")),
+        "the qdiscs are as they were: {gained:#?} {lost:#?}"
+    );
     // The keeper's teardown brings the uplink in step with the records:
     // the last guarantee gone, its shaper goes, the leaked class with it.
     kept.stop();

@@ -67,7 +67,13 @@ impl Drop for Setup {
 }
 
 /// One flow from each container at once (see `flows_at_once`).
-fn contend(server_ns: &str, server_ip: &str, clients: &[&Container], toward_containers: bool, seconds: u32) -> Vec<f64> {
+fn contend(
+    server_ns: &str,
+    server_ip: &str,
+    clients: &[&Container],
+    toward_containers: bool,
+    seconds: u32,
+) -> Vec<f64> {
     let pids: Vec<u32> = clients.iter().map(|c| c.pid()).collect();
     flows_at_once(server_ns, server_ip, &pids, toward_containers, seconds)
 }
@@ -97,15 +103,26 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
         let rates = contend(&setup.lan.peer_ns, LAN_PEER4, &[&a, &b, &c], toward_containers, 5);
         println!(
             "{direction}: A {:.1} Mbit/s ({:.1} % of 60mbit), B {:.1} ({:.1} % of 20mbit), C {:.1}, sum {:.1}",
-            rates[0] / MBIT, 100.0 * of_guarantee(rates[0], 60.0), rates[1] / MBIT, 100.0 * of_guarantee(rates[1], 20.0),
-            rates[2] / MBIT, rates.iter().sum::<f64>() / MBIT
+            rates[0] / MBIT,
+            100.0 * of_guarantee(rates[0], 60.0),
+            rates[1] / MBIT,
+            100.0 * of_guarantee(rates[1], 20.0),
+            rates[2] / MBIT,
+            rates.iter().sum::<f64>() / MBIT
         );
         assert!(of_guarantee(rates[0], 60.0) >= 0.95, "{direction}: A got {:.1} Mbit/s", rates[0] / MBIT);
         assert!(of_guarantee(rates[1], 20.0) >= 0.95, "{direction}: B got {:.1} Mbit/s", rates[1] / MBIT);
-        assert!(rates.iter().sum::<f64>() <= 100.0 * MBIT * 1.02, "{direction}: the sum stays within the capacity: {rates:?}");
+        assert!(
+            rates.iter().sum::<f64>() <= 100.0 * MBIT * 1.02,
+            "{direction}: the sum stays within the capacity: {rates:?}"
+        );
         let alone = contend(&setup.lan.peer_ns, LAN_PEER4, &[&c], toward_containers, 4)[0];
         println!("{direction}: C alone {:.1} Mbit/s", alone / MBIT);
-        assert!(of_guarantee(alone, 100.0) >= 0.90, "{direction}: C alone borrows the idle capacity: {:.1} Mbit/s", alone / MBIT);
+        assert!(
+            of_guarantee(alone, 100.0) >= 0.90,
+            "{direction}: C alone borrows the idle capacity: {:.1} Mbit/s",
+            alone / MBIT
+        );
     }
 
     // Traffic between containers on the bridge never crosses the uplink:
@@ -113,14 +130,18 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
     let a_ns = a.name_netns("nrtupa");
     let b_ns = b.name_netns("nrtupb");
     let uplink_sent = || -> u64 {
-        let stats: Value = serde_json::from_str(&sh(&format!("tc -s -j qdisc show dev {} root", setup.uplink))).unwrap();
+        let stats: Value =
+            serde_json::from_str(&sh(&format!("tc -s -j qdisc show dev {} root", setup.uplink))).unwrap();
         stats[0]["bytes"].as_u64().expect("the uplink's root qdisc counts bytes")
     };
     let sent_before = uplink_sent();
     let between = iperf(&a_ns.0, &b_ns.0, "198.51.100.11", false, false, 3).unwrap();
     let crossed = uplink_sent() - sent_before;
     let moved = between.iter().sum::<f64>() / 8.0;
-    println!("A to B on the bridge: {:.0} Mbit/s; the uplink's shaper counted {crossed} bytes meanwhile", median(&between) / MBIT);
+    println!(
+        "A to B on the bridge: {:.0} Mbit/s; the uplink's shaper counted {crossed} bytes meanwhile",
+        median(&between) / MBIT
+    );
     assert!((crossed as f64) < moved / 100.0, "A sent B {moved:.0} bytes, and the uplink's shaper counted {crossed}");
     drop((a_ns, b_ns));
 
@@ -135,8 +156,10 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
         }
         (sending.join().unwrap()[0], seen)
     });
-    let rate_of = |status: &Value| status["uplinks"][0]["egress"]["containers"][0]["rate_bps"].as_u64().unwrap_or(0) as f64;
-    let status = seen.iter().max_by(|x, y| rate_of(x).total_cmp(&rate_of(y))).expect("status was read while A sent").clone();
+    let rate_of =
+        |status: &Value| status["uplinks"][0]["egress"]["containers"][0]["rate_bps"].as_u64().unwrap_or(0) as f64;
+    let status =
+        seen.iter().max_by(|x, y| rate_of(x).total_cmp(&rate_of(y))).expect("status was read while A sent").clone();
     let egress = &status["uplinks"][0]["egress"];
     assert_eq!(status["uplinks"][0]["name"], setup.uplink.as_str(), "{status}");
     assert_eq!(egress["capacity_bps"], 100_000_000u64, "{status}");
@@ -144,7 +167,10 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
     assert_eq!(egress["containers"].as_array().unwrap().len(), 2, "{status}");
     // The estimator counts frames, the receiver goodput (see the top).
     let shown = rate_of(&status) * PAYLOAD_RATIO;
-    assert!((0.7..=1.3).contains(&(shown / received)), "status shows {shown:.0} bit/s of goodput, the receiver got {received:.0}: {status}");
+    assert!(
+        (0.7..=1.3).contains(&(shown / received)),
+        "status shows {shown:.0} bit/s of goodput, the receiver got {received:.0}: {status}"
+    );
     let one: Value = serde_json::from_slice(&setup.hook("status nrt-up-a --json").stdout).unwrap();
     assert_eq!(one[0]["uplink"]["egress"]["min_bps"], 60_000_000u64, "{one}");
     assert_eq!(one[0]["uplink"]["uplink"], setup.uplink.as_str(), "{one}");
@@ -182,7 +208,10 @@ fn admission_refuses_what_exceeds_the_capacity_unless_overcommitted() {
     setup.declare(r#"{"capacity": "100mbit"}"#);
     std::fs::write(&setup.config, r#"{"uplinks": {"eth9": {"capacity": "1gbit"}}}"#).unwrap();
     let undeclared = setup.start("nrt-upadm-d", 24, &[("net.egress.min", "1mbit")]).err().expect("refused");
-    assert!(undeclared.contains("net.egress.min=\"1mbit\": no declared uplink on the attachment's way out"), "{undeclared}");
+    assert!(
+        undeclared.contains("net.egress.min=\"1mbit\": no declared uplink on the attachment's way out"),
+        "{undeclared}"
+    );
     assert!(undeclared.contains("eth9"), "{undeclared}");
     a.stop();
     b.stop();
@@ -197,7 +226,10 @@ fn a_foreign_root_qdisc_is_refused_and_left_alone() {
     let before = snapshot(&[&setup.lan.peer_ns]);
     let refused = setup.start("nrt-upforeign", 31, &[("net.egress.min", "10mbit")]).err().expect("refused");
     assert!(
-        refused.contains(&format!("the root qdisc of {} is tbf 5:, set by someone else; netrt does not replace it", setup.uplink)),
+        refused.contains(&format!(
+            "the root qdisc of {} is tbf 5:, set by someone else; netrt does not replace it",
+            setup.uplink
+        )),
         "{refused}"
     );
     assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before, "the tbf is untouched, nothing is left");
@@ -239,12 +271,21 @@ fn a_hook_killed_anywhere_leaves_no_shaper_after_poststop_and_gc() {
     let config = setup.env();
     let before = snapshot(&[&setup.lan.peer_ns]);
     let cleans_up = |bundle: &Bundle, point: &str| {
-        let state = serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle.dir}).to_string();
+        let state =
+            serde_json::json!({"ociVersion": "1.0.2", "id": id, "status": "stopped", "bundle": bundle.dir}).to_string();
         let poststop = sh_output(&format!("echo '{state}' | env {config} {} poststop", hook_binary().display()));
-        assert!(poststop.status.success(), "poststop after a kill at {point}: {}", String::from_utf8_lossy(&poststop.stderr));
+        assert!(
+            poststop.status.success(),
+            "poststop after a kill at {point}: {}",
+            String::from_utf8_lossy(&poststop.stderr)
+        );
         let gc = setup.hook("gc");
         assert!(gc.status.success(), "gc after a kill at {point}: {}", String::from_utf8_lossy(&gc.stderr));
-        assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before, "after a kill at {point}, poststop and gc leave nothing");
+        assert_same_host!(
+            snapshot(&[&setup.lan.peer_ns]),
+            before,
+            "after a kill at {point}, poststop and gc leave nothing"
+        );
     };
     // Setup's kills run without a poststop in the bundle (runc runs it
     // after a failed start too), so that what the kill left can be seen.
@@ -299,14 +340,20 @@ fn gc_removes_the_guarantee_of_a_container_whose_poststop_never_ran() {
     let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.61/24"), ("net.egress.min", "300mbit")];
     let env = setup.env();
     let hook_env = [env.as_str()];
-    let bundle = Bundle::create("nrt-up-gc", &BundleSpec { hook_env: &hook_env, poststop: false, ..BundleSpec::isolated(&annotations) });
+    let bundle = Bundle::create(
+        "nrt-up-gc",
+        &BundleSpec { hook_env: &hook_env, poststop: false, ..BundleSpec::isolated(&annotations) },
+    );
     let container = Container::start("nrt-up-gc", &bundle).unwrap();
     let table = String::from_utf8_lossy(&setup.hook("status --uplinks").stdout).into_owned();
     assert!(table.contains("nrt-up-gc") && table.contains("300mbit/1gbit"), "{table}");
     container.stop();
     assert!(qdiscs_of(&setup.uplink).contains("htb 6e72:"), "without poststop the shaper stays until gc");
     let gc = String::from_utf8_lossy(&setup.hook("gc").stdout).into_owned();
-    assert!(gc.contains("removed nrt-up-gc") && gc.contains(&format!("its guarantee on uplink {}", setup.uplink)), "{gc}");
+    assert!(
+        gc.contains("removed nrt-up-gc") && gc.contains(&format!("its guarantee on uplink {}", setup.uplink)),
+        "{gc}"
+    );
     assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before);
 }
 
@@ -330,7 +377,12 @@ fn a_guarantee_holds_on_the_parent_of_a_macvlan() {
     let (a, _ba) = start("nrt-upm-a", "198.51.100.71/24", &[("net.egress.min", "70mbit")]);
     let (c, _bc) = start("nrt-upm-c", "198.51.100.73/24", &[]);
     let rates = contend(&lan.peer_ns, LAN_PEER4, &[&a, &c], false, 5);
-    println!("macvlan: A {:.1} Mbit/s ({:.1} % of 70mbit), C {:.1}", rates[0] / MBIT, 100.0 * of_guarantee(rates[0], 70.0), rates[1] / MBIT);
+    println!(
+        "macvlan: A {:.1} Mbit/s ({:.1} % of 70mbit), C {:.1}",
+        rates[0] / MBIT,
+        100.0 * of_guarantee(rates[0], 70.0),
+        rates[1] / MBIT
+    );
     assert!(of_guarantee(rates[0], 70.0) >= 0.95, "A got {:.1} Mbit/s", rates[0] / MBIT);
     a.stop();
     c.stop();
@@ -343,7 +395,8 @@ fn a_guarantee_holds_on_the_parent_of_a_macvlan() {
 #[test]
 fn a_setup_failing_at_any_step_leaves_the_shaper_as_the_others_need_it() {
     let setup = Setup::new("ur", r#"{"capacity": "100mbit"}"#);
-    let (holder, _bh) = setup.start("nrt-up-rb-h", 81, &[("net.egress.min", "10mbit"), ("net.ingress.min", "10mbit")]).unwrap();
+    let (holder, _bh) =
+        setup.start("nrt-up-rb-h", 81, &[("net.egress.min", "10mbit"), ("net.ingress.min", "10mbit")]).unwrap();
     let before = snapshot(&[&setup.lan.peer_ns]);
     // Sorted: the kernel lists classes in its hash's order, which a class
     // deleted and made again may change.

@@ -125,7 +125,9 @@ impl LateNetwork {
         sh(&format!("ip netns add {server_ns} && ip -n {server_ns} link set lo up"));
         sh(&format!("ip link add {bridge} type bridge && ip link set {bridge} up"));
         sh(&format!("ip link add {server_veth} type veth peer name eth0 netns {server_ns} && ip link set {server_veth} master {bridge} up"));
-        sh(&format!("ip link add {host_veth} type veth peer name eth0 netns {c} && ip link set {host_veth} master {bridge} up"));
+        sh(&format!(
+            "ip link add {host_veth} type veth peer name eth0 netns {c} && ip link set {host_veth} master {bridge} up"
+        ));
         sh(&format!("ip -n {server_ns} addr add 192.0.2.1/24 dev eth0 && ip -n {server_ns} link set eth0 up"));
         sh(&format!("ip -n {c} addr add 192.0.2.2/24 dev eth0 && ip -n {c} link set eth0 up && ip -n {c} route add default via 192.0.2.1"));
         sh_quiet(&format!("iptables -I FORWARD -i {bridge} -o {bridge} -j ACCEPT"));
@@ -167,8 +169,12 @@ fn a_network_made_after_create_is_shaped_before_the_process_runs() {
     let path = bundle.dir.join("config.json");
     let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     let mounts = config["mounts"].as_array_mut().unwrap();
-    mounts.push(json!({"destination": "/netrt", "type": "bind", "source": "/run/netrt/containers", "options": ["rbind", "ro"]}));
-    mounts.push(json!({"destination": "/out", "type": "bind", "source": out.display().to_string(), "options": ["rbind", "rw"]}));
+    mounts.push(
+        json!({"destination": "/netrt", "type": "bind", "source": "/run/netrt/containers", "options": ["rbind", "ro"]}),
+    );
+    mounts.push(
+        json!({"destination": "/out", "type": "bind", "source": out.display().to_string(), "options": ["rbind", "rw"]}),
+    );
     fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
 
     let bundle_dir = bundle.dir.display().to_string();
@@ -184,12 +190,16 @@ fn a_network_made_after_create_is_shaped_before_the_process_runs() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let seen = fs::read_to_string(out.join("seen")).expect("the container's process ran");
-    assert!(seen.lines().any(|l| l == format!("{id}.json")), "the record was complete before the process ran: {seen:?}");
+    assert!(
+        seen.lines().any(|l| l == format!("{id}.json")),
+        "the record was complete before the process ran: {seen:?}"
+    );
     assert!(!Path::new(&format!("/run/netrt/deferred/{id}.json")).exists());
     let host_qdiscs = qdiscs(None, "nrtw28h");
     assert!(host_qdiscs.contains("tbf") && host_qdiscs.contains("ingress"), "{host_qdiscs}");
     for (receives, limit) in [(false, 8.0), (true, 12.0)] {
-        let rate = median(&iperf(&late.server_ns, &late.container_ns.0, "192.0.2.1", false, receives, 3).unwrap()) / 1e6;
+        let rate =
+            median(&iperf(&late.server_ns, &late.container_ns.0, "192.0.2.1", false, receives, 3).unwrap()) / 1e6;
         assert!((0.75 * limit..=1.02 * limit).contains(&rate), "{rate:.2} Mbit/s against {limit}");
     }
     delete(id);

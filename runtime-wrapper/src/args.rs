@@ -110,7 +110,9 @@ mod tests {
 
     #[test]
     fn accepts_every_spelling_of_a_flag() {
-        for words in ["create -b /b x", "create --bundle=/b x", "create -bundle /b x", "create --pid-file p --bundle /b x"] {
+        for words in
+            ["create -b /b x", "create --bundle=/b x", "create -bundle /b x", "create --pid-file p --bundle /b x"]
+        {
             let invocation = parse_words(words);
             assert_eq!(invocation.bundle, Some(PathBuf::from("/b")), "{words}");
             assert_eq!(invocation.container_id.as_deref(), Some("x"), "{words}");

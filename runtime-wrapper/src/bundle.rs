@@ -104,7 +104,10 @@ pub fn prepare(bundle: &Path, hook_path: &Path, defer: bool) -> Result<bool, Str
         return Ok(false);
     }
     if !hook_path.is_file() {
-        return Err(format!("the container asks for netrt, but {} is missing (netrt-hook is installed next to netrt)", hook_path.display()));
+        return Err(format!(
+            "the container asks for netrt, but {} is missing (netrt-hook is installed next to netrt)",
+            hook_path.display()
+        ));
     }
     let hook_path = hook_path.to_str().ok_or_else(|| format!("{} is not UTF-8", hook_path.display()))?;
     let changed = add_hooks(&mut config, setup_hook(hook_path, defer), teardown_hook(hook_path))
@@ -124,7 +127,9 @@ mod tests {
     fn asks_for_netrt_by_annotation_or_variable() {
         assert!(wants_netrt(&json!({"annotations": {"net.egress": "10mbit"}})));
         assert!(wants_netrt(&json!({"process": {"env": ["PATH=/bin", "NETRT_EGRESS=10mbit"]}})));
-        assert!(!wants_netrt(&json!({"annotations": {"network": "x", "io.netrt": "y"}, "process": {"env": ["NETRTX=1"]}})));
+        assert!(!wants_netrt(
+            &json!({"annotations": {"network": "x", "io.netrt": "y"}, "process": {"env": ["NETRTX=1"]}})
+        ));
         assert!(!wants_netrt(&json!({})));
     }
 

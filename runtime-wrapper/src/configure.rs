@@ -36,7 +36,9 @@ impl Engine {
     /// What the engine must be told once its file changed.
     fn reload_hint(self) -> &'static str {
         match self {
-            Engine::Docker => "reload dockerd for the change to take effect: systemctl reload docker, or kill -HUP $(pidof dockerd)",
+            Engine::Docker => {
+                "reload dockerd for the change to take effect: systemctl reload docker, or kill -HUP $(pidof dockerd)"
+            }
             Engine::Containerd => "restart containerd for the change to take effect: systemctl restart containerd",
             Engine::Podman => "podman reads hooks.d at every container start: nothing to restart",
         }
@@ -111,9 +113,10 @@ fn containerd_version(document: &DocumentMut) -> Result<i64, Refusal> {
         None => Err("it has no `version`: only config versions 2 (containerd 1.x) and 3 (2.x) are known to netrt; \
                      write `version = 2` at its top (containerd 1.x reads version 1 files the same way)"
             .into()),
-        Some(item) => item.as_integer().filter(|v| cri_runtimes_path(*v).is_some()).ok_or_else(|| {
-            format!("its version {} is not one netrt knows (2 or 3)", item.to_string().trim())
-        }),
+        Some(item) => item
+            .as_integer()
+            .filter(|v| cri_runtimes_path(*v).is_some())
+            .ok_or_else(|| format!("its version {} is not one netrt knows (2 or 3)", item.to_string().trim())),
     }
 }
 
@@ -201,7 +204,11 @@ pub struct Request {
 /// Carries out `request`; returns the lines to print.
 pub fn apply(request: &Request) -> Result<Vec<String>, Refusal> {
     let files = Files::of(&request.config)?;
-    if request.remove { remove(request, &files) } else { add(request, &files) }
+    if request.remove {
+        remove(request, &files)
+    } else {
+        add(request, &files)
+    }
 }
 
 /// The file `configure` edits, as it is now, and the original kept beside it.
@@ -393,11 +400,12 @@ fn remove_file(path: &Path, dry_run: bool) -> Result<(), Refusal> {
         return Ok(());
     }
     match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("netrt configure: cannot remove {}: {e}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("netrt configure: cannot remove {}: {e}", path.display()))
+        }
         _ => Ok(()),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -421,7 +429,10 @@ mod tests {
     #[test]
     fn docker_from_nothing_and_back() {
         let added = docker_add("", WRAPPER).unwrap().unwrap();
-        assert_eq!(serde_json::from_str::<Value>(&added).unwrap(), serde_json::json!({"runtimes": {"netrt": {"path": WRAPPER}}}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&added).unwrap(),
+            serde_json::json!({"runtimes": {"netrt": {"path": WRAPPER}}})
+        );
         assert_eq!(docker_remove(&added).unwrap().unwrap().trim(), "{}", "an emptied runtimes map goes too");
         assert_eq!(docker_remove(r#"{"debug": true}"#).unwrap(), None);
         let moved = docker_add(&added, "/opt/netrt/bin/netrt").unwrap().unwrap();
@@ -432,7 +443,9 @@ mod tests {
     fn docker_refuses_what_it_cannot_read() {
         assert!(docker_add("{\"debug\": tru", WRAPPER).unwrap_err().contains("not valid JSON"));
         assert!(docker_add("[1, 2]", WRAPPER).unwrap_err().contains("not an object"));
-        assert!(docker_add(r#"{"runtimes": "runc"}"#, WRAPPER).unwrap_err().contains("\"runtimes\" is not a JSON object"));
+        assert!(docker_add(r#"{"runtimes": "runc"}"#, WRAPPER)
+            .unwrap_err()
+            .contains("\"runtimes\" is not a JSON object"));
     }
 
     const DEBIAN_LIKE: &str = r#"# containerd's config, with a comment of the admin's

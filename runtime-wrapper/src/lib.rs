@@ -80,7 +80,11 @@ fn apply_deferred(own: &Path, id: &str) -> Result<(), String> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    Err(if stderr.is_empty() { format!("netrt: {} apply-deferred {id} failed ({})", hook.display(), output.status) } else { stderr })
+    Err(if stderr.is_empty() {
+        format!("netrt: {} apply-deferred {id} failed ({})", hook.display(), output.status)
+    } else {
+        stderr
+    })
 }
 
 /// Does the wrapper's part, then becomes the real runtime. Returns only on
@@ -88,8 +92,10 @@ fn apply_deferred(own: &Path, id: &str) -> Result<(), String> {
 pub fn run(invocation: &Invocation, arguments: &[OsString]) -> Result<Infallible, String> {
     let own = own_path()?;
     let (config_path, config) = netrt_hook::policy::read_config().map_err(|e| e.to_string())?;
-    let search_path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let real = runtime::find(config.runtime.as_deref(), &config_path, &search_path, &own).map_err(|e| format!("netrt: {e}"))?;
+    let search_path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let real = runtime::find(config.runtime.as_deref(), &config_path, &search_path, &own)
+        .map_err(|e| format!("netrt: {e}"))?;
     if invocation.help {
         println!("{HELP}");
     }

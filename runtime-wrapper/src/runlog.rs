@@ -70,6 +70,9 @@ mod tests {
         assert_eq!(parsed["level"], "error");
         assert_eq!(parsed["msg"], "netrt: net.egress=\"x\": bad");
         assert_eq!(parsed["time"], "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(line(None, "a \"b\"", Duration::ZERO), r#"time="1970-01-01T00:00:00.000000000Z" level=error msg="a \"b\"""#);
+        assert_eq!(
+            line(None, "a \"b\"", Duration::ZERO),
+            r#"time="1970-01-01T00:00:00.000000000Z" level=error msg="a \"b\"""#
+        );
     }
 }

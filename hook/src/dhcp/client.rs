@@ -49,7 +49,9 @@ pub fn unix_now() -> u64 {
 /// A transaction id or a jitter: unpredictable enough, without a crate.
 pub fn random_u32() -> u32 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos() ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        Instant::now().elapsed().as_nanos() ^ SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
     hasher.finish() as u32
 }
 
@@ -71,7 +73,8 @@ impl PacketSocket {
     /// before it drops its privileges, and binds it once the interface
     /// exists. It receives nothing until then.
     pub fn open() -> io::Result<PacketSocket> {
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+        let fd =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -251,7 +254,12 @@ impl Channel for UdpChannel {
             match self.socket.recv_from(&mut buffer) {
                 Ok((got, from)) if from.port() == wire::SERVER_PORT => return Ok(Some(buffer[..got].to_vec())),
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) =>
+                {
                     continue
                 }
                 Err(e) => return Err(e),
@@ -425,7 +433,14 @@ mod tests {
 
         fn answer(request: &Message, kind: MessageType, address: Ipv4Addr) -> Vec<u8> {
             let unspecified = Ipv4Addr::UNSPECIFIED;
-            let mut m = Message::new_with_id(request.xid(), unspecified, address, unspecified, unspecified, &request.chaddr()[..6]);
+            let mut m = Message::new_with_id(
+                request.xid(),
+                unspecified,
+                address,
+                unspecified,
+                unspecified,
+                &request.chaddr()[..6],
+            );
             m.set_opcode(Opcode::BootReply);
             m.opts_mut().insert(DhcpOption::MessageType(kind));
             m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
@@ -452,7 +467,9 @@ mod tests {
                     Server::answer(&request, MessageType::Offer, offered)
                 }
                 Some(MessageType::Request) => {
-                    let Some(DhcpOption::RequestedIpAddress(wanted)) = request.opts().get(OptionCode::RequestedIpAddress) else {
+                    let Some(DhcpOption::RequestedIpAddress(wanted)) =
+                        request.opts().get(OptionCode::RequestedIpAddress)
+                    else {
                         panic!("a REQUEST in SELECTING names the offered address")
                     };
                     self.offers.borrow_mut().pop_front();

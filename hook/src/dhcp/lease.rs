@@ -37,7 +37,8 @@ impl Client {
 /// The MAC an attachment whose address comes from DHCP gets when `net.mac`
 /// is not given: locally administered, unicast, from the container id.
 pub fn mac_of(container_id: &str) -> [u8; 6] {
-    let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    let hash =
+        container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     let [_, _, _, a, b, c, d, e] = hash.to_be_bytes();
     [0x02, a, b, c, d, e]
 }
@@ -213,7 +214,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
 /// one that cannot be used, with the reason. `now`: Unix seconds.
 pub fn reply(bytes: &[u8], client: &Client, xid: u32, now: u64) -> Option<Result<Reply, String>> {
     let message = Message::decode(&mut Decoder::new(bytes)).ok()?;
-    if message.opcode() != Opcode::BootReply || message.xid() != xid || message.chaddr().get(..6) != Some(&client.mac[..]) {
+    if message.opcode() != Opcode::BootReply
+        || message.xid() != xid
+        || message.chaddr().get(..6) != Some(&client.mac[..])
+    {
         return None;
     }
     let options = message.opts();
@@ -228,7 +232,9 @@ pub fn reply(bytes: &[u8], client: &Client, xid: u32, now: u64) -> Option<Result
     };
     let reply = match options.msg_type()? {
         MessageType::Offer => {
-            let Some(server) = server else { return Some(Err("an offer without a server identifier (option 54)".into())) };
+            let Some(server) = server else {
+                return Some(Err("an offer without a server identifier (option 54)".into()));
+            };
             Reply::Offer { address: message.yiaddr(), server }
         }
         MessageType::Nak => {
@@ -283,7 +289,9 @@ fn lease_of(message: &Message, server: Option<Ipv4Addr>, now: u64) -> Result<Lea
         _ => vec![],
     };
     let domain = match options.get(OptionCode::DomainName) {
-        Some(DhcpOption::DomainName(domain)) => Some(domain.trim_end_matches('\0').to_string()).filter(|d| !d.is_empty()),
+        Some(DhcpOption::DomainName(domain)) => {
+            Some(domain.trim_end_matches('\0').to_string()).filter(|d| !d.is_empty())
+        }
         _ => None,
     };
     let mtu = match options.get(OptionCode::InterfaceMtu) {
@@ -335,15 +343,19 @@ mod tests {
     }
 
     fn full_ack(xid: u32) -> Vec<u8> {
-        answer(MessageType::Ack, xid, vec![
-            DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
-            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
-            DhcpOption::AddressLeaseTime(120),
-            DhcpOption::Router(vec![Ipv4Addr::new(198, 51, 100, 1)]),
-            DhcpOption::DomainNameServer(vec![Ipv4Addr::new(198, 51, 100, 53), Ipv4Addr::new(198, 51, 100, 54)]),
-            DhcpOption::DomainName("lan.example".into()),
-            DhcpOption::InterfaceMtu(1400),
-        ])
+        answer(
+            MessageType::Ack,
+            xid,
+            vec![
+                DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
+                DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+                DhcpOption::AddressLeaseTime(120),
+                DhcpOption::Router(vec![Ipv4Addr::new(198, 51, 100, 1)]),
+                DhcpOption::DomainNameServer(vec![Ipv4Addr::new(198, 51, 100, 53), Ipv4Addr::new(198, 51, 100, 54)]),
+                DhcpOption::DomainName("lan.example".into()),
+                DhcpOption::InterfaceMtu(1400),
+            ],
+        )
     }
 
     #[test]
@@ -365,7 +377,9 @@ mod tests {
         assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
         assert_eq!(m.opts().get(OptionCode::Hostname), Some(&DhcpOption::Hostname("web".into())));
         assert_eq!(m.opts().get(OptionCode::ClientIdentifier), Some(&DhcpOption::ClientIdentifier(b"\0c1".to_vec())));
-        let Some(DhcpOption::ParameterRequestList(wanted)) = m.opts().get(OptionCode::ParameterRequestList) else { panic!() };
+        let Some(DhcpOption::ParameterRequestList(wanted)) = m.opts().get(OptionCode::ParameterRequestList) else {
+            panic!()
+        };
         assert!(wanted.contains(&OptionCode::Router) && wanted.contains(&OptionCode::InterfaceMtu));
         assert!(!m.flags().broadcast(), "netrt reads unicast answers on its packet socket");
     }
@@ -414,18 +428,26 @@ mod tests {
 
     #[test]
     fn unusable_answers_say_why() {
-        let no_mask = answer(MessageType::Ack, 1, vec![
-            DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
-            DhcpOption::AddressLeaseTime(60),
-        ]);
+        let no_mask = answer(
+            MessageType::Ack,
+            1,
+            vec![DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)), DhcpOption::AddressLeaseTime(60)],
+        );
         assert!(matches!(reply(&no_mask, &client(), 1, 0), Some(Err(e)) if e.contains("no subnet mask")));
         let nak = answer(MessageType::Nak, 2, vec![DhcpOption::Message("wrong network".into())]);
-        assert_eq!(reply(&nak, &client(), 2, 0), Some(Ok(Reply::Nak { server: None, message: "wrong network".into() })));
-        let infinite = answer(MessageType::Ack, 3, vec![
-            DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
-            DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0)),
-            DhcpOption::AddressLeaseTime(INFINITE),
-        ]);
+        assert_eq!(
+            reply(&nak, &client(), 2, 0),
+            Some(Ok(Reply::Nak { server: None, message: "wrong network".into() }))
+        );
+        let infinite = answer(
+            MessageType::Ack,
+            3,
+            vec![
+                DhcpOption::ServerIdentifier(Ipv4Addr::new(198, 51, 100, 1)),
+                DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0)),
+                DhcpOption::AddressLeaseTime(INFINITE),
+            ],
+        );
         let Some(Ok(Reply::Ack(lease))) = reply(&infinite, &client(), 3, 0) else { panic!() };
         assert_eq!((lease.phase(u32::MAX as u64 * 2), lease.remaining(10)), (Phase::Bound, INFINITE));
     }

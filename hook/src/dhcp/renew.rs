@@ -39,7 +39,9 @@ pub fn release_for(record: &Record, lease: &Lease) {
     let sent = channel_in(&ns, record, lease.server)
         .and_then(|channel| client::release(&channel, &lease.client(&record.id), lease).map_err(|e| e.to_string()));
     match sent {
-        Ok(()) => log::info(&format!("released the DHCP lease of {} on {} to {}", record.id, lease.address, lease.server)),
+        Ok(()) => {
+            log::info(&format!("released the DHCP lease of {} on {} to {}", record.id, lease.address, lease.server))
+        }
         Err(e) => log::error(&format!("the DHCP lease of {} on {} was not released: {e}", record.id, lease.address)),
     }
 }
@@ -95,8 +97,12 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
     }
     for batch in due.chunks(PARALLEL) {
         let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
-            let running: Vec<_> = batch.iter().map(|(record, lease, phase)| scope.spawn(move || ask(record, lease, *phase))).collect();
-            running.into_iter().map(|r| r.join().unwrap_or(Outcome::Failed(Failure::Broken("the renewal panicked".into())))).collect()
+            let running: Vec<_> =
+                batch.iter().map(|(record, lease, phase)| scope.spawn(move || ask(record, lease, *phase))).collect();
+            running
+                .into_iter()
+                .map(|r| r.join().unwrap_or(Outcome::Failed(Failure::Broken("the renewal panicked".into()))))
+                .collect()
         });
         for ((record, lease, _), outcome) in batch.iter().zip(outcomes) {
             let _lock = store.lock()?;
@@ -151,7 +157,10 @@ async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outc
         Outcome::Renewed(new) => {
             let (socket, link) = interface().await?;
             let lifetime = new.remaining(client::unix_now());
-            socket.put_leased_address(&link, &new.address, lifetime, true).await.map_err(|e| Error::System(e.to_string()))?;
+            socket
+                .put_leased_address(&link, &new.address, lifetime, true)
+                .await
+                .map_err(|e| Error::System(e.to_string()))?;
             let line = format!("{id}: renewed {} from {} for {}s", new.address, new.server, new.seconds);
             record.dhcp = Some(new);
             store.update_complete(record)?;
@@ -167,7 +176,8 @@ async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outc
             let (socket, link) = interface().await?;
             socket.delete_address(&link, &lease.address).await.map_err(|e| Error::System(e.to_string()))?;
             let from = server.map_or("the DHCP server".to_string(), |s| format!("DHCP server {s}"));
-            let line = format!("{id}: {from} refused to renew {} (DHCPNAK: {message}); its address is removed", lease.address);
+            let line =
+                format!("{id}: {from} refused to renew {} (DHCPNAK: {message}); its address is removed", lease.address);
             log::error(&line);
             record.dhcp = Some(Lease { refused: Some(message), ..lease.clone() });
             store.update_complete(record)?;

@@ -2,13 +2,16 @@
 //! classic-BPF classifier that maps a MAC address to a class. rtnetlink
 //! types neither htb nor classic BPF; they are encoded here, once.
 
+use futures_util::TryStreamExt;
 use rtnetlink::packet_core::{DefaultNla, Nla, NlasIterator, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption, TcStats2};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use futures_util::TryStreamExt;
 
-use super::{deleted, net_error, nla_value, Link, NetResult, Netlink, ETH_P_ALL, PSCHED_TICK_NS, TCA_OPTIONS, TC_LINKLAYER_ETHERNET};
+use super::{
+    deleted, net_error, nla_value, Link, NetResult, Netlink, ETH_P_ALL, PSCHED_TICK_NS, TCA_OPTIONS,
+    TC_LINKLAYER_ETHERNET,
+};
 
 const TCA_HTB_PARMS: u16 = 1;
 const TCA_HTB_INIT: u16 = 2;
@@ -221,7 +224,9 @@ fn class_info(message: &TcMessage) -> ClassInfo {
                 for stat in stats {
                     match stat {
                         TcStats2::Basic(basic) => info.bytes = basic.bytes,
-                        TcStats2::Other(nla) => info.rate_bytes_per_s = info.rate_bytes_per_s.or_else(|| rate_estimate(nla)),
+                        TcStats2::Other(nla) => {
+                            info.rate_bytes_per_s = info.rate_bytes_per_s.or_else(|| rate_estimate(nla))
+                        }
                         _ => {}
                     }
                 }

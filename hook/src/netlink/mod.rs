@@ -13,8 +13,8 @@ use std::net::IpAddr;
 
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{
-    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, MacVlanMode, State,
+    BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode, State,
 };
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
 use rtnetlink::packet_route::route::{
@@ -23,7 +23,8 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{
-    Handle, LinkBridgeVlan, LinkIfb, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
+    Handle, LinkBridgeVlan, LinkIfb, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan,
+    RouteMessageBuilder,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,11 +105,8 @@ pub struct Link {
 
 impl Link {
     fn from_message(message: &LinkMessage) -> Link {
-        let mut link = Link {
-            index: message.header.index,
-            up: message.header.flags.contains(LinkFlags::Up),
-            ..Link::default()
-        };
+        let mut link =
+            Link { index: message.header.index, up: message.header.flags.contains(LinkFlags::Up), ..Link::default() };
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name.clone(),
@@ -178,8 +176,8 @@ impl Netlink {
     /// thread that then returns to its own namespace.
     pub fn open_in(netns: &NetNs) -> Result<Netlink, String> {
         netns.run_in(|| {
-            let (connection, handle, _) = rtnetlink::new_connection()
-                .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+            let (connection, handle, _) =
+                rtnetlink::new_connection().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
             tokio::spawn(connection);
             Ok(Netlink { handle })
         })?
@@ -204,7 +202,11 @@ impl Netlink {
             Ok(message) => Ok(message.as_ref().map(Link::from_message)),
             Err(e) => {
                 let e = net_error(action, e);
-                if e.errno == Some(libc::ENODEV) { Ok(None) } else { Err(e) }
+                if e.errno == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
             }
         }
     }
@@ -249,12 +251,7 @@ impl Netlink {
 
     pub async fn add_ifb(&self, name: &str) -> NetResult<Link> {
         let action = format!("creating ifb device {name}");
-        self.handle
-            .link()
-            .add(LinkIfb::new(name).build())
-            .execute()
-            .await
-            .map_err(|e| net_error(&action, e))?;
+        self.handle.link().add(LinkIfb::new(name).build()).execute().await.map_err(|e| net_error(&action, e))?;
         self.must_find(name, action).await
     }
 
@@ -262,12 +259,7 @@ impl Netlink {
         let mut message = LinkUnspec::new_with_index(link.index).build();
         message.header.flags |= LinkFlags::Up;
         message.header.change_mask |= LinkFlags::Up;
-        self.handle
-            .link()
-            .set(message)
-            .execute()
-            .await
-            .map_err(|e| net_error(format!("bringing {} up", link.name), e))
+        self.handle.link().set(message).execute().await.map_err(|e| net_error(format!("bringing {} up", link.name), e))
     }
 
     /// Deletes a link; one already gone is not an error. Returns whether
@@ -365,11 +357,7 @@ impl Netlink {
 
     pub async fn qdiscs(&self, link: &Link) -> NetResult<Vec<QdiscInfo>> {
         let messages = self.dump_qdiscs(Some(link.index), format!("listing the qdiscs of {}", link.name)).await?;
-        Ok(messages
-            .iter()
-            .filter(|m| m.header.index == link.index as i32)
-            .map(qdisc_info)
-            .collect())
+        Ok(messages.iter().filter(|m| m.header.index == link.index as i32).map(qdisc_info).collect())
     }
 
     /// Every qdisc of the namespace with its interface's index, in one
@@ -390,14 +378,8 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> NetResult<Vec<Link>> {
-        let messages: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error("listing interfaces", e))?;
+        let messages: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(|e| net_error("listing interfaces", e))?;
         Ok(messages.iter().map(Link::from_message).collect())
     }
 
@@ -422,7 +404,14 @@ impl Netlink {
     }
 
     /// Creates a macvlan child of `lower`, born directly in `ns` as `name`.
-    pub async fn add_macvlan_into(&self, name: &str, lower: &Link, mode: MacvlanMode, ns: &NetNs, shape: &LinkShape) -> NetResult<()> {
+    pub async fn add_macvlan_into(
+        &self,
+        name: &str,
+        lower: &Link,
+        mode: MacvlanMode,
+        ns: &NetNs,
+        shape: &LinkShape,
+    ) -> NetResult<()> {
         let mode = match mode {
             MacvlanMode::Bridge => MacVlanMode::Bridge,
             MacvlanMode::Private => MacVlanMode::Private,
@@ -445,7 +434,8 @@ impl Netlink {
         self.handle.link().add(message).execute().await.map_err(|e| {
             let mut e = net_error(&action, e);
             if e.errno == Some(libc::EOPNOTSUPP) {
-                e.detail = "this kernel has no 802.1Q VLAN support (8021q); load the module or use a kernel with it".into();
+                e.detail =
+                    "this kernel has no 802.1Q VLAN support (8021q); load the module or use a kernel with it".into();
             }
             e
         })?;
@@ -475,7 +465,8 @@ impl Netlink {
     /// takes it out of the default VLAN, as `bridge vlan add/del` would.
     pub async fn make_access_port(&self, port: &Link, vlan_id: u16) -> NetResult<()> {
         let action = format!("making {} an access port of VLAN {vlan_id}", port.name);
-        let add = LinkBridgeVlan::new(port.index).vlan(vlan_id, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
+        let add =
+            LinkBridgeVlan::new(port.index).vlan(vlan_id, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
         self.ack(RouteNetlinkMessage::SetLink(add.build()), 0).await.map_err(|e| net_error(&action, e))?;
         if vlan_id != DEFAULT_BRIDGE_VLAN {
             let leave = LinkBridgeVlan::new(port.index).vlan(DEFAULT_BRIDGE_VLAN, BridgeVlanInfoFlags::empty());
@@ -497,7 +488,13 @@ impl Netlink {
     /// Adds, or with `replace` updates, an IPv4 address that the kernel
     /// drops after `valid_seconds` (a DHCP lease's lifetime; all ones is
     /// forever): `ip address add|change ... valid_lft N preferred_lft N`.
-    pub async fn put_leased_address(&self, link: &Link, cidr: &Cidr, valid_seconds: u32, replace: bool) -> NetResult<()> {
+    pub async fn put_leased_address(
+        &self,
+        link: &Link,
+        cidr: &Cidr,
+        valid_seconds: u32,
+        replace: bool,
+    ) -> NetResult<()> {
         let mut request = self.handle.address().add(link.index, cidr.address, cidr.prefix);
         if replace {
             request = request.replace();
@@ -536,14 +533,8 @@ impl Netlink {
     pub async fn default_routes(&self, ipv6: bool) -> NetResult<Vec<RouteSpec>> {
         let mut query = RouteMessage::default();
         query.header.address_family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
-        let routes: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(query)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| net_error("listing routes", e))?;
+        let routes: Vec<RouteMessage> =
+            self.handle.route().get(query).execute().try_collect().await.map_err(|e| net_error("listing routes", e))?;
         Ok(routes
             .iter()
             .filter(|r| {
@@ -563,14 +554,19 @@ impl Netlink {
     }
 
     pub async fn add_route(&self, route: &RouteSpec) -> NetResult<()> {
-        let message = route_message(route, false).map_err(|detail| NetError { action: format!("adding route {route}"), errno: None, detail })?;
+        let message = route_message(route, false).map_err(|detail| NetError {
+            action: format!("adding route {route}"),
+            errno: None,
+            detail,
+        })?;
         self.handle.route().add(message).execute().await.map_err(|e| net_error(format!("adding route {route}"), e))
     }
 
     /// Deletes a route; one already gone is not an error.
     pub async fn delete_route(&self, route: &RouteSpec) -> NetResult<bool> {
         let action = format!("deleting route {route}");
-        let message = route_message(route, true).map_err(|detail| NetError { action: action.clone(), errno: None, detail })?;
+        let message =
+            route_message(route, true).map_err(|detail| NetError { action: action.clone(), errno: None, detail })?;
         let result = self.handle.route().del(message).execute().await;
         deleted(result, action, &[libc::ESRCH, libc::ENODEV])
     }
@@ -699,7 +695,11 @@ fn deleted(result: Result<(), rtnetlink::Error>, action: impl Into<String>, abse
         Ok(()) => Ok(true),
         Err(e) => {
             let e = net_error(action, e);
-            if e.errno.is_some_and(|errno| absent.contains(&errno)) { Ok(false) } else { Err(e) }
+            if e.errno.is_some_and(|errno| absent.contains(&errno)) {
+                Ok(false)
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -716,10 +716,14 @@ fn route_table(route: &RouteMessage) -> u32 {
 }
 
 fn route_metric(route: &RouteMessage) -> u32 {
-    route.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Priority(p) => Some(*p),
-        _ => None,
-    }).unwrap_or(0)
+    route
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 fn route_oif(route: &RouteMessage) -> Option<u32> {
@@ -881,7 +885,9 @@ mod tests {
         let mut message = TcMessage::with_index(3);
         message.attributes.push(TcAttribute::Kind("tbf".into()));
         let nested = emitted(tbf_options(&tbf));
-        message.attributes.push(TcAttribute::Options(vec![TcOption::Other(DefaultNla::new(TCA_OPTIONS, nested[4..].to_vec()))]));
+        message
+            .attributes
+            .push(TcAttribute::Options(vec![TcOption::Other(DefaultNla::new(TCA_OPTIONS, nested[4..].to_vec()))]));
         let info = qdisc_info(&message);
         assert_eq!(info.kind, "tbf");
         assert_eq!(info.tbf.unwrap().rate_bytes_per_s, 1_000_000);

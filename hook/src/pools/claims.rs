@@ -73,19 +73,27 @@ pub async fn claim<S: ClaimStore>(
         let given = allocate(store, pool, v6, &pools.node, id).await.map_err(unreachable)?;
         let Some(given) = given else {
             let in_use = store.count(&pool.name, v6).await.map_err(unreachable)?;
-            return Err(attachment.refuse("net.pool", format!(
-                "pool {name} has no free {} address: ranges {} ({} addresses, {in_use} claimed or reserved)",
-                if v6 { "IPv6" } else { "IPv4" },
-                pool.ranges_of(v6).map(Span::to_string).collect::<Vec<_>>().join(", "),
-                pool.size(v6)
-            )));
+            return Err(attachment.refuse(
+                "net.pool",
+                format!(
+                    "pool {name} has no free {} address: ranges {} ({} addresses, {in_use} claimed or reserved)",
+                    if v6 { "IPv6" } else { "IPv4" },
+                    pool.ranges_of(v6).map(Span::to_string).collect::<Vec<_>>().join(", "),
+                    pool.size(v6)
+                ),
+            ));
         };
         attachment.addresses.push(Cidr { address: given, prefix: subnet.prefix });
     }
     Ok(())
 }
 
-async fn register<S: ClaimStore>(store: &mut S, pool: &Pool, pools: &Pools, attachment: &Attachment) -> Result<(), KeyError> {
+async fn register<S: ClaimStore>(
+    store: &mut S,
+    pool: &Pool,
+    pools: &Pools,
+    attachment: &Attachment,
+) -> Result<(), KeyError> {
     let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
     match store.register(&pool.name, &pool.addressing(), &pools.node).await {
         Ok(None) => Ok(()),
@@ -123,7 +131,13 @@ pub fn walk_order(ranges: &[Span], last: Option<u128>) -> Vec<Span> {
 
 /// The next free address after the last one given, claimed for `id`;
 /// None when every address of the family's ranges is held.
-async fn allocate<S: ClaimStore>(store: &mut S, pool: &Pool, v6: bool, node: &str, id: &str) -> StoreResult<Option<IpAddr>> {
+async fn allocate<S: ClaimStore>(
+    store: &mut S,
+    pool: &Pool,
+    v6: bool,
+    node: &str,
+    id: &str,
+) -> StoreResult<Option<IpAddr>> {
     let ranges: Vec<Span> = pool.ranges_of(v6).copied().collect();
     let last = store.last(&pool.name, v6).await?;
     let excluded = |n: u128| pool.is_excluded(address(v6, n));
@@ -165,7 +179,11 @@ pub async fn release<S: ClaimStore>(store: &mut S, node: &str, id: &str) -> Stor
 
 /// Releases the claims of this node's containers that `exists` says are
 /// gone; returns one line per address released.
-pub async fn release_gone<S: ClaimStore>(store: &mut S, node: &str, exists: &dyn Fn(&str) -> bool) -> StoreResult<Vec<String>> {
+pub async fn release_gone<S: ClaimStore>(
+    store: &mut S,
+    node: &str,
+    exists: &dyn Fn(&str) -> bool,
+) -> StoreResult<Vec<String>> {
     let mut by_container: BTreeMap<String, Vec<Held>> = BTreeMap::new();
     for held in store.held_by(node, None).await? {
         let container = held.claim.container.clone().unwrap_or_default();
@@ -178,7 +196,10 @@ pub async fn release_gone<S: ClaimStore>(store: &mut S, node: &str, exists: &dyn
         }
         for claim in held {
             store.delete(&claim).await?;
-            lines.push(format!("released {} of pool {} (container {container} is gone)", claim.claim.address, claim.pool));
+            lines.push(format!(
+                "released {} of pool {} (container {container} is gone)",
+                claim.claim.address, claim.pool
+            ));
         }
     }
     Ok(lines)
@@ -227,10 +248,17 @@ mod tests {
     fn the_walk_starts_after_the_last_and_wraps() {
         let ranges = spans(&["10.0.0.10-10.0.0.19", "10.0.0.30-10.0.0.39"]);
         assert_eq!(walk_order(&ranges, None), ranges, "nothing given yet: from the start");
-        assert_eq!(walk_order(&ranges, Some(n("10.0.0.14"))), spans(&["10.0.0.15-10.0.0.19", "10.0.0.30-10.0.0.39", "10.0.0.10-10.0.0.14"]));
+        assert_eq!(
+            walk_order(&ranges, Some(n("10.0.0.14"))),
+            spans(&["10.0.0.15-10.0.0.19", "10.0.0.30-10.0.0.39", "10.0.0.10-10.0.0.14"])
+        );
         assert_eq!(walk_order(&ranges, Some(n("10.0.0.19"))), spans(&["10.0.0.30-10.0.0.39", "10.0.0.10-10.0.0.19"]));
         assert_eq!(walk_order(&ranges, Some(n("10.0.0.39"))), ranges, "after the very last: round to the first");
-        assert_eq!(walk_order(&ranges, Some(n("10.0.0.25"))), ranges[1..].iter().chain(&ranges[..1]).copied().collect::<Vec<_>>(), "a cursor between ranges");
+        assert_eq!(
+            walk_order(&ranges, Some(n("10.0.0.25"))),
+            ranges[1..].iter().chain(&ranges[..1]).copied().collect::<Vec<_>>(),
+            "a cursor between ranges"
+        );
     }
 
     /// The host store in a scratch folder: the same code as on a host.
@@ -268,11 +296,16 @@ mod tests {
                 claim(&mut store, &pools, &mut a, id, &never).await.unwrap();
                 given.push(a.addresses.iter().map(Cidr::to_string).collect::<Vec<_>>().join(" "));
             }
-            assert_eq!(given, [
-                "198.51.100.10/24 2001:db8::10/64",
-                "198.51.100.12/24 2001:db8::11/64",
-                "198.51.100.13/24 2001:db8::12/64",
-            ].map(String::from), "198.51.100.11 is excluded");
+            assert_eq!(
+                given,
+                [
+                    "198.51.100.10/24 2001:db8::10/64",
+                    "198.51.100.12/24 2001:db8::11/64",
+                    "198.51.100.13/24 2001:db8::12/64",
+                ]
+                .map(String::from),
+                "198.51.100.11 is excluded"
+            );
             let mut a = attachment(&pools, &["net.pool=lan"]);
             let e = claim(&mut store, &pools, &mut a, "c4", &never).await.unwrap_err().to_string();
             assert!(e.contains("net.pool=\"lan\": pool lan has no free IPv4 address: ranges 198.51.100.10-198.51.100.13 (4 addresses, 3 claimed or reserved)"), "{e}");
@@ -281,7 +314,10 @@ mod tests {
             assert_eq!(released.len(), 2);
             let mut a = attachment(&pools, &["net.pool=lan", "net.ip=2001:db8::99/64"]);
             claim(&mut store, &pools, &mut a, "c5", &never).await.unwrap();
-            assert_eq!(a.addresses.iter().map(Cidr::to_string).collect::<Vec<_>>(), ["2001:db8::99/64", "198.51.100.10/24"]);
+            assert_eq!(
+                a.addresses.iter().map(Cidr::to_string).collect::<Vec<_>>(),
+                ["2001:db8::99/64", "198.51.100.10/24"]
+            );
         });
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -298,11 +334,30 @@ mod tests {
             let e = claim(&mut store, &pools, &mut b, "web2", &never).await.unwrap_err().to_string();
             assert!(e.contains("198.51.100.50 is already held by container web1 on node a (pool lan)"), "{e}");
             // The same container again (a second hook call): its own claim.
-            claim(&mut store, &pools, &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]), "web1", &never).await.unwrap();
+            claim(
+                &mut store,
+                &pools,
+                &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]),
+                "web1",
+                &never,
+            )
+            .await
+            .unwrap();
             // A stale holder is taken over.
             let stale = |c: &Claim| c.container.as_deref() == Some("web1");
-            claim(&mut store, &pools, &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]), "web3", &stale).await.unwrap();
-            assert!(release(&mut store, "a", "web1").await.unwrap().is_empty(), "the takeover removed web1's index entry too");
+            claim(
+                &mut store,
+                &pools,
+                &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]),
+                "web3",
+                &stale,
+            )
+            .await
+            .unwrap();
+            assert!(
+                release(&mut store, "a", "web1").await.unwrap().is_empty(),
+                "the takeover removed web1's index entry too"
+            );
             let lines = release_gone(&mut store, "a", &|c| c == "web3").await.unwrap();
             assert!(lines.is_empty(), "{lines:?}");
             let lines = release_gone(&mut store, "a", &|_| false).await.unwrap();

@@ -68,7 +68,11 @@ fn skipped_in(pool: &Pool, span: &Span) -> u128 {
         .filter(|e| e.v6 == span.v6)
         .map(|e| {
             let (first, last) = (e.first.max(span.first), e.last.min(span.last));
-            if first <= last { last - first + 1 } else { 0 }
+            if first <= last {
+                last - first + 1
+            } else {
+                0
+            }
         })
         .sum();
     gateways + excluded
@@ -123,10 +127,12 @@ pub fn list(json: bool) -> Result<String> {
     if uses.is_empty() {
         return Ok(format!("no pools are defined in {}\n", pools.path));
     }
-    let mut out = format!("{:<12} {:<22} {:<6} {:>8} {:>10}  {}\n", "POOL", "ATTACHMENT", "FAMILY", "USED", "FREE", "RANGES");
+    let mut out =
+        format!("{:<12} {:<22} {:<6} {:>8} {:>10}  {}\n", "POOL", "ATTACHMENT", "FAMILY", "USED", "FREE", "RANGES");
     for pool in &uses {
         for family in &pool.families {
-            let ranges: Vec<&String> = pool.ranges.iter().filter(|r| r.contains(':') == (family.family == "ipv6")).collect();
+            let ranges: Vec<&String> =
+                pool.ranges.iter().filter(|r| r.contains(':') == (family.family == "ipv6")).collect();
             out.push_str(&format!(
                 "{:<12} {:<22} {:<6} {:>8} {:>10}  {}\n",
                 pool.name,
@@ -183,7 +189,13 @@ pub fn show(name: &str, json: bool) -> Result<String> {
             Some(note) => format!("reserved: {note}"),
             None => c.container.clone().unwrap_or_default(),
         };
-        out.push_str(&format!("{:<26} {:<16} {:<28} {}\n", c.address, c.node.as_deref().unwrap_or("-"), holder, c.since));
+        out.push_str(&format!(
+            "{:<26} {:<16} {:<28} {}\n",
+            c.address,
+            c.node.as_deref().unwrap_or("-"),
+            holder,
+            c.since
+        ));
     }
     Ok(out)
 }
@@ -193,9 +205,13 @@ pub fn reserve(name: &str, items: &[String], note: &str) -> Result<String> {
     let pool = pool(&pools, name)?;
     let spans = claims::spans_of(pool, items).map_err(Error::Input)?;
     let (made, held) = with_store(&pools, true, async |store| {
-        store.register(&pool.name, &pool.addressing(), &pools.node).await.map_err(system)?.map_or(Ok(()), |(_, node)| {
-            Err(Error::Input(format!("pool {name}'s addressing differs from what node {node} registered")))
-        })?;
+        store
+            .register(&pool.name, &pool.addressing(), &pools.node)
+            .await
+            .map_err(system)?
+            .map_or(Ok(()), |(_, node)| {
+                Err(Error::Input(format!("pool {name}'s addressing differs from what node {node} registered")))
+            })?;
         let (mut made, mut held) = (0usize, vec![]);
         for span in &spans {
             for a in addresses_of(*span) {

@@ -106,7 +106,11 @@ pub fn number(address: IpAddr) -> u128 {
 }
 
 pub fn address(v6: bool, n: u128) -> IpAddr {
-    if v6 { IpAddr::V6(n.into()) } else { IpAddr::V4((n as u32).into()) }
+    if v6 {
+        IpAddr::V6(n.into())
+    } else {
+        IpAddr::V4((n as u32).into())
+    }
 }
 
 /// How a pool's containers are attached on this node.
@@ -151,7 +155,12 @@ pub struct Pools {
 
 impl Default for Pools {
     fn default() -> Self {
-        Pools { path: crate::policy::CONFIG_PATH.into(), node: String::new(), registry: Registry::Host, pools: BTreeMap::new() }
+        Pools {
+            path: crate::policy::CONFIG_PATH.into(),
+            node: String::new(),
+            registry: Registry::Host,
+            pools: BTreeMap::new(),
+        }
     }
 }
 
@@ -162,7 +171,11 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
         && name != "."
         && name != ".."
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok { Ok(()) } else { Err(format!("{name:?} is not a name netrt accepts (letters, digits, _ . -, at most 64)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a name netrt accepts (letters, digits, _ . -, at most 64)"))
+    }
 }
 
 /// This machine's host name, the default node name, made a name netrt
@@ -179,7 +192,11 @@ fn node_name_of(host_name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' })
         .take(64)
         .collect();
-    if check_name(&name).is_ok() { name } else { "localhost".into() }
+    if check_name(&name).is_ok() {
+        name
+    } else {
+        "localhost".into()
+    }
 }
 
 impl Pools {
@@ -202,10 +219,13 @@ impl Pools {
             for other in parsed.values() {
                 for subnet in &pool.subnets {
                     if let Some(theirs) = other.subnets.iter().find(|s| s.covers(subnet) || subnet.covers(s)) {
-                        return Err(bad(format!("pools.{name}"), format!(
-                            "subnet {subnet} overlaps pool {}'s {theirs}; an address must belong to one pool",
-                            other.name
-                        )));
+                        return Err(bad(
+                            format!("pools.{name}"),
+                            format!(
+                                "subnet {subnet} overlaps pool {}'s {theirs}; an address must belong to one pool",
+                                other.name
+                            ),
+                        ));
                     }
                 }
             }
@@ -259,13 +279,20 @@ impl Pools {
             match (settings.get(key), value) {
                 (Some(user), Some(value)) => {
                     if !same_list(&user.value, &value) {
-                        return Err(refuse(user, format!("differs from pool {name}'s {field} ({value}); leave it out or use the pool's")));
+                        return Err(refuse(
+                            user,
+                            format!("differs from pool {name}'s {field} ({value}); leave it out or use the pool's"),
+                        ));
                     }
                     // The user's own setting stays, and names itself in messages.
                 }
                 (Some(user), None) => {
-                    let what = if key == "net.gateway" { "has no gateways".to_string() } else { format!("has no {field}") };
-                    return Err(refuse(user, format!("pool {name} {what}; its attachment and routes come from {}", self.path)));
+                    let what =
+                        if key == "net.gateway" { "has no gateways".to_string() } else { format!("has no {field}") };
+                    return Err(refuse(
+                        user,
+                        format!("pool {name} {what}; its attachment and routes come from {}", self.path),
+                    ));
                 }
                 (None, Some(value)) => {
                     expanded.insert(key.to_string(), Setting { source: format!("net.pool={name}'s {field}"), value });
@@ -419,7 +446,12 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
         }
         (None, Some(parent)) => {
             crate::attachment::check_ifname(parent).map_err(|e| format!("parent {parent:?}: {e}"))?;
-            PoolAttachment { bridge: None, parent: Some(parent.clone()), vlan: file.vlan, macvlan_mode: file.macvlan_mode.clone() }
+            PoolAttachment {
+                bridge: None,
+                parent: Some(parent.clone()),
+                vlan: file.vlan,
+                macvlan_mode: file.macvlan_mode.clone(),
+            }
         }
     };
     if let Some(vlan) = file.vlan {
@@ -446,8 +478,13 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
         subnets.push(subnet);
     }
     let in_subnet = |what: &str, span: &Span, text: &str| -> std::result::Result<(), String> {
-        let inside = subnets.iter().any(|s| s.contains(address(span.v6, span.first)) && s.contains(address(span.v6, span.last)));
-        if inside { Ok(()) } else { Err(format!("{what} {text:?} is not inside the pool's subnets")) }
+        let inside =
+            subnets.iter().any(|s| s.contains(address(span.v6, span.first)) && s.contains(address(span.v6, span.last)));
+        if inside {
+            Ok(())
+        } else {
+            Err(format!("{what} {text:?} is not inside the pool's subnets"))
+        }
     };
     let mut gateways: Vec<IpAddr> = vec![];
     for text in &file.gateways {
@@ -552,7 +589,11 @@ mod tests {
         assert_eq!(lan.size(true), 256);
         assert_eq!(lan.describe_ranges(), "198.51.100.100-198.51.100.199, 2001:db8:1::100-2001:db8:1::1ff");
         let vlan50 = p.get("vlan50").unwrap();
-        assert_eq!(vlan50.ranges, vec![parse_span("203.0.113.1-203.0.113.254").unwrap()], "default: the subnet less network and broadcast");
+        assert_eq!(
+            vlan50.ranges,
+            vec![parse_span("203.0.113.1-203.0.113.254").unwrap()],
+            "default: the subnet less network and broadcast"
+        );
         assert!(vlan50.is_excluded("203.0.113.1".parse().unwrap()), "gateways are never given");
         assert_eq!(p.pool_of("198.51.100.7".parse().unwrap()).map(|p| p.name.as_str()), Some("lan"));
         assert_eq!(p.pool_of("192.0.2.7".parse().unwrap()), None);
@@ -575,12 +616,30 @@ mod tests {
             (r#"{"pools": {"a": {"bridge": "b", "parent": "p", "subnets": ["198.51.100.0/24"]}}}"#, "one attachment"),
             (r#"{"pools": {"a": {"bridge": "b", "subnets": []}}}"#, "subnets is empty"),
             (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.1/24"]}}}"#, "host bits"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24", "203.0.113.0/24"]}}}"#, "one subnet per family"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.9-198.51.100.2"]}}}"#, "backwards"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["203.0.113.2"]}}}"#, "not inside"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.0-198.51.100.9"]}}}"#, "network or broadcast"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "gateways": ["203.0.113.1"]}}}"#, "gateway"),
-            (r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"]}, "b": {"bridge": "c", "subnets": ["198.51.100.128/25"]}}}"#, "overlaps pool a"),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24", "203.0.113.0/24"]}}}"#,
+                "one subnet per family",
+            ),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.9-198.51.100.2"]}}}"#,
+                "backwards",
+            ),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["203.0.113.2"]}}}"#,
+                "not inside",
+            ),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.0-198.51.100.9"]}}}"#,
+                "network or broadcast",
+            ),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"], "gateways": ["203.0.113.1"]}}}"#,
+                "gateway",
+            ),
+            (
+                r#"{"pools": {"a": {"bridge": "b", "subnets": ["198.51.100.0/24"]}, "b": {"bridge": "c", "subnets": ["198.51.100.128/25"]}}}"#,
+                "overlaps pool a",
+            ),
             (r#"{"pools": {"a/b": {"bridge": "b", "subnets": ["198.51.100.0/24"]}}}"#, "not a name"),
             (r#"{"registry": {"etcd": {"endpoints": []}}}"#, "endpoints is empty"),
             (r#"{"registry": {"etcd": {"endpoints": ["10.0.0.5:2379"]}}}"#, "needs http"),
@@ -612,16 +671,24 @@ mod tests {
     fn expansion_refuses_what_differs_from_the_pool() {
         let p = pools(SPEC_EXAMPLE).unwrap();
         let refusal = |items: &[&str]| p.expand(&words(items)).unwrap_err().to_string();
-        assert_eq!(refusal(&["net.pool=wan"]), "netrt: net.pool=\"wan\": no pool wan is defined in /etc/netrt/netrt.json (pools: lan, vlan50)");
-        assert!(refusal(&["net.pool=lan", "net.bridge=br1"]).contains("net.bridge=\"br1\": differs from pool lan's bridge (br0)"));
+        assert_eq!(
+            refusal(&["net.pool=wan"]),
+            "netrt: net.pool=\"wan\": no pool wan is defined in /etc/netrt/netrt.json (pools: lan, vlan50)"
+        );
+        assert!(refusal(&["net.pool=lan", "net.bridge=br1"])
+            .contains("net.bridge=\"br1\": differs from pool lan's bridge (br0)"));
         assert!(refusal(&["net.pool=lan", "net.parent=eth1"]).contains("net.parent=\"eth1\": pool lan has no parent"));
         assert!(refusal(&["net.pool=lan", "net.gateway=198.51.100.2"]).contains("differs from pool lan's gateways"));
         assert!(p.expand(&words(&["net.pool=lan", "net.gateway=2001:db8:1::1, 198.51.100.1"])).is_ok());
-        assert!(refusal(&["net.pool=lan", "net.ip=203.0.113.5/24"]).contains("net.ip=\"203.0.113.5/24\": 203.0.113.5 is outside pool lan's subnet 198.51.100.0/24"));
+        assert!(refusal(&["net.pool=lan", "net.ip=203.0.113.5/24"])
+            .contains("net.ip=\"203.0.113.5/24\": 203.0.113.5 is outside pool lan's subnet 198.51.100.0/24"));
         assert!(refusal(&["net.pool=lan", "net.ip=198.51.100.150/24"]).contains("excluded from pool lan"));
         assert!(refusal(&["net.pool=lan", "net.ip=198.51.100.1/24"]).contains("pool lan's gateway"));
         assert!(refusal(&["net.pool=lan", "net.ip=198.51.100.7/25"]).contains("another prefix length"));
-        assert!(p.expand(&words(&["net.pool=lan", "net.ip=198.51.100.7/24"])).is_ok(), "outside the ranges is fine: a static address");
+        assert!(
+            p.expand(&words(&["net.pool=lan", "net.ip=198.51.100.7/24"])).is_ok(),
+            "outside the ranges is fine: a static address"
+        );
         let none = pools("{}").unwrap();
         assert!(none.expand(&words(&["net.pool=lan"])).unwrap_err().to_string().contains("has no pools"));
     }

@@ -12,7 +12,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    TxnOpResponse,
+};
 use tokio::time::Instant;
 
 use super::config::{number, Addressing, Etcd, Span};
@@ -113,7 +116,8 @@ impl EtcdStore {
             options = options.with_tls(tls);
         }
         if let (Some(user), Some(file)) = (&etcd.user, &etcd.password_file) {
-            let password = std::fs::read_to_string(file).map_err(|e| StoreError::Failed(format!("cannot read {file}: {e}")))?;
+            let password =
+                std::fs::read_to_string(file).map_err(|e| StoreError::Failed(format!("cannot read {file}: {e}")))?;
             options = options.with_user(user.clone(), password.trim_end_matches(['\n', '\r']).to_string());
         }
         let deadline = Instant::now() + timeout;
@@ -221,15 +225,18 @@ impl EtcdStore {
 
     async fn range(&mut self, from: String, to: String, options: GetOptions) -> StoreResult<Vec<(String, String)>> {
         let options = options.with_range(to);
-        let response = self.request(|mut kv| {
-            let (from, options) = (from.clone(), options.clone());
-            async move { kv.get(from, Some(options)).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let (from, options) = (from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            })
+            .await?;
         Ok(response
             .kvs()
             .iter()
-            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), String::from_utf8_lossy(kv.value()).into_owned()))
+            .map(|kv| {
+                (String::from_utf8_lossy(kv.key()).into_owned(), String::from_utf8_lossy(kv.value()).into_owned())
+            })
             .collect())
     }
 
@@ -241,12 +248,18 @@ impl EtcdStore {
 }
 
 fn parse_held(pool: &str, raw: String) -> StoreResult<Held> {
-    let claim: Claim = serde_json::from_str(&raw).map_err(|e| StoreError::Failed(format!("a claim in etcd is damaged ({e}): {raw}")))?;
+    let claim: Claim = serde_json::from_str(&raw)
+        .map_err(|e| StoreError::Failed(format!("a claim in etcd is damaged ({e}): {raw}")))?;
     Ok(Held { pool: pool.to_string(), claim, raw })
 }
 
 impl ClaimStore for EtcdStore {
-    async fn register(&mut self, pool: &str, addressing: &Addressing, node: &str) -> StoreResult<Option<(Addressing, String)>> {
+    async fn register(
+        &mut self,
+        pool: &str,
+        addressing: &Addressing,
+        node: &str,
+    ) -> StoreResult<Option<(Addressing, String)>> {
         if self.registered.contains(pool) {
             return Ok(None);
         }
@@ -260,11 +273,12 @@ impl ClaimStore for EtcdStore {
             TxnOp::get(self.last_key(pool, false), None),
             TxnOp::get(self.last_key(pool, true), None),
         ]);
-        let response = self.request(|mut kv| {
-            let reads = reads.clone();
-            async move { kv.txn(reads).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let reads = reads.clone();
+                async move { kv.txn(reads).await }
+            })
+            .await?;
         let values: Vec<Option<String>> = response
             .op_responses()
             .into_iter()
@@ -285,17 +299,20 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), ours, None), TxnOp::put(by.clone(), node, None)])
             .or_else([TxnOp::get(key, None), TxnOp::get(by, None)]);
-        let response = self.request(|mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if !response.succeeded() {
             let values: Vec<String> = response
                 .op_responses()
                 .into_iter()
                 .map(|r| match r {
-                    TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default(),
+                    TxnOpResponse::Get(get) => {
+                        get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default()
+                    }
                     _ => String::new(),
                 })
                 .collect();
@@ -315,11 +332,12 @@ impl ClaimStore for EtcdStore {
             return Ok(cursor);
         }
         let key = self.last_key(pool, v6);
-        let response = self.request(|mut kv| {
-            let key = key.clone();
-            async move { kv.get(key, None).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         Ok(response
             .kvs()
             .first()
@@ -327,13 +345,19 @@ impl ClaimStore for EtcdStore {
             .map(number))
     }
 
-    async fn first_unclaimed(&mut self, pool: &str, span: Span, excluded: &dyn Fn(u128) -> bool) -> StoreResult<Option<u128>> {
+    async fn first_unclaimed(
+        &mut self,
+        pool: &str,
+        span: Span,
+        excluded: &dyn Fn(u128) -> bool,
+    ) -> StoreResult<Option<u128>> {
         let mut first = span.first;
         loop {
             let last = span.last.min(first.saturating_add(WINDOW - 1));
             let window = Span { v6: span.v6, first, last };
             let (from, to) = self.span_keys(pool, window);
-            let claimed: BTreeSet<String> = self.range(from, to, GetOptions::new().with_keys_only()).await?.into_iter().map(|(k, _)| k).collect();
+            let claimed: BTreeSet<String> =
+                self.range(from, to, GetOptions::new().with_keys_only()).await?.into_iter().map(|(k, _)| k).collect();
             let mut n = first;
             loop {
                 if !excluded(n) && !claimed.contains(&self.claim_key(pool, span.v6, n)) {
@@ -368,11 +392,12 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then(puts)
             .or_else([TxnOp::get(key, None)]);
-        let response = self.request(|mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             return Ok(None);
         }
@@ -399,10 +424,12 @@ impl ClaimStore for EtcdStore {
 
     async fn delete(&mut self, held: &Held) -> StoreResult<()> {
         let key = self.claim_key(&held.pool, held.claim.address.is_ipv6(), number(held.claim.address));
-        let index: Vec<TxnOp> = self.index_key(&held.pool, &held.claim).into_iter().map(|i| TxnOp::delete(i, None)).collect();
+        let index: Vec<TxnOp> =
+            self.index_key(&held.pool, &held.claim).into_iter().map(|i| TxnOp::delete(i, None)).collect();
         let mut both = vec![TxnOp::delete(key.clone(), None)];
         both.extend(index.iter().cloned());
-        let txn = Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
+        let txn =
+            Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
         self.request(|mut kv| {
             let txn = txn.clone();
             async move { kv.txn(txn).await }
@@ -417,15 +444,17 @@ impl ClaimStore for EtcdStore {
             Some(c) => format!("{node_prefix}{c}/"),
             None => node_prefix.clone(),
         };
-        let response = self.request(|mut kv| {
-            let prefix = prefix.clone();
-            async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let prefix = prefix.clone();
+                async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
         let mut held = vec![];
         for kv in response.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let pool = key.strip_prefix(&node_prefix).and_then(|rest| rest.split('/').nth(1)).unwrap_or_default().to_string();
+            let pool =
+                key.strip_prefix(&node_prefix).and_then(|rest| rest.split('/').nth(1)).unwrap_or_default().to_string();
             held.push(parse_held(&pool, String::from_utf8_lossy(kv.value()).into_owned())?);
         }
         Ok(held)
@@ -440,11 +469,12 @@ impl ClaimStore for EtcdStore {
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
         let whole = Span { v6, first: 0, last: if v6 { u128::MAX } else { u32::MAX as u128 } };
         let (from, to) = self.span_keys(pool, whole);
-        let response = self.request(|mut kv| {
-            let (from, to) = (from.clone(), to.clone());
-            async move { kv.get(from, Some(GetOptions::new().with_range(to).with_count_only())).await }
-        })
-        .await?;
+        let response = self
+            .request(|mut kv| {
+                let (from, to) = (from.clone(), to.clone());
+                async move { kv.get(from, Some(GetOptions::new().with_range(to).with_count_only())).await }
+            })
+            .await?;
         Ok(response.count() as u128)
     }
 

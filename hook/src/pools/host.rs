@@ -109,13 +109,19 @@ impl HostStore {
 }
 
 impl ClaimStore for HostStore {
-    async fn register(&mut self, pool: &str, addressing: &Addressing, node: &str) -> StoreResult<Option<(Addressing, String)>> {
+    async fn register(
+        &mut self,
+        pool: &str,
+        addressing: &Addressing,
+        node: &str,
+    ) -> StoreResult<Option<(Addressing, String)>> {
         let path = self.dir.join(pool).join("addressing.json");
         if let Some(text) = read_optional(&path)? {
             let registered: Registration = serde_json::from_str(&text).map_err(|e| failed(&path, e))?;
             return Ok((registered.addressing != *addressing).then_some((registered.addressing, registered.node)));
         }
-        let text = serde_json::to_string(&Registration { addressing: addressing.clone(), node: node.to_string() }).expect("serialises");
+        let text = serde_json::to_string(&Registration { addressing: addressing.clone(), node: node.to_string() })
+            .expect("serialises");
         write_whole(&path, &text, |from, to| fs::rename(from, to)).map_err(|e| failed(&path, e))?;
         Ok(None)
     }
@@ -125,7 +131,12 @@ impl ClaimStore for HostStore {
         Ok(read_optional(&path)?.and_then(|t| t.trim().parse::<std::net::IpAddr>().ok()).map(number))
     }
 
-    async fn first_unclaimed(&mut self, pool: &str, span: Span, excluded: &dyn Fn(u128) -> bool) -> StoreResult<Option<u128>> {
+    async fn first_unclaimed(
+        &mut self,
+        pool: &str,
+        span: Span,
+        excluded: &dyn Fn(u128) -> bool,
+    ) -> StoreResult<Option<u128>> {
         let mut n = span.first;
         loop {
             if !excluded(n) && !self.claim_path(pool, span.v6, n).exists() {
@@ -165,7 +176,8 @@ impl ClaimStore for HostStore {
         }
         if set_last {
             let last = self.dir.join(pool).join(if claim.address.is_ipv6() { "last-6" } else { "last-4" });
-            write_whole(&last, &claim.address.to_string(), |from, to| fs::rename(from, to)).map_err(|e| failed(&last, e))?;
+            write_whole(&last, &claim.address.to_string(), |from, to| fs::rename(from, to))
+                .map_err(|e| failed(&last, e))?;
         }
         Ok(None)
     }

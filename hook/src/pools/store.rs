@@ -35,7 +35,10 @@ impl Claim {
 
     /// Whether both are claims of the same container.
     pub fn same_holder(&self, other: &Claim) -> bool {
-        self.reserved.is_none() && other.reserved.is_none() && self.node == other.node && self.container == other.container
+        self.reserved.is_none()
+            && other.reserved.is_none()
+            && self.node == other.node
+            && self.container == other.container
     }
 
     pub fn to_json(&self) -> String {
@@ -89,12 +92,22 @@ pub type StoreResult<T> = std::result::Result<T, StoreError>;
 pub trait ClaimStore {
     /// Registers the pool's addressing if no node has; else returns the
     /// registered addressing and its node when they differ from ours.
-    async fn register(&mut self, pool: &str, addressing: &Addressing, node: &str) -> StoreResult<Option<(Addressing, String)>>;
+    async fn register(
+        &mut self,
+        pool: &str,
+        addressing: &Addressing,
+        node: &str,
+    ) -> StoreResult<Option<(Addressing, String)>>;
     /// The address allocation last gave in this pool and family.
     async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>>;
     /// The first address of `span` that no claim holds and `excluded`
     /// does not rule out; reads claims a window at a time, not all.
-    async fn first_unclaimed(&mut self, pool: &str, span: Span, excluded: &dyn Fn(u128) -> bool) -> StoreResult<Option<u128>>;
+    async fn first_unclaimed(
+        &mut self,
+        pool: &str,
+        span: Span,
+        excluded: &dyn Fn(u128) -> bool,
+    ) -> StoreResult<Option<u128>>;
     /// Creates the claim unless the address is claimed; then returns the
     /// holder's claim. With `set_last`, the pool's cursor moves to it too.
     async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>>;
@@ -128,13 +141,23 @@ macro_rules! delegate {
 }
 
 impl ClaimStore for Store {
-    async fn register(&mut self, pool: &str, addressing: &Addressing, node: &str) -> StoreResult<Option<(Addressing, String)>> {
+    async fn register(
+        &mut self,
+        pool: &str,
+        addressing: &Addressing,
+        node: &str,
+    ) -> StoreResult<Option<(Addressing, String)>> {
         delegate!(self, s => s.register(pool, addressing, node))
     }
     async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
         delegate!(self, s => s.last(pool, v6))
     }
-    async fn first_unclaimed(&mut self, pool: &str, span: Span, excluded: &dyn Fn(u128) -> bool) -> StoreResult<Option<u128>> {
+    async fn first_unclaimed(
+        &mut self,
+        pool: &str,
+        span: Span,
+        excluded: &dyn Fn(u128) -> bool,
+    ) -> StoreResult<Option<u128>> {
         delegate!(self, s => s.first_unclaimed(pool, span, excluded))
     }
     async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>> {
@@ -162,7 +185,11 @@ impl ClaimStore for Store {
 
 /// An address as a key part that sorts like the address: `4/c6336464`.
 pub fn address_key(v6: bool, n: u128) -> String {
-    if v6 { format!("6/{n:032x}") } else { format!("4/{n:08x}") }
+    if v6 {
+        format!("6/{n:032x}")
+    } else {
+        format!("4/{n:08x}")
+    }
 }
 
 /// Seconds since the epoch as `2026-11-30T21:05:00Z`.

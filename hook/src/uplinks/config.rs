@@ -53,14 +53,23 @@ impl Uplinks {
     pub fn from_file(path: &str, file: BTreeMap<String, UplinkFile>) -> Result<Uplinks> {
         let mut by_name = BTreeMap::new();
         for (name, declared) in file {
-            let bad = |field: &str, value: &str, reason: &str| Error::Input(format!("{path}: uplinks.{name}.{field} {value:?}: {reason}"));
+            let bad = |field: &str, value: &str, reason: &str| {
+                Error::Input(format!("{path}: uplinks.{name}.{field} {value:?}: {reason}"))
+            };
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err(Error::Input(format!("{path}: uplinks {name:?}: not an interface name (1 to 15 bytes, no '/' or space)")));
+                return Err(Error::Input(format!(
+                    "{path}: uplinks {name:?}: not an interface name (1 to 15 bytes, no '/' or space)"
+                )));
             }
-            let capacity_bps = units::parse_rate(&declared.capacity).map_err(|e| bad("capacity", &declared.capacity, &e))?;
+            let capacity_bps =
+                units::parse_rate(&declared.capacity).map_err(|e| bad("capacity", &declared.capacity, &e))?;
             let overcommit = declared.overcommit.unwrap_or(1.0);
             if !(0.1..=10.0).contains(&overcommit) {
-                return Err(bad("overcommit", &overcommit.to_string(), "must be from 0.1 to 10 (1.0: promise no more than the capacity)"));
+                return Err(bad(
+                    "overcommit",
+                    &overcommit.to_string(),
+                    "must be from 0.1 to 10 (1.0: promise no more than the capacity)",
+                ));
             }
             let overcommit_permille = (overcommit * PERMILLE as f64).round() as u64;
             by_name.insert(name.clone(), Uplink { name, capacity_bps, overcommit_permille });
@@ -87,7 +96,8 @@ mod tests {
 
     #[test]
     fn capacity_and_overcommit_become_what_may_be_promised() {
-        let uplinks = parse(r#"{"eth0": {"capacity": "1gbit"}, "eth1": {"capacity": "100mbit", "overcommit": 1.5}}"#).unwrap();
+        let uplinks =
+            parse(r#"{"eth0": {"capacity": "1gbit"}, "eth1": {"capacity": "100mbit", "overcommit": 1.5}}"#).unwrap();
         assert_eq!(uplinks.get("eth0").unwrap().admissible_bps(), 1_000_000_000);
         assert_eq!(uplinks.get("eth1").unwrap().admissible_bps(), 150_000_000);
         assert_eq!(uplinks.get("eth1").unwrap().describe(), "uplink eth1 (capacity 100mbit, overcommit 1.5)");
@@ -97,13 +107,17 @@ mod tests {
     fn bad_declarations_name_the_field_and_the_value() {
         for (json, said) in [
             (r#"{"eth0": {"capacity": "fast"}}"#, "uplinks.eth0.capacity \"fast\""),
-            (r#"{"eth0": {"capacity": "1gbit", "overcommit": 0}}"#, "uplinks.eth0.overcommit \"0\": must be from 0.1 to 10"),
+            (
+                r#"{"eth0": {"capacity": "1gbit", "overcommit": 0}}"#,
+                "uplinks.eth0.overcommit \"0\": must be from 0.1 to 10",
+            ),
             (r#"{"an-interface-name-too-long": {"capacity": "1gbit"}}"#, "not an interface name"),
         ] {
             let error = parse(json).unwrap_err().to_string();
             assert!(error.contains(said), "{json}: {error}");
         }
-        let unknown: std::result::Result<BTreeMap<String, UplinkFile>, _> = serde_json::from_str(r#"{"eth0": {"capacity": "1gbit", "floor": 1}}"#);
+        let unknown: std::result::Result<BTreeMap<String, UplinkFile>, _> =
+            serde_json::from_str(r#"{"eth0": {"capacity": "1gbit", "floor": 1}}"#);
         assert!(unknown.is_err(), "an unknown field is an error, not ignored");
     }
 }

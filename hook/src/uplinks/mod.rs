@@ -4,6 +4,6 @@
 //! uplink, kept in step with the records ([`shaper`]).
 
 pub mod config;
-pub mod share;
 pub mod shaper;
+pub mod share;
 pub mod status;

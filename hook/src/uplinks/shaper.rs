@@ -31,9 +31,10 @@ pub fn orphan_ifbs(links: &[Link]) -> Vec<&Link> {
         .iter()
         .filter(|l| l.kind.as_deref() == Some("ifb"))
         .filter(|l| {
-            l.name.strip_prefix("nrtu").and_then(|index| index.parse::<u32>().ok()).is_some_and(|index| {
-                !links.iter().any(|uplink| uplink.index == index)
-            })
+            l.name
+                .strip_prefix("nrtu")
+                .and_then(|index| index.parse::<u32>().ok())
+                .is_some_and(|index| !links.iter().any(|uplink| uplink.index == index))
         })
         .collect()
 }
@@ -44,7 +45,10 @@ pub async fn check(host: &Netlink, uplink: &Link, needs_ingress: bool) -> NetRes
     if let Some(foreign) = foreign_root(&qdiscs) {
         return Err(refusal(uplink, foreign));
     }
-    if needs_ingress && qdiscs.iter().any(|q| q.parent == TC_H_INGRESS) && host.link_by_name(&ifb_name(uplink.index)).await?.is_none() {
+    if needs_ingress
+        && qdiscs.iter().any(|q| q.parent == TC_H_INGRESS)
+        && host.link_by_name(&ifb_name(uplink.index)).await?.is_none()
+    {
         return Err(NetError {
             action: format!("checking uplink {}", uplink.name),
             errno: None,
@@ -56,7 +60,9 @@ pub async fn check(host: &Netlink, uplink: &Link, needs_ingress: bool) -> NetRes
 
 /// A root qdisc that is neither the kernel's default (handle 0) nor netrt's.
 fn foreign_root(qdiscs: &[QdiscInfo]) -> Option<&QdiscInfo> {
-    qdiscs.iter().find(|q| q.parent == TC_H_ROOT && q.handle != 0 && !(q.kind == "htb" && q.handle >> 16 == MAJOR as u32))
+    qdiscs
+        .iter()
+        .find(|q| q.parent == TC_H_ROOT && q.handle != 0 && !(q.kind == "htb" && q.handle >> 16 == MAJOR as u32))
 }
 
 fn refusal(uplink: &Link, foreign: &QdiscInfo) -> NetError {
@@ -88,7 +94,8 @@ pub async fn reconcile(
     let Some(uplink) = host.link_by_name(name).await? else { return Ok(()) };
     // One dump: the kernel lists every qdisc of the namespace either way.
     let qdiscs = host.all_qdiscs().await?;
-    let on = |index: u32| -> Vec<QdiscInfo> { qdiscs.iter().filter(|(i, _)| *i == index).map(|(_, q)| q.clone()).collect() };
+    let on =
+        |index: u32| -> Vec<QdiscInfo> { qdiscs.iter().filter(|(i, _)| *i == index).map(|(_, q)| q.clone()).collect() };
     match egress {
         Some(tree) => put_tree(host, &uplink, &on(uplink.index), &tree, Direction::Egress, changed).await?,
         None => {
@@ -178,7 +185,13 @@ mod tests {
 
     #[test]
     fn an_ifb_whose_uplink_is_gone_is_an_orphan() {
-        let links = [link(7, "eth1", "veth"), link(8, "nrtu7", "ifb"), link(9, "nrtu5", "ifb"), link(10, "nrtu5x", "ifb"), link(11, "nrtu3", "veth")];
+        let links = [
+            link(7, "eth1", "veth"),
+            link(8, "nrtu7", "ifb"),
+            link(9, "nrtu5", "ifb"),
+            link(10, "nrtu5x", "ifb"),
+            link(11, "nrtu3", "veth"),
+        ];
         let orphans: Vec<&str> = orphan_ifbs(&links).iter().map(|l| l.name.as_str()).collect();
         assert_eq!(orphans, vec!["nrtu5"], "only netrt's name, an ifb, and no link with that index");
     }

@@ -83,23 +83,35 @@ pub fn admit(uplink: &Uplink, plan: &Plan, held: &[&Share]) -> Result<Share, Key
         let guaranteed = guaranteed_bps(held.iter().copied(), &uplink.name, wanted.direction);
         let admissible = uplink.admissible_bps();
         if guaranteed + wanted.rate_bps > admissible {
-            return Err(KeyError::new(&wanted.source, &wanted.value, format!(
-                "{} has {} of {} guaranteed {} already; {} more would exceed it",
-                uplink.describe(),
-                units::format_rate(guaranteed),
-                units::format_rate(admissible),
-                wanted.direction.name(),
-                units::format_rate(wanted.rate_bps),
-            )));
+            return Err(KeyError::new(
+                &wanted.source,
+                &wanted.value,
+                format!(
+                    "{} has {} of {} guaranteed {} already; {} more would exceed it",
+                    uplink.describe(),
+                    units::format_rate(guaranteed),
+                    units::format_rate(admissible),
+                    wanted.direction.name(),
+                    units::format_rate(wanted.rate_bps),
+                ),
+            ));
         }
         if wanted.rate_bps > uplink.capacity_bps {
-            return Err(KeyError::new(&wanted.source, &wanted.value, format!("above the capacity of {}", uplink.describe())));
+            return Err(KeyError::new(
+                &wanted.source,
+                &wanted.value,
+                format!("above the capacity of {}", uplink.describe()),
+            ));
         }
     }
     let used: Vec<u16> = held.iter().filter(|s| s.uplink == uplink.name).map(|s| s.minor).collect();
     let minor = (FIRST_MINOR..=LAST_MINOR).find(|m| !used.contains(m)).ok_or_else(|| {
         let lead = plan.guarantees().next().expect("admission is for a plan with a guarantee");
-        KeyError::new(&lead.source, &lead.value, format!("{} has no class left for another guarantee", uplink.describe()))
+        KeyError::new(
+            &lead.source,
+            &lead.value,
+            format!("{} has no class left for another guarantee", uplink.describe()),
+        )
     })?;
     let floor = |direction: Direction| {
         plan.guarantees().find(|g| g.direction == direction).map(|g| Floor {
@@ -143,8 +155,10 @@ pub fn tree(capacity_bps: u64, shares: &[&Share], direction: Direction) -> Optio
     }
     let guaranteed: u64 = floors.iter().map(|(_, f)| f.min_bps).sum();
     let default_rate_bps = capacity_bps.saturating_sub(guaranteed).max(capacity_bps * DEFAULT_CLASS_MIN_PERCENT / 100);
-    let mut leaves: Vec<Leaf> =
-        floors.iter().filter_map(|(share, floor)| Some(Leaf { minor: share.minor, mac: share.mac?, floor: *floor })).collect();
+    let mut leaves: Vec<Leaf> = floors
+        .iter()
+        .filter_map(|(share, floor)| Some(Leaf { minor: share.minor, mac: share.mac?, floor: *floor }))
+        .collect();
     leaves.sort_by_key(|l| l.minor);
     Some(Tree { capacity_bps, default_rate_bps, leaves })
 }
@@ -260,17 +274,22 @@ mod tests {
     fn admission_counts_what_is_held_and_names_the_figures() {
         let held = [share(0x10, 1, 60)];
         let held: Vec<&Share> = held.iter().collect();
-        let got = admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=30mbit", "net.egress=50mbit"]), &held).unwrap();
+        let got =
+            admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=30mbit", "net.egress=50mbit"]), &held).unwrap();
         assert_eq!(got.minor, 0x11, "the lowest class not taken");
         assert_eq!(got.egress, Some(Floor { min_bps: 30_000_000, ceil_bps: 50_000_000 }), "the limit is the ceiling");
         assert_eq!(got.ingress, None);
-        let refused = admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=50mbit"]), &held).unwrap_err().to_string();
+        let refused =
+            admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=50mbit"]), &held).unwrap_err().to_string();
         assert_eq!(
             refused,
             "netrt: net.egress.min=\"50mbit\": uplink eth1 (capacity 100mbit) has 60mbit of 100mbit guaranteed egress already; \
              50mbit more would exceed it"
         );
-        assert!(admit(&uplink("100mbit", 1500), &plan(&["net.egress.min=50mbit"]), &held).is_ok(), "overcommit 1.5 lets it in");
+        assert!(
+            admit(&uplink("100mbit", 1500), &plan(&["net.egress.min=50mbit"]), &held).is_ok(),
+            "overcommit 1.5 lets it in"
+        );
         let other_direction = admit(&uplink("100mbit", 1000), &plan(&["net.ingress.min=100mbit"]), &held).unwrap();
         assert_eq!(other_direction.ingress.unwrap().ceil_bps, 100_000_000, "each direction is counted apart");
         let above = admit(&uplink("100mbit", 3000), &plan(&["net.ingress.min=200mbit"]), &[]).unwrap_err().to_string();
@@ -294,7 +313,11 @@ mod tests {
         assert!(super::tree(100_000_000, &refs, Direction::Ingress).is_none(), "no guarantee, no shaper");
         let full = [share(0x10, 1, 100)];
         let full: Vec<&Share> = full.iter().collect();
-        assert_eq!(super::tree(100_000_000, &full, Direction::Egress).unwrap().default_rate_bps, 1_000_000, "never starved");
+        assert_eq!(
+            super::tree(100_000_000, &full, Direction::Egress).unwrap().default_rate_bps,
+            1_000_000,
+            "never starved"
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::plan::Direction;
 use crate::record::{Record, Store};
 use crate::units::format_rate;
 
-use super::share::{self, MAJOR};
 use super::shaper::ifb_name;
+use super::share::{self, MAJOR};
 
 #[derive(Debug, Serialize)]
 pub struct UplinkStatus {
@@ -80,20 +80,35 @@ async fn classes_on(host: &Netlink, device: Option<&Link>) -> Vec<ClassInfo> {
     }
 }
 
-fn direction_status(uplink: &super::config::Uplink, records: &[Record], direction: Direction, classes: &[ClassInfo]) -> DirectionStatus {
-    let rate_of = |minor: u16| classes.iter().find(|c| c.minor == minor).and_then(|c| c.rate_bytes_per_s).map(|b| b * 8);
+fn direction_status(
+    uplink: &super::config::Uplink,
+    records: &[Record],
+    direction: Direction,
+    classes: &[ClassInfo],
+) -> DirectionStatus {
+    let rate_of =
+        |minor: u16| classes.iter().find(|c| c.minor == minor).and_then(|c| c.rate_bytes_per_s).map(|b| b * 8);
     let containers: Vec<ContainerShare> = records
         .iter()
         .filter_map(|r| Some((r, r.uplink.as_ref().filter(|s| s.uplink == uplink.name)?)))
         .filter_map(|(r, s)| {
             let floor = s.floor(direction)?;
-            Some(ContainerShare { id: r.id.clone(), min_bps: floor.min_bps, ceil_bps: floor.ceil_bps, rate_bps: rate_of(s.minor) })
+            Some(ContainerShare {
+                id: r.id.clone(),
+                min_bps: floor.min_bps,
+                ceil_bps: floor.ceil_bps,
+                rate_bps: rate_of(s.minor),
+            })
         })
         .collect();
     DirectionStatus {
         capacity_bps: uplink.capacity_bps,
         admissible_bps: uplink.admissible_bps(),
-        guaranteed_bps: share::guaranteed_bps(records.iter().filter_map(|r| r.uplink.as_ref()), &uplink.name, direction),
+        guaranteed_bps: share::guaranteed_bps(
+            records.iter().filter_map(|r| r.uplink.as_ref()),
+            &uplink.name,
+            direction,
+        ),
         shaped: !classes.is_empty(),
         others_rate_bps: rate_of(share::DEFAULT_MINOR),
         containers,
@@ -115,10 +130,21 @@ pub fn render_table(uplinks: &[UplinkStatus]) -> String {
                 format_rate(d.capacity_bps),
                 format!("{}/{}", short_rate(d.guaranteed_bps), short_rate(d.admissible_bps))
             );
-            out += &format!("{head} {:<24} {:>10} {:>10} {:>10}\n", "(others)", "-", format_rate(d.capacity_bps), rate(d.others_rate_bps));
+            out += &format!(
+                "{head} {:<24} {:>10} {:>10} {:>10}\n",
+                "(others)",
+                "-",
+                format_rate(d.capacity_bps),
+                rate(d.others_rate_bps)
+            );
             for c in &d.containers {
                 let id: String = c.id.chars().take(24).collect();
-                out += &format!("{head} {id:<24} {:>10} {:>10} {:>10}\n", format_rate(c.min_bps), format_rate(c.ceil_bps), rate(c.rate_bps));
+                out += &format!(
+                    "{head} {id:<24} {:>10} {:>10} {:>10}\n",
+                    format_rate(c.min_bps),
+                    format_rate(c.ceil_bps),
+                    rate(c.rate_bps)
+                );
             }
         }
     }
@@ -126,5 +152,9 @@ pub fn render_table(uplinks: &[UplinkStatus]) -> String {
 }
 
 fn short_rate(bps: u64) -> String {
-    if bps == 0 { "0".into() } else { format_rate(bps) }
+    if bps == 0 {
+        "0".into()
+    } else {
+        format_rate(bps)
+    }
 }

@@ -122,7 +122,8 @@ fn attach_latency(iterations: usize) {
     let parent_lan = Lan::parent("bnchm");
     let parent = parent_lan.parent.clone().unwrap();
     let bridged = bridge_annotations(&bridge);
-    let on_parent = json!({"net.parent": parent, "net.ip": "198.51.100.11/24", "net.egress": "10mbit", "net.ingress": "10mbit"});
+    let on_parent =
+        json!({"net.parent": parent, "net.ip": "198.51.100.11/24", "net.egress": "10mbit", "net.ingress": "10mbit"});
     // Round after round, so the machine's drift hits all alike.
     for _ in 0..iterations {
         gone.add(netrt_attach_latency(&bridged, None, 1, Namespace::GoneFirst));
@@ -130,16 +131,23 @@ fn attach_latency(iterations: usize) {
         chain.add(cni_chain_latency(&bridge, 1));
         macvlan.add(netrt_attach_latency(&on_parent, Some(&parent), 1, Namespace::GoneFirst));
     }
-    print_rows(44, iterations, &[
-        ("netrt-hook setup (createRuntime)", &gone.setup, None),
-        ("netrt-hook teardown, namespace gone (runc)", &gone.teardown, Some(gone.left)),
-        ("netrt-hook teardown, namespace alive", &alive.teardown, Some(alive.left)),
-        ("CNI bridge+static+bandwidth ADD", &chain.setup, None),
-        ("CNI bandwidth+bridge DEL", &chain.teardown, Some(chain.left)),
-        ("netrt-hook setup, macvlan + both limits", &macvlan.setup, None),
-        ("netrt-hook teardown, macvlan (runc)", &macvlan.teardown, Some(macvlan.left)),
-    ]);
-    println!("\nnetrt setup median / CNI chain ADD median: {:.2}", percentile(&gone.setup, 50) / percentile(&chain.setup, 50));
+    print_rows(
+        44,
+        iterations,
+        &[
+            ("netrt-hook setup (createRuntime)", &gone.setup, None),
+            ("netrt-hook teardown, namespace gone (runc)", &gone.teardown, Some(gone.left)),
+            ("netrt-hook teardown, namespace alive", &alive.teardown, Some(alive.left)),
+            ("CNI bridge+static+bandwidth ADD", &chain.setup, None),
+            ("CNI bandwidth+bridge DEL", &chain.teardown, Some(chain.left)),
+            ("netrt-hook setup, macvlan + both limits", &macvlan.setup, None),
+            ("netrt-hook teardown, macvlan (runc)", &macvlan.teardown, Some(macvlan.left)),
+        ],
+    );
+    println!(
+        "\nnetrt setup median / CNI chain ADD median: {:.2}",
+        percentile(&gone.setup, 50) / percentile(&chain.setup, 50)
+    );
     for (label, netrt) in [("namespace gone", &gone), ("namespace alive", &alive)] {
         let ratio = percentile(&netrt.teardown, 50) / percentile(&chain.teardown, 50);
         println!("netrt teardown ({label}) median / CNI chain DEL median: {ratio:.2} (goal: at most 0.50)");
@@ -197,14 +205,20 @@ fn bridge_annotations(bridge: &str) -> serde_json::Value {
 /// What a teardown may leave on the host: its devices, and the flags of a
 /// macvlan's parent (promiscuous while a macvlan lives on it).
 fn host_state(parent: Option<&str>) -> (std::collections::BTreeSet<String>, String) {
-    let flags = parent.map(|p| fs::read_to_string(format!("/sys/class/net/{p}/flags")).unwrap_or_default()).unwrap_or_default();
+    let flags =
+        parent.map(|p| fs::read_to_string(format!("/sys/class/net/{p}/flags")).unwrap_or_default()).unwrap_or_default();
     (host_devices(), flags)
 }
 
 /// netrt-hook setup and teardown with these annotations, each in a fresh
 /// namespace; `parent`: a macvlan's, whose flags must be as before when
 /// teardown returns.
-fn netrt_attach_latency(annotations: &serde_json::Value, parent: Option<&str>, iterations: usize, namespace: Namespace) -> Timings {
+fn netrt_attach_latency(
+    annotations: &serde_json::Value,
+    parent: Option<&str>,
+    iterations: usize,
+    namespace: Namespace,
+) -> Timings {
     let bundle = std::env::temp_dir().join("netrt-bench-attach");
     fs::create_dir_all(&bundle).unwrap();
     let config = json!({"ociVersion": "1.0.2", "annotations": annotations});
@@ -215,7 +229,8 @@ fn netrt_attach_latency(annotations: &serde_json::Value, parent: Option<&str>, i
         let before = host_state(parent);
         let holder = isolated_process();
         let state = |status: &str| {
-            json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
+            json!({"ociVersion": "1.0.2", "id": ATTACH_ID, "status": status, "pid": holder.id(), "bundle": bundle})
+                .to_string()
         };
         let (creating, stopped) = (state("creating"), state("stopped"));
         timings.started.push(Instant::now());
@@ -408,12 +423,16 @@ fn latency(lab: &Lab, iterations: usize) {
     println!("(/run/netrt, where netrt writes a record per setup, is on {})\n", filesystem.trim());
     println!("'left': runs after which the ifb, or a qdisc on the veth, was still there when teardown returned.\n");
     let (netrt, cni) = limits_latency(lab, iterations);
-    print_rows(34, iterations, &[
-        ("netrt-hook setup (createRuntime)", &netrt.setup, None),
-        ("netrt-hook teardown (poststop)", &netrt.teardown, Some(netrt.left)),
-        ("CNI bandwidth ADD", &cni.setup, None),
-        ("CNI bandwidth DEL", &cni.teardown, Some(cni.left)),
-    ]);
+    print_rows(
+        34,
+        iterations,
+        &[
+            ("netrt-hook setup (createRuntime)", &netrt.setup, None),
+            ("netrt-hook teardown (poststop)", &netrt.teardown, Some(netrt.left)),
+            ("CNI bandwidth ADD", &cni.setup, None),
+            ("CNI bandwidth DEL", &cni.teardown, Some(cni.left)),
+        ],
+    );
     let ratio = percentile(&netrt.teardown, 50) / percentile(&cni.teardown, 50);
     println!("\nnetrt teardown median / CNI bandwidth DEL median: {ratio:.2} (goal: at most 1.00)");
 }
@@ -446,7 +465,8 @@ fn limits_latency(lab: &Lab, iterations: usize) -> (Timings, Timings) {
     let config = json!({"ociVersion": "1.0.2", "annotations": {"net.egress": "10mbit", "net.ingress": "10mbit"}});
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     let state = |status: &str| {
-        json!({"ociVersion": "1.0.2", "id": "nrt-bench-lat", "status": status, "pid": holder.id(), "bundle": bundle}).to_string()
+        json!({"ociVersion": "1.0.2", "id": "nrt-bench-lat", "status": status, "pid": holder.id(), "bundle": bundle})
+            .to_string()
     };
     let (creating, stopped) = (state("creating"), state("stopped"));
     let hook = hook_binary();
@@ -529,7 +549,12 @@ fn runc(runtime: &Path, arguments: &[&str]) -> f64 {
         .status()
         .unwrap();
     let elapsed = start.elapsed().as_secs_f64() * 1e3;
-    assert!(status.success(), "{} {arguments:?}: {}", runtime.display(), fs::read_to_string(&log_path).unwrap_or_default());
+    assert!(
+        status.success(),
+        "{} {arguments:?}: {}",
+        runtime.display(),
+        fs::read_to_string(&log_path).unwrap_or_default()
+    );
     elapsed
 }
 
@@ -573,7 +598,8 @@ fn runc_start_overhead(iterations: usize) {
             let bundle = variant.bundle.dir.display().to_string();
             let _ = Command::new("runc").args(["delete", "-f", variant.id]).output();
             let runtime = &variant.runtime;
-            let start = runc(runtime, &["create", "--bundle", &bundle, variant.id]) + runc(runtime, &["start", variant.id]);
+            let start =
+                runc(runtime, &["create", "--bundle", &bundle, variant.id]) + runc(runtime, &["start", variant.id]);
             while !sh(&format!("runc state {}", variant.id)).contains("\"stopped\"") {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
@@ -619,7 +645,9 @@ fn docker_start_overhead(iterations: usize) {
             dockerd.arg("--add-runtime").arg(format!("netrt={}", wrapper_binary().display()));
         }
         let log = fs::File::create(std::env::temp_dir().join("netrt-bench-dockerd.log")).unwrap();
-        started = Some(dockerd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("dockerd starts"));
+        started = Some(
+            dockerd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log).spawn().expect("dockerd starts"),
+        );
         let deadline = Instant::now() + std::time::Duration::from_secs(60);
         while !sh_output("docker info >/dev/null 2>&1").status.success() && Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(200));
@@ -640,13 +668,17 @@ fn docker_start_overhead(iterations: usize) {
         let variants: [(&str, &[&str]); 3] = [
             ("--runtime=runc", &["--runtime=runc"]),
             ("--runtime=netrt, no settings", &["--runtime=netrt"]),
-            ("--runtime=netrt, NETRT_EGRESS/INGRESS", &["--runtime=netrt", "-e", "NETRT_EGRESS=10mbit", "-e", "NETRT_INGRESS=10mbit"]),
+            (
+                "--runtime=netrt, NETRT_EGRESS/INGRESS",
+                &["--runtime=netrt", "-e", "NETRT_EGRESS=10mbit", "-e", "NETRT_INGRESS=10mbit"],
+            ),
         ];
         let mut samples = vec![vec![]; variants.len()];
         for round in 0..=iterations {
             for (i, (label, flags)) in variants.iter().enumerate() {
                 let start = Instant::now();
-                let output = Command::new("docker").args(["run", "--rm"]).args(*flags).args([IMAGE, "true"]).output().unwrap();
+                let output =
+                    Command::new("docker").args(["run", "--rm"]).args(*flags).args([IMAGE, "true"]).output().unwrap();
                 let elapsed = start.elapsed().as_secs_f64() * 1e3;
                 assert!(output.status.success(), "docker run {label}: {}", String::from_utf8_lossy(&output.stderr));
                 if round > 0 {
@@ -685,14 +717,22 @@ fn scale(iterations: usize) {
     println!("Scale: {SCALE_CONTAINERS} running containers on {bridge}, each with an IPv6 address and egress/ingress 10mbit;");
     println!("at each count, the median of {iterations} probe setups/teardowns (one netrt-hook process each),");
     println!("the median of 5 `netrt-hook status` runs over all of them, and one setup's peak memory.\n");
-    println!("{:>10} {:>14} {:>14} {:>14} {:>14} {:>14}", "containers", "setup median", "teardown", "status", "status --json", "peak memory");
+    println!(
+        "{:>10} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "containers", "setup median", "teardown", "status", "status --json", "peak memory"
+    );
     let mut bundles = vec![];
     let mut first_setup = None;
     let mut last_setup = 0.0;
     for count in 1..=SCALE_CONTAINERS {
         let id = format!("nrt-scale-{count:03}");
         let address = format!("2001:db8:ff::{:x}/64", 0x1000 + count);
-        let annotations = [("net.bridge", bridge.as_str()), ("net.ip", address.as_str()), ("net.egress", "10mbit"), ("net.ingress", "10mbit")];
+        let annotations = [
+            ("net.bridge", bridge.as_str()),
+            ("net.ip", address.as_str()),
+            ("net.egress", "10mbit"),
+            ("net.ingress", "10mbit"),
+        ];
         let bundle = Bundle::create(&id, &BundleSpec { command: "sleep 3600", ..BundleSpec::isolated(&annotations) });
         let status = Command::new("runc")
             .args(["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
@@ -704,7 +744,8 @@ fn scale(iterations: usize) {
         assert!(status.success(), "container {count} of {SCALE_CONTAINERS} does not start");
         bundles.push((id, bundle));
         if SCALE_CHECKPOINTS.contains(&count) {
-            let Timings { setup, teardown, .. } = netrt_attach_latency(&bridge_annotations(&bridge), None, iterations, Namespace::GoneFirst);
+            let Timings { setup, teardown, .. } =
+                netrt_attach_latency(&bridge_annotations(&bridge), None, iterations, Namespace::GoneFirst);
             let status_table = median_of(5, || time_command(Command::new(hook_binary()).arg("status")));
             let status_json = median_of(5, || time_command(Command::new(hook_binary()).args(["status", "--json"])));
             let rows = sh(&format!("{} status | wc -l", hook_binary().display())).trim().parse::<usize>().unwrap_or(0);
@@ -751,7 +792,10 @@ fn peak_memory_kb(bridge: &str) -> u64 {
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     let holder = isolated_process();
     let pid = holder.id();
-    let state = |status: &str| json!({"ociVersion": "1.0.2", "id": "nrt-bench-mem", "status": status, "pid": pid, "bundle": bundle}).to_string();
+    let state = |status: &str| {
+        json!({"ociVersion": "1.0.2", "id": "nrt-bench-mem", "status": status, "pid": pid, "bundle": bundle})
+            .to_string()
+    };
     let report = std::env::temp_dir().join("netrt-bench-memory.time");
     let mut command = Command::new("/usr/bin/time");
     command.arg("-f").arg("%M").arg("-o").arg(&report).arg(hook_binary()).arg("createRuntime");
@@ -777,7 +821,8 @@ fn teardown_cost(iterations: usize) {
     fs::write(&batch, "link del nrtbtdv\nlink del nrtbtdi\n").unwrap();
     let veth = format!("ip link add nrtbtdv type veth peer name eth0 netns {ns}");
     let both = format!("{veth} && ip link add nrtbtdi type ifb");
-    let grouped = format!("{both} && ip link set nrtbtdv group {BENCH_GROUP} && ip link set nrtbtdi group {BENCH_GROUP}");
+    let grouped =
+        format!("{both} && ip link set nrtbtdv group {BENCH_GROUP} && ip link set nrtbtdi group {BENCH_GROUP}");
     let group = BENCH_GROUP.to_string();
     let batch_path = batch.display().to_string();
     let rows: [(&str, String, Vec<&str>); 6] = [
@@ -808,15 +853,23 @@ fn teardown_cost(iterations: usize) {
         let wchan = format!("/proc/{}/wchan", child.id());
         while child.try_wait().unwrap().is_none() {
             let symbol = fs::read_to_string(&wchan).unwrap_or_default();
-            *waits.entry(if symbol.is_empty() || symbol == "0" { "(running)".into() } else { symbol }).or_default() += 1;
+            *waits.entry(if symbol.is_empty() || symbol == "0" { "(running)".into() } else { symbol }).or_default() +=
+                1;
             std::thread::sleep(std::time::Duration::from_micros(200));
         }
     }
     let total: usize = waits.values().sum();
     let mut shares: Vec<_> = waits.into_iter().collect();
     shares.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    let shares: Vec<String> = shares.iter().take(4).map(|(symbol, n)| format!("{symbol} {:.0} %", *n as f64 * 100.0 / total as f64)).collect();
-    println!("\nwhere `ip link del group` spends its time (wchan, {total} samples every 0.2 ms): {}", shares.join(", "));
+    let shares: Vec<String> = shares
+        .iter()
+        .take(4)
+        .map(|(symbol, n)| format!("{symbol} {:.0} %", *n as f64 * 100.0 / total as f64))
+        .collect();
+    println!(
+        "\nwhere `ip link del group` spends its time (wchan, {total} samples every 0.2 ms): {}",
+        shares.join(", ")
+    );
     sh_quiet(&format!("ip netns del {ns}"));
     let _ = fs::remove_file(&batch);
 }
@@ -838,17 +891,26 @@ fn pools_latency(iterations: usize) {
     let pool = |subnet: &str, gateway: &str| json!({"bridge": bridge, "subnets": [subnet], "gateways": [gateway]});
     let config_for = |cluster: &EtcdCluster, name: &str| {
         let path = dir.join(name);
-        fs::write(&path, json!({
-            "node": "bench",
-            "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": "/netrt-bench/"}},
-            "pools": {"p10": pool("198.18.0.0/16", "198.18.0.1"), "p10k": pool("198.19.0.0/16", "198.19.0.1")},
-        }).to_string()).unwrap();
+        fs::write(
+            &path,
+            json!({
+                "node": "bench",
+                "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": "/netrt-bench/"}},
+                "pools": {"p10": pool("198.18.0.0/16", "198.18.0.1"), "p10k": pool("198.19.0.0/16", "198.19.0.1")},
+            })
+            .to_string(),
+        )
+        .unwrap();
         path
     };
     let (disk_config, tmpfs_config) = (config_for(&on_disk, "disk.json"), config_for(&on_tmpfs, "tmpfs.json"));
     let hook = hook_binary();
     let reserve = |config: &Path, pool: &str, span: &str| {
-        let output = Command::new(&hook).env("NETRT_CONFIG", config).args(["pool", "reserve", pool, span, "--note", "bench"]).output().unwrap();
+        let output = Command::new(&hook)
+            .env("NETRT_CONFIG", config)
+            .args(["pool", "reserve", pool, span, "--note", "bench"])
+            .output()
+            .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     };
     let started = Instant::now();
@@ -858,8 +920,14 @@ fn pools_latency(iterations: usize) {
     reserve(&tmpfs_config, "p10", "198.18.0.2-198.18.0.11");
     println!("Latency of a bridge attachment with both limits over {iterations} runs, the address from a pool");
     println!("on a local 3-member etcd cluster, beside a static address outside any pool; the pools hold");
-    println!("10 and 10,000 claims (reserving 10,010 addresses took {:.1} s). The members' data lies on", reserving.as_secs_f64());
-    println!("{} (this machine's disk); a second cluster keeps it on a tmpfs (/dev/shm), where etcd's", std::env::temp_dir().display());
+    println!(
+        "10 and 10,000 claims (reserving 10,010 addresses took {:.1} s). The members' data lies on",
+        reserving.as_secs_f64()
+    );
+    println!(
+        "{} (this machine's disk); a second cluster keeps it on a tmpfs (/dev/shm), where etcd's",
+        std::env::temp_dir().display()
+    );
     println!("durable commit does not wait for the disk.\n");
     let limits = [("net.egress", "10mbit"), ("net.ingress", "10mbit")];
     let with = |extra: &[(&str, &str)]| {
@@ -881,27 +949,43 @@ fn pools_latency(iterations: usize) {
         }
     }
     std::env::remove_var("NETRT_CONFIG");
-    print_rows(50, iterations, &[
-        ("setup, static address (no pool)", &rows[0].setup, None),
-        ("setup, net.pool, etcd on disk, 10 claimed", &rows[1].setup, None),
-        ("setup, net.pool, etcd on disk, 10,000 claimed", &rows[2].setup, None),
-        ("setup, net.pool, etcd on tmpfs, 10 claimed", &rows[3].setup, None),
-        ("teardown, static address (no pool)", &rows[0].teardown, Some(rows[0].left)),
-        ("teardown, net.pool, etcd on disk, 10 claimed", &rows[1].teardown, Some(rows[1].left)),
-        ("teardown, net.pool, etcd on disk, 10,000 claimed", &rows[2].teardown, Some(rows[2].left)),
-        ("teardown, net.pool, etcd on tmpfs, 10 claimed", &rows[3].teardown, Some(rows[3].left)),
-    ]);
+    print_rows(
+        50,
+        iterations,
+        &[
+            ("setup, static address (no pool)", &rows[0].setup, None),
+            ("setup, net.pool, etcd on disk, 10 claimed", &rows[1].setup, None),
+            ("setup, net.pool, etcd on disk, 10,000 claimed", &rows[2].setup, None),
+            ("setup, net.pool, etcd on tmpfs, 10 claimed", &rows[3].setup, None),
+            ("teardown, static address (no pool)", &rows[0].teardown, Some(rows[0].left)),
+            ("teardown, net.pool, etcd on disk, 10 claimed", &rows[1].teardown, Some(rows[1].left)),
+            ("teardown, net.pool, etcd on disk, 10,000 claimed", &rows[2].teardown, Some(rows[2].left)),
+            ("teardown, net.pool, etcd on tmpfs, 10 claimed", &rows[3].teardown, Some(rows[3].left)),
+        ],
+    );
     let median = |v: &Vec<f64>| percentile(v, 50);
-    println!("\netcd on disk adds {:.2} ms to the setup median, on tmpfs {:.2} ms (goal: at most 2 ms)",
-        median(&rows[1].setup) - median(&rows[0].setup), median(&rows[3].setup) - median(&rows[0].setup));
-    println!("setup median with 10,000 claimed / with 10 claimed: {:.2} (goal: at most 1.3)", median(&rows[2].setup) / median(&rows[1].setup));
+    println!(
+        "\netcd on disk adds {:.2} ms to the setup median, on tmpfs {:.2} ms (goal: at most 2 ms)",
+        median(&rows[1].setup) - median(&rows[0].setup),
+        median(&rows[3].setup) - median(&rows[0].setup)
+    );
+    println!(
+        "setup median with 10,000 claimed / with 10 claimed: {:.2} (goal: at most 1.3)",
+        median(&rows[2].setup) / median(&rows[1].setup)
+    );
     for (label, cluster) in [("disk", &on_disk), ("tmpfs", &on_tmpfs)] {
         let [connect, read, write] = registry_request_costs(cluster, iterations);
-        println!("in one process, etcd on {label}: a fresh connection with its first read {connect:.2} ms, \
-                  a read on it {read:.2} ms, a claim (write transaction) {write:.2} ms (medians)");
+        println!(
+            "in one process, etcd on {label}: a fresh connection with its first read {connect:.2} ms, \
+                  a read on it {read:.2} ms, a claim (write transaction) {write:.2} ms (medians)"
+        );
     }
     for cluster in [&on_disk, &on_tmpfs] {
-        let left = cluster.etcdctl("get --prefix /netrt-bench/nodes/ --keys-only").lines().filter(|l| !l.trim().is_empty()).count();
+        let left = cluster
+            .etcdctl("get --prefix /netrt-bench/nodes/ --keys-only")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
         println!("claims of containers left in etcd after the runs: {left}");
     }
     let _ = fs::remove_dir_all(&dir);
@@ -959,7 +1043,10 @@ fn dhcp_latency(iterations: usize) {
     let bridge = lan.bridge.clone().unwrap();
     let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", &["--no-ping"]);
     let watcher = DiscoverWatch::start(&lan.peer_ns, "eth0");
-    println!("Latency of a bridge attachment over {iterations} runs: its IPv4 address from dnsmasq {} on the same", dnsmasq_version());
+    println!(
+        "Latency of a bridge attachment over {iterations} runs: its IPv4 address from dnsmasq {} on the same",
+        dnsmasq_version()
+    );
     println!("machine (net.ip=dhcp, the whole DISCOVER/OFFER/REQUEST/ACK, lease installed), beside a static");
     println!("198.51.100.10/24 with its gateway; no limits, a fresh namespace each run. dnsmasq runs with");
     println!("--no-ping: by default it pings an address before offering it and waits 3 s for an answer,");
@@ -975,20 +1062,32 @@ fn dhcp_latency(iterations: usize) {
     let to_discover: Vec<f64> = dhcp_rows
         .started
         .iter()
-        .filter_map(|start| discovers.iter().find(|seen| *seen > start).map(|seen| seen.duration_since(*start).as_secs_f64() * 1e3))
+        .filter_map(|start| {
+            discovers.iter().find(|seen| *seen > start).map(|seen| seen.duration_since(*start).as_secs_f64() * 1e3)
+        })
         .collect();
-    print_rows(46, iterations, &[
-        ("setup, static address", &static_rows.setup, None),
-        ("setup, net.ip=dhcp", &dhcp_rows.setup, None),
-        ("hook start to its first DISCOVER on the LAN", &to_discover, None),
-        ("teardown, static address (runc)", &static_rows.teardown, Some(static_rows.left)),
-        ("teardown, net.ip=dhcp, with DHCPRELEASE", &dhcp_rows.teardown, Some(dhcp_rows.left)),
-    ]);
-    println!("\nDHCP adds {:.2} ms to the setup median (goal: at most 3 ms); {} of {iterations} runs' DISCOVERs seen",
-        percentile(&dhcp_rows.setup, 50) - percentile(&static_rows.setup, 50), to_discover.len());
+    print_rows(
+        46,
+        iterations,
+        &[
+            ("setup, static address", &static_rows.setup, None),
+            ("setup, net.ip=dhcp", &dhcp_rows.setup, None),
+            ("hook start to its first DISCOVER on the LAN", &to_discover, None),
+            ("teardown, static address (runc)", &static_rows.teardown, Some(static_rows.left)),
+            ("teardown, net.ip=dhcp, with DHCPRELEASE", &dhcp_rows.teardown, Some(dhcp_rows.left)),
+        ],
+    );
+    println!(
+        "\nDHCP adds {:.2} ms to the setup median (goal: at most 3 ms); {} of {iterations} runs' DISCOVERs seen",
+        percentile(&dhcp_rows.setup, 50) - percentile(&static_rows.setup, 50),
+        to_discover.len()
+    );
     println!("leases dnsmasq still holds after the runs: {}", server.leases().len());
     let closing: Vec<f64> = (0..iterations).map(|_| packet_socket_close_ms()).collect();
-    println!("closing a bound packet socket, as each DHCP setup does at its end: {:.2} ms (median; the kernel", percentile(&closing, 50));
+    println!(
+        "closing a bound packet socket, as each DHCP setup does at its end: {:.2} ms (median; the kernel",
+        percentile(&closing, 50)
+    );
     println!("waits one RCU grace period, synchronize_net, before it lets the socket go)");
 }
 
@@ -1016,10 +1115,13 @@ struct DiscoverWatch {
 
 impl DiscoverWatch {
     fn start(netns: &str, ifname: &str) -> DiscoverWatch {
-        let index: i32 = sh(&format!("ip netns exec {netns} cat /sys/class/net/{ifname}/ifindex")).trim().parse().unwrap();
+        let index: i32 =
+            sh(&format!("ip netns exec {netns} cat /sys/class/net/{ifname}/ifindex")).trim().parse().unwrap();
         let ns = netrt_hook::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
         let fd = ns
-            .run_in(|| unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32) })
+            .run_in(|| unsafe {
+                libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32)
+            })
             .unwrap();
         assert!(fd >= 0, "packet socket: {}", std::io::Error::last_os_error());
         let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -1027,12 +1129,22 @@ impl DiscoverWatch {
         address.sll_protocol = 0x0800u16.to_be();
         address.sll_ifindex = index;
         let bound = unsafe {
-            libc::bind(fd, &address as *const libc::sockaddr_ll as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32)
+            libc::bind(
+                fd,
+                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
         assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
         let timeout = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
         unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&timeout as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32);
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopping = stop.clone();
@@ -1091,7 +1203,8 @@ impl Held {
     fn start(id: &str, annotations: &serde_json::Value) -> Held {
         let bundle = std::env::temp_dir().join(format!("netrt-bench-{id}"));
         fs::create_dir_all(&bundle).unwrap();
-        fs::write(bundle.join("config.json"), json!({"ociVersion": "1.0.2", "annotations": annotations}).to_string()).unwrap();
+        fs::write(bundle.join("config.json"), json!({"ociVersion": "1.0.2", "annotations": annotations}).to_string())
+            .unwrap();
         let holder = isolated_process();
         let held = Held { id: id.to_string(), holder, bundle };
         time_process(Command::new(hook_binary()).arg("createRuntime"), &held.state("creating"));
@@ -1099,7 +1212,8 @@ impl Held {
     }
 
     fn state(&self, status: &str) -> String {
-        json!({"ociVersion": "1.0.2", "id": self.id, "status": status, "pid": self.holder.id(), "bundle": self.bundle}).to_string()
+        json!({"ociVersion": "1.0.2", "id": self.id, "status": status, "pid": self.holder.id(), "bundle": self.bundle})
+            .to_string()
     }
 
     fn pid(&self) -> u32 {
@@ -1146,14 +1260,18 @@ fn uplinks(iterations: usize) {
         joining.add(netrt_attach_latency(&guaranteed, None, 1, Namespace::GoneFirst));
         holder.release();
     }
-    print_rows(52, iterations, &[
-        ("setup, no guarantee", &without.setup, None),
-        ("setup, first guarantee on the uplink", &first.setup, None),
-        ("setup, beside another guarantee", &joining.setup, None),
-        ("teardown, no guarantee", &without.teardown, Some(without.left)),
-        ("teardown, the last guarantee (shaper removed)", &first.teardown, Some(first.left)),
-        ("teardown, beside another guarantee", &joining.teardown, Some(joining.left)),
-    ]);
+    print_rows(
+        52,
+        iterations,
+        &[
+            ("setup, no guarantee", &without.setup, None),
+            ("setup, first guarantee on the uplink", &first.setup, None),
+            ("setup, beside another guarantee", &joining.setup, None),
+            ("teardown, no guarantee", &without.teardown, Some(without.left)),
+            ("teardown, the last guarantee (shaper removed)", &first.teardown, Some(first.left)),
+            ("teardown, beside another guarantee", &joining.teardown, Some(joining.left)),
+        ],
+    );
     let added = |rows: &Timings| percentile(&rows.setup, 50) - percentile(&without.setup, 50);
     println!("\nadded by a guarantee (median): {:+.2} ms as the first on the uplink, {:+.2} ms beside another (goal: at most 1 ms)", added(&first), added(&joining));
 
@@ -1165,7 +1283,10 @@ fn uplinks(iterations: usize) {
     let shares: [&[u64]; 3] = [&[60, 30], &[40, 25, 15, 10], &[25, 20, 15, 10, 8, 6, 4, 2]];
     println!("Beside it, the reference: the same containers without guarantees behind a plain tbf at the");
     println!("capacity on the uplink (what shaping the uplink alone gives), in the same run.\n");
-    println!("{:<9} {:>2}  {:>10} {:>14} {:>8}   {:>14} {:>8}", "capacity", "n", "guarantee", "netrt", "of min", "plain tbf", "of min");
+    println!(
+        "{:<9} {:>2}  {:>10} {:>14} {:>8}   {:>14} {:>8}",
+        "capacity", "n", "guarantee", "netrt", "of min", "plain tbf", "of min"
+    );
     let payload = 1448.0 / 1514.0;
     let run = |percents: &[u64], capacity_mbit: u64, guaranteed: bool| -> Vec<f64> {
         let held: Vec<Held> = percents
@@ -1188,7 +1309,10 @@ fn uplinks(iterations: usize) {
         declare(capacity);
         for percents in shares {
             let with = run(percents, capacity_mbit, true);
-            sh(&format!("tc qdisc add dev {uplink} root handle 7: tbf rate {capacity} burst {}k latency 25ms", capacity_mbit / 4 + 16));
+            sh(&format!(
+                "tc qdisc add dev {uplink} root handle 7: tbf rate {capacity} burst {}k latency 25ms",
+                capacity_mbit / 4 + 16
+            ));
             let plain = run(percents, capacity_mbit, false);
             sh(&format!("tc qdisc del dev {uplink} root"));
             let of_min = |rate: f64, min_mbit: u64| rate / (min_mbit as f64 * 1e6 * payload);
@@ -1199,7 +1323,12 @@ fn uplinks(iterations: usize) {
                 worst_plain = worst_plain.min(of_min(plain[i], min_mbit));
                 println!(
                     "{capacity:<9} {:>2}  {:>6}mbit {:>9.1}Mbit/s {:>7.1}%   {:>9.1}Mbit/s {:>7.1}%",
-                    percents.len(), min_mbit, with[i] / 1e6, 100.0 * of_min(with[i], min_mbit), plain[i] / 1e6, 100.0 * of_min(plain[i], min_mbit)
+                    percents.len(),
+                    min_mbit,
+                    with[i] / 1e6,
+                    100.0 * of_min(with[i], min_mbit),
+                    plain[i] / 1e6,
+                    100.0 * of_min(plain[i], min_mbit)
                 );
             }
             let used = |rates: &[f64]| 100.0 * rates.iter().sum::<f64>() / (capacity_mbit as f64 * 1e6 * payload);

@@ -32,9 +32,22 @@ fn companions(key: &str) -> Vec<(&'static str, &'static str)> {
 }
 
 const KEYS: [&str; 16] = [
-    "net.egress", "net.ingress", "net.egress.burst", "net.ingress.burst", "net.egress.latency", "net.ingress.latency",
-    "net.bridge", "net.parent", "net.vlan", "net.macvlan.mode", "net.ifname", "net.ip", "net.gateway", "net.routes",
-    "net.mac", "net.mtu",
+    "net.egress",
+    "net.ingress",
+    "net.egress.burst",
+    "net.ingress.burst",
+    "net.egress.latency",
+    "net.ingress.latency",
+    "net.bridge",
+    "net.parent",
+    "net.vlan",
+    "net.macvlan.mode",
+    "net.ifname",
+    "net.ip",
+    "net.gateway",
+    "net.routes",
+    "net.mac",
+    "net.mtu",
 ];
 
 /// Values refused for every key (names of bridges and parents by the host
@@ -106,10 +119,18 @@ fn hand_written() -> Vec<Case> {
         ("full-width digits", "１０mbit"),
         ("overflowing with unit", "18446744073709551616tbit"),
     ] {
-        add(&format!("net.egress {name}"), &[("net.bridge", "@BRIDGE@"), ("net.egress", value)], &[], "net.egress", None);
+        add(
+            &format!("net.egress {name}"),
+            &[("net.bridge", "@BRIDGE@"), ("net.egress", value)],
+            &[],
+            "net.egress",
+            None,
+        );
     }
     // Sizes and durations.
-    for (name, value) in [("below one frame", "100b"), ("4g and above", "4g"), ("negative", "-64k"), ("bad unit", "64kbps")] {
+    for (name, value) in
+        [("below one frame", "100b"), ("4g and above", "4g"), ("negative", "-64k"), ("bad unit", "64kbps")]
+    {
         add(
             &format!("net.ingress.burst {name}"),
             &[("net.bridge", "@BRIDGE@"), ("net.ingress", "10mbit"), ("net.ingress.burst", value)],
@@ -118,7 +139,9 @@ fn hand_written() -> Vec<Case> {
             None,
         );
     }
-    for (name, value) in [("no unit", "25"), ("below 100us", "50us"), ("above 10s", "11s"), ("hours", "1h"), ("negative", "-5ms")] {
+    for (name, value) in
+        [("no unit", "25"), ("below 100us", "50us"), ("above 10s", "11s"), ("hours", "1h"), ("negative", "-5ms")]
+    {
         add(
             &format!("net.egress.latency {name}"),
             &[("net.bridge", "@BRIDGE@"), ("net.egress", "10mbit"), ("net.egress.latency", value)],
@@ -127,10 +150,31 @@ fn hand_written() -> Vec<Case> {
             None,
         );
     }
-    add("burst without its rate", &[("net.bridge", "@BRIDGE@"), ("net.egress.burst", "64k")], &[], "net.egress.burst", None);
-    add("latency without its rate", &[("net.bridge", "@BRIDGE@"), ("net.ingress.latency", "5ms")], &[], "net.ingress.latency", None);
+    add(
+        "burst without its rate",
+        &[("net.bridge", "@BRIDGE@"), ("net.egress.burst", "64k")],
+        &[],
+        "net.egress.burst",
+        None,
+    );
+    add(
+        "latency without its rate",
+        &[("net.bridge", "@BRIDGE@"), ("net.ingress.latency", "5ms")],
+        &[],
+        "net.ingress.latency",
+        None,
+    );
     // Unknown keys.
-    for key in ["net.egres", "net.Egress", "net.", "net.bridge.name", "net.ip6", "net.égress", "net.egress.rate", "net.vlan.id"] {
+    for key in [
+        "net.egres",
+        "net.Egress",
+        "net.",
+        "net.bridge.name",
+        "net.ip6",
+        "net.égress",
+        "net.egress.rate",
+        "net.vlan.id",
+    ] {
         add(&format!("unknown key {key}"), &[("net.bridge", "@BRIDGE@"), (key, "1")], &[], key, None);
     }
     let bridged = [("net.bridge", "@BRIDGE@")];
@@ -140,7 +184,9 @@ fn hand_written() -> Vec<Case> {
     add("variable for a missing bridge", &[], &["NETRT_BRIDGE=nrtnosuchbr"], "NETRT_BRIDGE", None);
     // Attachments: conflicts and missing companions.
     add("bridge and parent", &[("net.bridge", "@BRIDGE@"), ("net.parent", "@PARENT@")], &[], "net.parent", None);
-    for key in ["net.ip", "net.gateway", "net.routes", "net.vlan", "net.ifname", "net.mac", "net.mtu", "net.macvlan.mode"] {
+    for key in
+        ["net.ip", "net.gateway", "net.routes", "net.vlan", "net.ifname", "net.mac", "net.mtu", "net.macvlan.mode"]
+    {
         let value = match key {
             "net.ip" => VALID_IP,
             "net.gateway" => "198.51.100.1",
@@ -153,7 +199,13 @@ fn hand_written() -> Vec<Case> {
         };
         add(&format!("{key} without an attachment"), &[(key, value)], &[], key, None);
     }
-    add("macvlan mode on a bridge", &[("net.bridge", "@BRIDGE@"), ("net.macvlan.mode", "vepa")], &[], "net.macvlan.mode", None);
+    add(
+        "macvlan mode on a bridge",
+        &[("net.bridge", "@BRIDGE@"), ("net.macvlan.mode", "vepa")],
+        &[],
+        "net.macvlan.mode",
+        None,
+    );
     // Addresses, gateways, routes.
     let on_bridge = |key: &'static str, value: &'static str| [("net.bridge", "@BRIDGE@"), (key, value)];
     for (name, value) in [
@@ -174,7 +226,8 @@ fn hand_written() -> Vec<Case> {
     ] {
         add(&format!("net.ip {name}"), &on_bridge("net.ip", value), &[], "net.ip", None);
     }
-    let with_ip = |key: &'static str, value: &'static str| [("net.bridge", "@BRIDGE@"), ("net.ip", VALID_IP), (key, value)];
+    let with_ip =
+        |key: &'static str, value: &'static str| [("net.bridge", "@BRIDGE@"), ("net.ip", VALID_IP), (key, value)];
     for (name, value) in [
         ("own address", "198.51.100.50"),
         ("outside every network", "203.0.113.1"),
@@ -221,7 +274,15 @@ fn hand_written() -> Vec<Case> {
         None,
     );
     add("net.mtu above the macvlan parent's", &[("net.parent", "@PARENT@"), ("net.mtu", "9000")], &[], "net.mtu", None);
-    for (name, value) in [("16 bytes", "abcdefghijklmnop"), ("slash", "eth/0"), ("space", "eth 0"), ("colon", "eth:0"), ("dot", "."), ("dot dot", ".."), ("non-ASCII", "ëth0")] {
+    for (name, value) in [
+        ("16 bytes", "abcdefghijklmnop"),
+        ("slash", "eth/0"),
+        ("space", "eth 0"),
+        ("colon", "eth:0"),
+        ("dot", "."),
+        ("dot dot", ".."),
+        ("non-ASCII", "ëth0"),
+    ] {
         add(&format!("net.ifname {name}"), &on_bridge("net.ifname", value), &[], "net.ifname", None);
     }
     for (name, value) in [("0", "0"), ("4095", "4095"), ("fraction", "1.5"), ("word", "fifty")] {
@@ -229,7 +290,13 @@ fn hand_written() -> Vec<Case> {
     }
     add("net.vlan on a bridge without VLAN filtering", &on_bridge("net.vlan", "50"), &[], "net.vlan", None);
     for value in ["bridged", "passthrough", "vepa,private"] {
-        add(&format!("net.macvlan.mode {value}"), &[("net.parent", "@PARENT@"), ("net.macvlan.mode", value)], &[], "net.macvlan.mode", None);
+        add(
+            &format!("net.macvlan.mode {value}"),
+            &[("net.parent", "@PARENT@"), ("net.macvlan.mode", value)],
+            &[],
+            "net.macvlan.mode",
+            None,
+        );
     }
     // Host checks.
     add("missing bridge", &[("net.bridge", "nrtnosuchbr")], &[], "net.bridge", None);
@@ -238,9 +305,21 @@ fn hand_written() -> Vec<Case> {
     add("the host's loopback as parent", &[("net.parent", "lo")], &[], "net.parent", None);
     // Policy.
     let policy = |rules: Value| Some(json!({ "policy": rules }));
-    add("policy: bridge not allowed", &[("net.bridge", "@BRIDGE@")], &[], "net.bridge", policy(json!({"bridges": ["nrtother"]})));
+    add(
+        "policy: bridge not allowed",
+        &[("net.bridge", "@BRIDGE@")],
+        &[],
+        "net.bridge",
+        policy(json!({"bridges": ["nrtother"]})),
+    );
     add("policy: no bridge allowed", &[("net.bridge", "@BRIDGE@")], &[], "net.bridge", policy(json!({"bridges": []})));
-    add("policy: parent not allowed", &[("net.parent", "@PARENT@")], &[], "net.parent", policy(json!({"parents": ["eth9"]})));
+    add(
+        "policy: parent not allowed",
+        &[("net.parent", "@PARENT@")],
+        &[],
+        "net.parent",
+        policy(json!({"parents": ["eth9"]})),
+    );
     add(
         "policy: VLAN outside the ranges",
         &[("net.parent", "@PARENT@"), ("net.vlan", "250")],
@@ -263,14 +342,30 @@ fn hand_written() -> Vec<Case> {
         policy(json!({"subnets": ["198.51.100.0/24"]})),
     );
     let limited = policy(json!({"max_rate": "1gbit"}));
-    add("policy: rate above max_rate", &[("net.bridge", "@BRIDGE@"), ("net.egress", "2gbit")], &[], "net.egress", limited.clone());
-    add("policy: ingress above max_rate", &[("net.bridge", "@BRIDGE@"), ("net.ingress", "1001mbit")], &[], "net.ingress", limited);
+    add(
+        "policy: rate above max_rate",
+        &[("net.bridge", "@BRIDGE@"), ("net.egress", "2gbit")],
+        &[],
+        "net.egress",
+        limited.clone(),
+    );
+    add(
+        "policy: ingress above max_rate",
+        &[("net.bridge", "@BRIDGE@"), ("net.ingress", "1001mbit")],
+        &[],
+        "net.ingress",
+        limited,
+    );
     cases
 }
 
 fn main() {
     let mut lines = vec![];
-    let mut push = |name: String, annotations: Vec<(String, String)>, env: Vec<String>, names: String, policy: Option<Value>| {
+    let mut push = |name: String,
+                    annotations: Vec<(String, String)>,
+                    env: Vec<String>,
+                    names: String,
+                    policy: Option<Value>| {
         let mut case = Map::new();
         case.insert("case".into(), json!(name));
         case.insert("annotations".into(), Value::Object(annotations.into_iter().map(|(k, v)| (k, json!(v))).collect()));
