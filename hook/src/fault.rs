@@ -45,19 +45,17 @@ pub fn leaks(_kind: &str) -> bool {
     false
 }
 
-/// The recorded objects teardown undoes: all of them, less those the
-/// fault switch leaks.
+/// The recorded objects teardown undoes: all of them, less those whose
+/// kind (the `object` tag a record gives each) the fault switch leaks.
 #[cfg(feature = "fault-injection")]
-pub fn undone(created: &[crate::record::Created]) -> std::borrow::Cow<'_, [crate::record::Created]> {
-    let kind = |object: &crate::record::Created| {
-        serde_json::to_value(object).ok().and_then(|v| v["object"].as_str().map(String::from))
-    };
+pub fn undone<T: serde::Serialize + Clone>(created: &[T]) -> std::borrow::Cow<'_, [T]> {
+    let kind = |object: &T| serde_json::to_value(object).ok().and_then(|v| v["object"].as_str().map(String::from));
     created.iter().filter(|object| !kind(object).is_some_and(|k| leaks(&k))).cloned().collect::<Vec<_>>().into()
 }
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn undone(created: &[crate::record::Created]) -> std::borrow::Cow<'_, [crate::record::Created]> {
+pub fn undone<T: Clone>(created: &[T]) -> std::borrow::Cow<'_, [T]> {
     created.into()
 }
 
