@@ -883,7 +883,7 @@ fn teardown_cost(iterations: usize) {
 fn pools_latency(iterations: usize) {
     use netrt_integration::cluster::EtcdCluster;
     let on_disk = EtcdCluster::start("bench", 3, 24790, None);
-    let on_tmpfs = EtcdCluster::start_in(Path::new("/dev/shm"), "bench-shm", 3, 24810, None);
+    let mut on_tmpfs = EtcdCluster::start_in(Path::new("/dev/shm"), "bench-shm", 3, 24810, None);
     let lan = Lan::bridge("bnpl");
     let bridge = lan.bridge.clone().unwrap();
     let dir = std::env::temp_dir().join("netrt-bench-pools");
@@ -988,7 +988,40 @@ fn pools_latency(iterations: usize) {
             .count();
         println!("claims of containers left in etcd after the runs: {left}");
     }
+    // How soon a setup is refused when the registry has no quorum: the
+    // functional tests bound this only against hangs.
+    fs::write(
+        &tmpfs_config,
+        fs::read_to_string(&tmpfs_config).unwrap().replace("\"prefix\":", "\"timeout\":\"1s\",\"prefix\":"),
+    )
+    .unwrap();
+    on_tmpfs.stop_member(1);
+    on_tmpfs.stop_member(2);
+    let config = format!("NETRT_CONFIG={}", tmpfs_config.display());
+    let refused: Vec<f64> =
+        (0..iterations.min(5)).map(|_| refusal_ms("nrt-bench-noq", &[("net.pool", "p10")], &[&config])).collect();
+    println!(
+        "two of three members stopped, registry timeout 1s: a pool setup refused after {:.0} ms (median of {})",
+        percentile(&refused, 50),
+        refused.len()
+    );
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Times `runc run` of a container whose setup netrt refuses, in a
+/// namespace of its own, to the moment runc has returned.
+fn refusal_ms(id: &str, annotations: &[(&str, &str)], hook_env: &[&str]) -> f64 {
+    let bundle = Bundle::create(id, &BundleSpec { command: "true", hook_env, ..BundleSpec::isolated(annotations) });
+    let start = Instant::now();
+    let output = Command::new("runc")
+        .args(["run", "--bundle", &bundle.dir.display().to_string(), id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed().as_secs_f64() * 1e3;
+    assert!(!output.status.success(), "{id} was refused");
+    let _ = Command::new("runc").args(["delete", "-f", id]).output();
+    elapsed
 }
 
 /// Where a pool setup's time in etcd goes, measured inside one process
@@ -1089,6 +1122,17 @@ fn dhcp_latency(iterations: usize) {
         percentile(&closing, 50)
     );
     println!("waits one RCU grace period, synchronize_net, before it lets the socket go)");
+    // How soon a setup is refused when no server answers: its timeout and
+    // what the hook adds (the functional tests bound this only against hangs).
+    let silent = Lan::bridge("bndn");
+    let silent_bridge = silent.bridge.clone().unwrap();
+    let annotations = [("net.bridge", silent_bridge.as_str()), ("net.ip", "dhcp"), ("net.dhcp.timeout", "1s")];
+    let refused: Vec<f64> = (0..iterations.min(5)).map(|_| refusal_ms("nrt-bench-dhno", &annotations, &[])).collect();
+    println!(
+        "no server answering, net.dhcp.timeout=1s: refused after {:.0} ms (median of {})",
+        percentile(&refused, 50),
+        refused.len()
+    );
 }
 
 /// Opens the hook's own packet socket, binds it to the loopback
