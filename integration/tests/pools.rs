@@ -300,6 +300,19 @@ fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
     let record_left = |id: &str| node.sh(&format!("test -e /run/netrt/containers/{id}.partial")).status.success();
     let claims_of =
         |id: &str| cluster.dump(&format!("{prefix}pools/lan/claims/")).lines().filter(|l| l.contains(id)).count();
+    // gc leaves no claim and nothing on the host, and the same address can
+    // be had again.
+    let gc_cleans_up = |point: &str, id: &str, address: &str| {
+        ok(node.hook("gc"));
+        assert_eq!(
+            claims_in(&cluster, prefix),
+            "",
+            "after a kill at {point} and gc, etcd holds no claim of the container"
+        );
+        assert_same_host!(node.snapshot(), before, "after a kill at {point} and gc");
+        let (again, _b) = start_on(&node, id, &[("net.pool", "lan"), ("net.ip", address)], None).expect("starts again");
+        again.stop();
+    };
     // claim:0 is after the write-ahead record and before any claim;
     // claim:1 after both families are claimed.
     for (point, claims_left) in [("claim:0", 0), ("claim:1", 2)] {
@@ -315,17 +328,7 @@ fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
             "claims in etcd after a kill at {point}:\n{}",
             claims_in(&cluster, prefix)
         );
-        ok(node.hook("gc"));
-        assert_eq!(
-            claims_in(&cluster, prefix),
-            "",
-            "after a kill at {point} and gc, etcd holds no claim of the container"
-        );
-        assert_same_host!(node.snapshot(), before, "after a kill at {point} and gc");
-        // The same address can be had again.
-        let (again, _b) =
-            start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.100/24")], None).expect("starts again");
-        again.stop();
+        gc_cleans_up(point, id, "198.51.100.100/24");
     }
     // release:N is teardown's, before the Nth of the two claims goes: the
     // host is clean by then, and the record still says what to release.
@@ -342,16 +345,7 @@ fn a_hook_killed_while_claiming_or_releasing_leaves_no_claim_after_gc() {
         );
         let records = node.sh(&format!("test -e /run/netrt/containers/{id}.json"));
         assert!(records.status.success(), "the teardown killed at {point} kept the record");
-        ok(node.hook("gc"));
-        assert_eq!(
-            claims_in(&cluster, prefix),
-            "",
-            "after a kill at {point} and gc, etcd holds no claim of the container"
-        );
-        assert_same_host!(node.snapshot(), before, "after a kill at {point} and gc");
-        let (again, _b) =
-            start_on(&node, id, &[("net.pool", "lan"), ("net.ip", "198.51.100.101/24")], None).expect("starts again");
-        again.stop();
+        gc_cleans_up(point, id, "198.51.100.101/24");
     }
 }
 
