@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::attachment::{format_mac, Attachment, Cidr, Medium};
 use crate::dhcp::client::{self as dhcp, Acquirer, Failure, Held};
 use crate::error::KeyError;
+use crate::names;
 use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
 use crate::netns::NetNs;
 use crate::record::{Created, Record, Store};
@@ -84,7 +85,7 @@ pub async fn prepare(
                     ),
                 ));
             }
-            let host_mac = shaping::host_veth_mac(container_id);
+            let host_mac = names::host_veth_mac(container_id);
             if bridge_mac_would_change(&bridge, &host_mac) {
                 return Err(attachment.refuse(
                     lead,
@@ -98,7 +99,7 @@ pub async fn prepare(
                 ));
             }
             let bridge_mtu = bridge.mtu;
-            let host_veth = shaping::host_veth_name(container_id);
+            let host_veth = names::host_veth_name(container_id);
             let pin =
                 attachment.dhcp.map(|_| crate::record::Store::system().pin_path(container_id).display().to_string());
             (PreparedMedium::Bridge { bridge, host_veth, host_mac, pin }, bridge_mtu)

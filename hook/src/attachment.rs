@@ -252,7 +252,7 @@ impl Attachment {
     /// address it offers from it).
     pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
         if self.derives_mac_from_id() {
-            return Some(crate::dhcp::lease::mac_of(id));
+            return Some(crate::names::dhcp_mac(id));
         }
         self.mac_to_set()
     }
@@ -797,7 +797,7 @@ mod tests {
     fn dhcp_for_the_ipv4_address() {
         let a = attachment(&["net.bridge=br0", "net.ip=dhcp"]).unwrap().unwrap();
         assert_eq!((a.dhcp, a.addresses.len()), (Some(Dhcp { timeout_ms: DEFAULT_DHCP_TIMEOUT_MS }), 0));
-        assert_eq!(a.mac_for("c1"), Some(crate::dhcp::lease::mac_of("c1")), "a MAC from the container id");
+        assert_eq!(a.mac_for("c1"), Some(crate::names::dhcp_mac("c1")), "a MAC from the container id");
         let a = attachment(&[
             "net.parent=eth1",
             "net.ip=DHCP, 2001:db8::10/64",

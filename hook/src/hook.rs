@@ -11,6 +11,7 @@ use crate::netlink::{Link, NetError};
 use crate::netns::{self, NetNs};
 use crate::oci::{self, Container, Stage};
 use crate::plan::{self, Plan};
+use crate::pools::any_store::{self, AnyStore};
 use crate::pools::claims;
 use crate::pools::config::Pools;
 use crate::pools::store::{Claim, ClaimStore, StoreError};
@@ -20,7 +21,7 @@ use crate::shaping::{self, Placement, Sockets};
 use crate::uplinks::config::Uplinks;
 use crate::uplinks::shaper;
 use crate::uplinks::share::Share;
-use crate::{attach, log, policy, privilege};
+use crate::{attach, log, names, policy, privilege};
 
 /// When setup may happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,10 +214,10 @@ async fn claim_addresses(
     pid: i32,
     container_ns: &NetNs,
     netns_path: &str,
-) -> Result<claims::AnyStore> {
+) -> Result<AnyStore> {
     let attachment = plan.attachment.as_mut().expect("pooled plans have an attachment");
     let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
-    let mut registry = claims::open(pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+    let mut registry = any_store::open(pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
     settle_pending(store, &mut registry, &pools.node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
     let mut record = Record::new(
         &container.id,
@@ -250,7 +251,7 @@ async fn claim_addresses(
 
 /// Releases container `id`'s claims; if the registry cannot, remembers
 /// them for the next run that reaches it (teardown never fails for it).
-async fn release_or_remember(store: &Store, registry: &mut claims::AnyStore, node: &str, id: &str) {
+async fn release_or_remember(store: &Store, registry: &mut AnyStore, node: &str, id: &str) {
     if let Err(e) = claims::release(registry, node, id).await {
         log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
         if let Err(e) = store.add_pending_release(id) {
@@ -262,7 +263,7 @@ async fn release_or_remember(store: &Store, registry: &mut claims::AnyStore, nod
 /// Carries out the releases earlier runs could not; returns what it did.
 async fn settle_pending(
     store: &Store,
-    registry: &mut claims::AnyStore,
+    registry: &mut AnyStore,
     node: &str,
 ) -> std::result::Result<Vec<String>, StoreError> {
     let mut lines = vec![];
@@ -302,7 +303,7 @@ async fn setup_claimed(
         Some(attachment) if attachment.vlan_interface().is_some() => other_records(store, &container.id)?,
         _ => vec![],
     };
-    let ifb = shaping::ifb_name(&container.id);
+    let ifb = names::ifb_name(&container.id);
     let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
     record.pool_claims = pooled;
 
@@ -526,9 +527,9 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
 /// that lives on.
 async fn remove_strays(sockets: &Sockets, id: &str) -> crate::netlink::NetResult<()> {
     for stray in [
-        Created::Ifb { side: Side::Host, name: shaping::ifb_name(id) },
-        Created::Ifb { side: Side::Container, name: shaping::ifb_name(id) },
-        Created::HostVeth { name: shaping::host_veth_name(id), index: None },
+        Created::Ifb { side: Side::Host, name: names::ifb_name(id) },
+        Created::Ifb { side: Side::Container, name: names::ifb_name(id) },
+        Created::HostVeth { name: names::host_veth_name(id), index: None },
     ] {
         shaping::undo(&stray, sockets).await?;
     }
@@ -586,7 +587,7 @@ async fn release_record_claims(store: &Store, id: &str) {
             return;
         }
     };
-    match claims::open(&pools, true).await {
+    match any_store::open(&pools, true).await {
         Ok(mut registry) => {
             if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
                 log::error(&format!("releases left pending wait longer: {e}"));
@@ -611,7 +612,7 @@ async fn collect_pool_claims(store: &Store) -> Result<Vec<String>> {
         return Ok(vec![]);
     }
     let registry_error = |e: StoreError| Error::System(format!("pool claims not collected: {e}"));
-    let mut registry = claims::open(&pools, false).await.map_err(registry_error)?;
+    let mut registry = any_store::open(&pools, false).await.map_err(registry_error)?;
     let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
     let exists = |id: &str| store.exists(id);
     lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
@@ -747,7 +748,10 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
         }
     }
     names.extend(
-        links.iter().filter(|l| links.iter().any(|ifb| ifb.name == shaper::ifb_name(l.index))).map(|l| l.name.clone()),
+        links
+            .iter()
+            .filter(|l| links.iter().any(|ifb| ifb.name == names::uplink_ifb_name(l.index)))
+            .map(|l| l.name.clone()),
     );
     names.sort();
     names.dedup();
@@ -800,7 +804,7 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
 /// container. They go in one batch.
 async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
     let recorded: Vec<String> =
-        store.all()?.iter().flat_map(|r| [shaping::ifb_name(&r.id), shaping::host_veth_name(&r.id)]).collect();
+        store.all()?.iter().flat_map(|r| [names::ifb_name(&r.id), names::host_veth_name(&r.id)]).collect();
     let host = Netlink::open_in(host_ns).map_err(Error::System)?;
     let strays: Vec<_> = host
         .links()
@@ -808,7 +812,7 @@ async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec
         .map_err(|e| Error::System(e.to_string()))?
         .into_iter()
         .filter(|link| {
-            let kind = shaping::own_device_kind(&link.name);
+            let kind = names::own_device_kind(&link.name);
             kind.is_some() && link.kind.as_deref() == kind && !recorded.contains(&link.name)
         })
         .collect();

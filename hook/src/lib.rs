@@ -15,6 +15,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod hook;
 pub mod log;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod oci;

@@ -58,48 +58,6 @@ impl Placement {
     }
 }
 
-/// Name of the ifb that carries a container's limit, from its id: `nrti`
-/// and 11 hex digits of the id's FNV-1a hash (interface names hold 15 bytes).
-pub fn ifb_name(container_id: &str) -> String {
-    device_name("nrti", container_id)
-}
-
-/// Name of the host end of a bridge attachment's veth pair: `nrtv` and the
-/// same 11 hex digits.
-pub fn host_veth_name(container_id: &str) -> String {
-    device_name("nrtv", container_id)
-}
-
-/// The kind of link netrt makes under a host device name of its own
-/// (`nrti` + 11 hex digits: an ifb; `nrtv` + 11 hex digits: a veth), or
-/// None for any other name.
-pub fn own_device_kind(name: &str) -> Option<&'static str> {
-    let (kind, hash) = match name.get(..4) {
-        Some("nrti") => ("ifb", &name[4..]),
-        Some("nrtv") => ("veth", &name[4..]),
-        _ => return None,
-    };
-    (hash.len() == 11 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(kind)
-}
-
-/// MAC of the host end of a bridge attachment's veth: `fe:ff` and 32 bits
-/// of the id's hash. A bridge whose MAC the admin did not set takes the
-/// lowest MAC of its ports (and keeps it when that port leaves), so the
-/// host end's MAC sorts above any real NIC's, as libvirt's `fe:` taps do:
-/// attaching a container never changes the bridge's MAC.
-pub fn host_veth_mac(container_id: &str) -> [u8; 6] {
-    let [a, b, c, d] = ((fnv1a(container_id) >> 32) as u32).to_be_bytes();
-    [0xfe, 0xff, a, b, c, d]
-}
-
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-fn device_name(prefix: &str, container_id: &str) -> String {
-    format!("{prefix}{:011x}", fnv1a(container_id) >> 20)
-}
-
 /// Finds the interface to shape and where its limits belong.
 pub async fn locate(sockets: &Sockets, host_ns: &NetNs, container_ns: &NetNs) -> Result<Placement, String> {
     let container = sockets.container.as_ref().expect("setup has the container's socket");
@@ -415,24 +373,6 @@ mod tests {
     use super::*;
     use crate::settings::from_words;
 
-    #[test]
-    fn own_device_names_are_recognised_and_nothing_else() {
-        assert_eq!(own_device_kind(&ifb_name("web1")), Some("ifb"));
-        assert_eq!(own_device_kind(&host_veth_name("web1")), Some("veth"));
-        for other in [
-            "eth0",
-            "nrti",
-            "nrti0123456789",
-            "nrti0123456789ab",
-            "nrtiABCDEF01234",
-            "nrtx0123456789a",
-            "nrtbrbr",
-            "veth1234",
-        ] {
-            assert_eq!(own_device_kind(other), None, "{other}");
-        }
-    }
-
     fn link(index: u32, name: &str, mtu: u32) -> Link {
         Link { index, name: name.into(), kind: Some("veth".into()), mtu, ..Link::default() }
     }
@@ -440,26 +380,6 @@ mod tests {
     fn plan(words: &[&str]) -> Plan {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
         crate::plan::build(&from_words(&words).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn ifb_names_fit_and_differ() {
-        let a = ifb_name("test-container-1");
-        let b = ifb_name("test-container-2");
-        assert_eq!(a.len(), 15);
-        assert!(a.starts_with("nrti"));
-        assert_ne!(a, b);
-        assert_eq!(a, ifb_name("test-container-1"));
-    }
-
-    #[test]
-    fn host_veth_macs_sort_above_real_nics_and_differ() {
-        let a = host_veth_mac("test-container-1");
-        assert_eq!(a[..2], [0xfe, 0xff], "locally administered, unicast, above any OUI and libvirt's fe:54");
-        assert_eq!(a[0] & 0x01, 0, "unicast");
-        assert_ne!(a, host_veth_mac("test-container-2"));
-        assert_eq!(a, host_veth_mac("test-container-1"));
-        assert!(a > [0xfe, 0x54, 0xff, 0xff, 0xff, 0xff], "above libvirt's taps, and so above any real NIC");
     }
 
     #[test]

@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use crate::attachment::{Attachment, Medium};
 use crate::error::{Error, Result};
+use crate::names::ifb_name;
 use crate::netlink::{Netlink, QdiscInfo};
 use crate::netns::NetNs;
 use crate::plan::Direction;
 use crate::record::{Record, Store};
-use crate::shaping::ifb_name;
 use crate::units::format_rate;
 
 #[derive(Debug, Serialize)]

@@ -34,15 +34,6 @@ impl Client {
     }
 }
 
-/// The MAC an attachment whose address comes from DHCP gets when `net.mac`
-/// is not given: locally administered, unicast, from the container id.
-pub fn mac_of(container_id: &str) -> [u8; 6] {
-    let hash =
-        container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    let [_, _, _, a, b, c, d, e] = hash.to_be_bytes();
-    [0x02, a, b, c, d, e]
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub address: Cidr,
@@ -320,7 +311,7 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
-        Client::new("c1", mac_of("c1"), Some("web"))
+        Client::new("c1", crate::names::dhcp_mac("c1"), Some("web"))
     }
 
     /// A server's answer to `client`'s exchange `xid`.
@@ -360,9 +351,9 @@ mod tests {
 
     #[test]
     fn the_same_container_is_the_same_client() {
-        let a = Client::new("nrt-1", mac_of("nrt-1"), Some("web"));
-        assert_eq!(a, Client::new("nrt-1", mac_of("nrt-1"), Some("web")));
-        assert_ne!(a.mac, mac_of("nrt-2"));
+        let a = Client::new("nrt-1", crate::names::dhcp_mac("nrt-1"), Some("web"));
+        assert_eq!(a, Client::new("nrt-1", crate::names::dhcp_mac("nrt-1"), Some("web")));
+        assert_ne!(a.mac, crate::names::dhcp_mac("nrt-2"));
         assert_eq!(a.mac[0] & 0x03, 0x02, "locally administered and unicast");
         assert_eq!(a.client_id, b"\0nrt-1");
         assert_eq!(Client::new("x", [2, 0, 0, 0, 0, 1], Some("  ")).hostname, None);
@@ -419,7 +410,7 @@ mod tests {
     #[test]
     fn answers_to_others_are_not_answers() {
         assert_eq!(reply(&full_ack(5), &client(), 6, 0), None, "another exchange");
-        let other = Client::new("c2", mac_of("c2"), None);
+        let other = Client::new("c2", crate::names::dhcp_mac("c2"), None);
         assert_eq!(reply(&full_ack(5), &other, 5, 0), None, "another client's MAC");
         assert_eq!(reply(b"not dhcp", &client(), 5, 0), None);
         let own_request = encode(&discover(&client(), 5));

@@ -5,23 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::config::{address, number, Pool, Pools, Registry, Span};
-use super::etcd::EtcdStore;
-use super::host::HostStore;
-use super::store::{Claim, ClaimStore, Held, Store, StoreError, StoreResult};
+use super::config::{address, number, Pool, Pools, Span};
+use super::store::{Claim, ClaimStore, Held, StoreError, StoreResult};
 use crate::attachment::{Attachment, Cidr};
 use crate::error::KeyError;
-
-pub use super::store::Store as AnyStore;
-
-/// Opens the store the configuration names. With `budget`, the registry's
-/// timeout bounds everything this run asks of it (a container's setup).
-pub async fn open(pools: &Pools, budget: bool) -> StoreResult<Store> {
-    match &pools.registry {
-        Registry::Host => Ok(Store::Host(HostStore::system())),
-        Registry::Etcd(etcd) => Ok(Store::Etcd(Box::new(EtcdStore::connect(etcd, budget).await?))),
-    }
-}
 
 /// Whether an attachment's addresses involve a pool: `net.pool`, or a
 /// static address inside a pool's subnet.
@@ -235,6 +222,7 @@ pub fn is_in(span: &Span, a: IpAddr) -> bool {
 mod tests {
     use super::*;
     use crate::pools::config::parse_span;
+    use crate::pools::host::HostStore;
 
     fn spans(items: &[&str]) -> Vec<Span> {
         items.iter().map(|s| parse_span(s).unwrap()).collect()

@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
+use super::any_store::{self, AnyStore};
 use super::claims::{self, addresses_of};
 use super::config::{Pool, Pools, Registry, Span};
-use super::store::{format_time, Claim, ClaimStore, Store};
+use super::store::{format_time, Claim, ClaimStore};
 use crate::error::{Error, Result};
 use crate::record;
 
@@ -26,13 +27,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Runs `work` against this node's store; host-wide claims change only
 /// under the host lock, as setup's do.
-fn with_store<T>(pools: &Pools, changes: bool, work: impl AsyncFnOnce(&mut Store) -> Result<T>) -> Result<T> {
+fn with_store<T>(pools: &Pools, changes: bool, work: impl AsyncFnOnce(&mut AnyStore) -> Result<T>) -> Result<T> {
     let _lock = match (&pools.registry, changes) {
         (Registry::Host, true) => Some(record::Store::system().lock()?),
         _ => None,
     };
     runtime()?.block_on(async {
-        let mut store = claims::open(pools, false).await.map_err(|e| Error::System(e.to_string()))?;
+        let mut store = any_store::open(pools, false).await.map_err(|e| Error::System(e.to_string()))?;
         work(&mut store).await
     })
 }

@@ -6,8 +6,6 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Addressing, Span};
-use super::etcd::EtcdStore;
-use super::host::HostStore;
 
 /// Who holds an address: a container of a node, or a reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,64 +121,6 @@ pub trait ClaimStore {
     /// sent (one that got no answer may still have been applied). Before
     /// that, a refused setup has nothing to release.
     fn may_have_claimed(&self) -> bool;
-}
-
-/// The store the configuration chose.
-pub enum Store {
-    Host(HostStore),
-    Etcd(Box<EtcdStore>),
-}
-
-macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Store::Host($store) => $call.await,
-            Store::Etcd($store) => $call.await,
-        }
-    };
-}
-
-impl ClaimStore for Store {
-    async fn register(
-        &mut self,
-        pool: &str,
-        addressing: &Addressing,
-        node: &str,
-    ) -> StoreResult<Option<(Addressing, String)>> {
-        delegate!(self, s => s.register(pool, addressing, node))
-    }
-    async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
-        delegate!(self, s => s.last(pool, v6))
-    }
-    async fn first_unclaimed(
-        &mut self,
-        pool: &str,
-        span: Span,
-        excluded: &dyn Fn(u128) -> bool,
-    ) -> StoreResult<Option<u128>> {
-        delegate!(self, s => s.first_unclaimed(pool, span, excluded))
-    }
-    async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>> {
-        delegate!(self, s => s.create(pool, claim, set_last))
-    }
-    async fn delete(&mut self, held: &Held) -> StoreResult<()> {
-        delegate!(self, s => s.delete(held))
-    }
-    async fn held_by(&mut self, node: &str, container: Option<&str>) -> StoreResult<Vec<Held>> {
-        delegate!(self, s => s.held_by(node, container))
-    }
-    async fn claims(&mut self, pool: &str, v6: bool, span: Option<Span>) -> StoreResult<Vec<Held>> {
-        delegate!(self, s => s.claims(pool, v6, span))
-    }
-    async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
-        delegate!(self, s => s.count(pool, v6))
-    }
-    fn may_have_claimed(&self) -> bool {
-        match self {
-            Store::Host(s) => s.may_have_claimed(),
-            Store::Etcd(s) => s.may_have_claimed(),
-        }
-    }
 }
 
 /// An address as a key part that sorts like the address: `4/c6336464`.

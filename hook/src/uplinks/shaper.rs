@@ -9,6 +9,7 @@
 //! The ifb is made first and removed last, so an ingress qdisc on an
 //! uplink without it is someone else's.
 
+use crate::names::uplink_ifb_name;
 use crate::netlink::{Link, NetError, NetResult, Netlink, QdiscInfo};
 use crate::plan::Direction;
 
@@ -19,10 +20,6 @@ const TC_H_INGRESS: u32 = 0xffff_fff1;
 /// An ifb starts with a queue of 32 packets; an htb leaf's pfifo takes its
 /// length from the device.
 const IFB_QUEUE_PACKETS: u32 = 1000;
-
-pub fn ifb_name(uplink_index: u32) -> String {
-    format!("nrtu{uplink_index}")
-}
 
 /// netrt's ingress ifbs whose uplink is gone (deleted while it carried a
 /// guarantee).
@@ -47,7 +44,7 @@ pub async fn check(host: &Netlink, uplink: &Link, needs_ingress: bool) -> NetRes
     }
     if needs_ingress
         && qdiscs.iter().any(|q| q.parent == TC_H_INGRESS)
-        && host.link_by_name(&ifb_name(uplink.index)).await?.is_none()
+        && host.link_by_name(&uplink_ifb_name(uplink.index)).await?.is_none()
     {
         return Err(NetError {
             action: format!("checking uplink {}", uplink.name),
@@ -104,13 +101,13 @@ pub async fn reconcile(
             }
         }
     }
-    let ifb = host.link_by_name(&ifb_name(uplink.index)).await?;
+    let ifb = host.link_by_name(&uplink_ifb_name(uplink.index)).await?;
     match (ingress, ifb) {
         (Some(tree), ifb) => {
             let ifb = match ifb {
                 Some(ifb) => ifb,
                 None => {
-                    let ifb = host.add_ifb(&ifb_name(uplink.index)).await?;
+                    let ifb = host.add_ifb(&uplink_ifb_name(uplink.index)).await?;
                     changed()?;
                     host.set_txqueuelen(&ifb, IFB_QUEUE_PACKETS).await?;
                     host.set_up(&ifb).await?;

@@ -12,7 +12,6 @@ use crate::plan::Direction;
 use crate::record::{Record, Store};
 use crate::units::format_rate;
 
-use super::shaper::ifb_name;
 use super::share::{self, MAJOR};
 
 #[derive(Debug, Serialize)]
@@ -55,7 +54,7 @@ pub fn collect() -> Result<Vec<UplinkStatus>> {
             let link = host.link_by_name(&uplink.name).await.map_err(|e| Error::System(e.to_string()))?;
             // The egress tree is on the uplink, the ingress tree on its ifb.
             let ifb = match &link {
-                Some(link) => host.link_by_name(&ifb_name(link.index)).await.unwrap_or_default(),
+                Some(link) => host.link_by_name(&crate::names::uplink_ifb_name(link.index)).await.unwrap_or_default(),
                 None => None,
             };
             let egress_classes = classes_on(&host, link.as_ref()).await;

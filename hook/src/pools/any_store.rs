@@ -1,0 +1,74 @@
+//! The claim store the configuration chose, host-wide files or etcd,
+//! behind one type that is itself a `ClaimStore`, and the one place that opens it.
+
+use super::config::{Addressing, Pools, Registry, Span};
+use super::etcd::EtcdStore;
+use super::host::HostStore;
+use super::store::{Claim, ClaimStore, Held, StoreResult};
+
+/// Opens the store the configuration names. With `budget`, the registry's
+/// timeout bounds everything this run asks of it (a container's setup).
+pub async fn open(pools: &Pools, budget: bool) -> StoreResult<AnyStore> {
+    match &pools.registry {
+        Registry::Host => Ok(AnyStore::Host(HostStore::system())),
+        Registry::Etcd(etcd) => Ok(AnyStore::Etcd(Box::new(EtcdStore::connect(etcd, budget).await?))),
+    }
+}
+
+/// The store the configuration chose.
+pub enum AnyStore {
+    Host(HostStore),
+    Etcd(Box<EtcdStore>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Host($store) => $call.await,
+            AnyStore::Etcd($store) => $call.await,
+        }
+    };
+}
+
+impl ClaimStore for AnyStore {
+    async fn register(
+        &mut self,
+        pool: &str,
+        addressing: &Addressing,
+        node: &str,
+    ) -> StoreResult<Option<(Addressing, String)>> {
+        delegate!(self, s => s.register(pool, addressing, node))
+    }
+    async fn last(&mut self, pool: &str, v6: bool) -> StoreResult<Option<u128>> {
+        delegate!(self, s => s.last(pool, v6))
+    }
+    async fn first_unclaimed(
+        &mut self,
+        pool: &str,
+        span: Span,
+        excluded: &dyn Fn(u128) -> bool,
+    ) -> StoreResult<Option<u128>> {
+        delegate!(self, s => s.first_unclaimed(pool, span, excluded))
+    }
+    async fn create(&mut self, pool: &str, claim: &Claim, set_last: bool) -> StoreResult<Option<Held>> {
+        delegate!(self, s => s.create(pool, claim, set_last))
+    }
+    async fn delete(&mut self, held: &Held) -> StoreResult<()> {
+        delegate!(self, s => s.delete(held))
+    }
+    async fn held_by(&mut self, node: &str, container: Option<&str>) -> StoreResult<Vec<Held>> {
+        delegate!(self, s => s.held_by(node, container))
+    }
+    async fn claims(&mut self, pool: &str, v6: bool, span: Option<Span>) -> StoreResult<Vec<Held>> {
+        delegate!(self, s => s.claims(pool, v6, span))
+    }
+    async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
+        delegate!(self, s => s.count(pool, v6))
+    }
+    fn may_have_claimed(&self) -> bool {
+        match self {
+            AnyStore::Host(s) => s.may_have_claimed(),
+            AnyStore::Etcd(s) => s.may_have_claimed(),
+        }
+    }
+}
