@@ -368,10 +368,13 @@ fn release_node_frees_every_claim_of_a_vanished_node_and_tls_with_client_certifi
     let mut anonymous = registry.clone();
     anonymous["etcd"].as_object_mut().unwrap().retain(|k, _| k != "cert" && k != "key");
     let stranger = Node::new("node-x", "nrtpXbr", &config("node-x", Some(anonymous), "lan", lan_pool("nrtpXbr")));
+    let before = stranger.snapshot();
     let refused = start_on(&stranger, "nrt-tls-x1", &[("net.pool", "lan")], None)
         .err()
         .expect("refused without a client certificate");
     assert!(refused.contains("net.pool=\"lan\": etcd refused the TLS session"), "{refused}");
+    assert_same_host!(stranger.snapshot(), before, "the refused node left nothing, no pending release either");
+    assert_eq!(cluster.dump(&format!("{prefix}nodes/node-x/")), "", "and nothing in etcd");
 
     let other = Node::new("node-o", "nrtpObr", &config("node-o", Some(registry), "lan", lan_pool("nrtpObr")));
     let released = ok(other.hook("pool release --node node-gone"));
