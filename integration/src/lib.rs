@@ -591,12 +591,11 @@ pub fn process_in_netns(ns: &str) -> Child {
 /// until the kernel's link watch has run, and a snapshot taken meanwhile
 /// would differ from a later one for nobody's doing.
 pub fn wait_until_up(ns: Option<&str>, links: &[&str]) {
-    let prefix = ns.map(|ns| format!("ip -n {ns} ")).unwrap_or_else(|| "ip ".into());
     let deadline = Instant::now() + Duration::from_secs(10);
     for link in links {
         loop {
-            let shown: Value = serde_json::from_str(&sh(&format!("{prefix}-j link show dev {link}"))).unwrap();
-            if shown[0]["operstate"] == "UP" {
+            let shown = link_details(ns, link);
+            if shown["operstate"] == "UP" {
                 break;
             }
             assert!(Instant::now() < deadline, "{link} is not up: {shown}");
@@ -605,7 +604,25 @@ pub fn wait_until_up(ns: Option<&str>, links: &[&str]) {
     }
 }
 
+/// A link as `ip -j link show` describes it (of namespace `ns`, else the
+/// host's); Null while there is no such link.
+pub fn link_details(ns: Option<&str>, link: &str) -> Value {
+    let prefix = ns.map(|ns| format!("ip -n {ns} ")).unwrap_or_else(|| "ip ".into());
+    let shown = sh_output(&format!("{prefix}-j link show dev {link}"));
+    serde_json::from_slice::<Value>(&shown.stdout).map(|links| links[0].clone()).unwrap_or(Value::Null)
+}
+
 pub struct NetnsName(pub String);
+
+impl NetnsName {
+    /// A new, empty network namespace of this name with its loopback up
+    /// (one left by an earlier run goes first); deleted on drop.
+    pub fn fresh(name: &str) -> NetnsName {
+        sh_quiet(&format!("ip netns del {name}"));
+        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        NetnsName(name.to_string())
+    }
+}
 
 /// Names the network namespace of process `pid`, for `ip netns exec`.
 pub fn name_netns_of(pid: u32, name: &str) -> NetnsName {

@@ -268,9 +268,8 @@ fn a_setup_waiting_for_its_server_holds_up_no_other_container() {
     let first_port = host_veth_name("nrt-dhcp-wait");
     let deadline = Instant::now() + Duration::from_secs(10);
     let up_on_the_bridge = || {
-        let shown = sh_output(&format!("ip -j link show dev {first_port}"));
-        let links: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap_or_default();
-        links[0]["master"] == bridge.as_str() && links[0]["operstate"] == "UP"
+        let port = link_details(None, &first_port);
+        port["master"] == bridge.as_str() && port["operstate"] == "UP"
     };
     while !up_on_the_bridge() {
         assert!(

@@ -114,9 +114,8 @@ fn an_attachments_link_pin_and_claim() {
     let attachment = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.90/24")];
     // A veth pair goes with either end: its host end is left only where
     // the container's end is too, in a namespace that outlives the container.
-    let ns = "nrtlka";
-    sh_quiet(&format!("ip netns del {ns}"));
-    sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    let named = NetnsName::fresh("nrtlka");
+    let ns = named.0.as_str();
     let path = format!("/run/netns/{ns}");
     let namespaces = [lan.peer_ns.as_str(), ns];
     let pair = Leak {
@@ -132,7 +131,7 @@ fn an_attachments_link_pin_and_claim() {
         &[],
         &format!("ip link del {host_veth}"),
     );
-    sh(&format!("ip netns del {ns}"));
+    drop(named);
     let namespaces = [lan.peer_ns.as_str()];
     let leak = |kind| Leak { kind, id, annotations: &attachment, netns: None, namespaces: &namespaces, config: None };
     leak("address_claim").is_seen(
@@ -161,9 +160,8 @@ fn an_attachments_link_pin_and_claim() {
 fn a_link_with_addresses_and_routes_in_a_namespace() {
     let lan = Lan::parent("lkn");
     let parent = lan.parent.clone().unwrap();
-    let ns = "nrtlkn";
-    sh_quiet(&format!("ip netns del {ns}"));
-    sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up"));
+    let named = NetnsName::fresh("nrtlkn");
+    let ns = named.0.as_str();
     let path = format!("/run/netns/{ns}");
     let attachment = [
         ("net.parent", parent.as_str()),
@@ -192,7 +190,7 @@ fn a_link_with_addresses_and_routes_in_a_namespace() {
         &[&format!("link \"{parent}\" kind \"veth\"")],
         &format!("ip -n {ns} link del lan0"),
     );
-    sh(&format!("ip netns del {ns}"));
+    drop(named);
 }
 
 /// A host-wide pool's claim under /var/lib/netrt.
