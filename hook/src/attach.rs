@@ -6,14 +6,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::attachment::{format_mac, Attachment, Cidr, Medium};
 use crate::dhcp::client::{self as dhcp, Acquirer, Failure, Held};
 use crate::error::KeyError;
-use crate::names;
-use crate::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
-use crate::netns::NetNs;
-use crate::record::{Created, Record, Store};
+use crate::kernel::names;
+use crate::kernel::netlink::{Link, LinkShape, NetError, Netlink, RouteSpec};
+use crate::kernel::netns::NetNs;
+use crate::request::attachment::{format_mac, Attachment, Cidr, Medium};
 use crate::shaping::{self, Placement, Sockets};
+use crate::state::record::{Created, Record, Store};
 
 /// What the host looked like when setup checked it, under the host lock.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub struct Prepared {
 impl Prepared {
     /// The largest frame the attached interface will carry.
     pub fn frame_bytes(&self) -> u32 {
-        self.mtu + crate::netlink::ETHERNET_HEADER_BYTES
+        self.mtu + crate::kernel::netlink::ETHERNET_HEADER_BYTES
     }
 }
 
@@ -100,8 +100,9 @@ pub async fn prepare(
             }
             let bridge_mtu = bridge.mtu;
             let host_veth = names::host_veth_name(container_id);
-            let pin =
-                attachment.dhcp.map(|_| crate::record::Store::system().pin_path(container_id).display().to_string());
+            let pin = attachment
+                .dhcp
+                .map(|_| crate::state::record::Store::system().pin_path(container_id).display().to_string());
             (PreparedMedium::Bridge { bridge, host_veth, host_mac, pin }, bridge_mtu)
         }
         Medium::Macvlan { parent, .. } => {
@@ -122,7 +123,7 @@ pub async fn prepare(
                 return Err(attachment
                     .refuse("net.mtu", format!("{mtu} is larger than the MTU of the macvlan's parent ({lower_mtu})")));
             }
-            let pin = crate::record::Store::system().pin_path(container_id).display().to_string();
+            let pin = crate::state::record::Store::system().pin_path(container_id).display().to_string();
             (PreparedMedium::Macvlan { lower, pin }, lower_mtu)
         }
     };
@@ -238,9 +239,9 @@ pub fn planned_objects(prepared: &Prepared) -> Vec<Created> {
 /// gc and other setups see it meanwhile.
 pub struct Leasing<'a> {
     pub acquirer: &'a Acquirer,
-    pub policy: &'a crate::policy::Policy,
+    pub policy: &'a crate::config::policy::Policy,
     pub held: Option<Held>,
-    pub store: &'a crate::record::Store,
+    pub store: &'a crate::state::record::Store,
     pub lock: &'a mut Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
@@ -268,7 +269,8 @@ pub async fn apply(
     let host_veth = match &prepared.medium {
         PreparedMedium::Bridge { bridge, host_veth, host_mac, pin } => {
             if let Some(pin) = pin {
-                crate::netns::pin(container_ns, std::path::Path::new(pin)).map_err(|e| attachment.refuse(lead, e))?;
+                crate::kernel::netns::pin(container_ns, std::path::Path::new(pin))
+                    .map_err(|e| attachment.refuse(lead, e))?;
                 done.push(Created::NetnsPin { path: pin.clone() });
                 step(steps)?;
             }
@@ -289,7 +291,8 @@ pub async fn apply(
             Some(veth)
         }
         PreparedMedium::Macvlan { lower, pin } => {
-            crate::netns::pin(container_ns, std::path::Path::new(pin)).map_err(|e| attachment.refuse(lead, e))?;
+            crate::kernel::netns::pin(container_ns, std::path::Path::new(pin))
+                .map_err(|e| attachment.refuse(lead, e))?;
             done.push(Created::NetnsPin { path: pin.clone() });
             step(steps)?;
             let lower = match lower {
@@ -355,7 +358,9 @@ pub async fn apply(
             gateways.extend(lease.router.map(IpAddr::V4));
         }
         match lease.mtu.map(u32::from) {
-            Some(mtu) if attachment.mtu.is_none() && (crate::attachment::MIN_MTU..=prepared.mtu).contains(&mtu) => {
+            Some(mtu)
+                if attachment.mtu.is_none() && (crate::request::attachment::MIN_MTU..=prepared.mtu).contains(&mtu) =>
+            {
                 container.set_mtu(&interface, mtu).await.map_err(fail("net.ip"))?;
             }
             Some(mtu) if attachment.mtu.is_none() => crate::log::info(&format!(
@@ -404,9 +409,9 @@ pub async fn apply(
 /// end of its veth) is operational; past that, DHCP's retransmissions
 /// make up for a lost first message.
 async fn wait_operational(
-    container: &crate::netlink::Netlink,
+    container: &crate::kernel::netlink::Netlink,
     index: u32,
-    host: &crate::netlink::Netlink,
+    host: &crate::kernel::netlink::Netlink,
     host_end: Option<u32>,
 ) {
     let deadline = std::time::Instant::now() + OPERATIONAL_WAIT;
@@ -439,7 +444,7 @@ fn no_lease(attachment: &Attachment, prepared: &Prepared, failure: Failure, time
             },
         }
     );
-    let within = crate::units::format_duration_us(timeout.as_micros() as u64);
+    let within = crate::request::units::format_duration_us(timeout.as_micros() as u64);
     attachment.refuse("net.ip", match failure {
         Failure::NoOffer => format!("no DHCP offer on {on} within {within}"),
         Failure::NoAck { server, address } => {
@@ -458,7 +463,7 @@ fn no_lease(attachment: &Attachment, prepared: &Prepared, failure: Failure, time
 pub fn check_conflicts(attachment: &Attachment, id: &str, store: &Store) -> crate::error::Result<()> {
     for address in &attachment.addresses {
         let Some(holder) = store.holder_of(&address.address)? else { continue };
-        if holder == id || crate::record::check_id(&holder).is_err() {
+        if holder == id || crate::state::record::check_id(&holder).is_err() {
             continue;
         }
         // The claim counts only while its holder's record names the address
@@ -466,7 +471,7 @@ pub fn check_conflicts(attachment: &Attachment, id: &str, store: &Store) -> crat
         // ran holds nothing).
         let Some(other) = store.load(&holder)? else { continue };
         let held = other.addresses().any(|held| held == address.address);
-        if held && !crate::netns::is_gone(&other.netns_path, other.netns) {
+        if held && !crate::kernel::netns::is_gone(&other.netns_path, other.netns) {
             return Err(attachment
                 .refuse("net.ip", format!("{} is already held by container {} on this host", address.address, other.id))
                 .into());
@@ -483,7 +488,7 @@ pub fn vlans_in_use(others: &[Record]) -> Vec<String> {
 /// The host interfaces on the attachment's way to the LAN, where its
 /// uplink may be: a bridge's ports, or a macvlan's lower interface and,
 /// for a VLAN sub-interface, its parent.
-pub async fn way_out(prepared: &Prepared, host: &Netlink) -> crate::netlink::NetResult<Vec<Link>> {
+pub async fn way_out(prepared: &Prepared, host: &Netlink) -> crate::kernel::netlink::NetResult<Vec<Link>> {
     Ok(match &prepared.medium {
         PreparedMedium::Bridge { bridge, .. } => {
             host.links().await?.into_iter().filter(|l| l.controller == Some(bridge.index)).collect()

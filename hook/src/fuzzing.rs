@@ -3,7 +3,8 @@
 //! the same code. Each takes arbitrary bytes and must return, never panic,
 //! whatever they hold; errors are the expected outcome for most inputs.
 
-use crate::{oci, plan, policy, settings, units};
+use crate::config::policy;
+use crate::request::{oci, plan, settings, units};
 
 /// Annotations and `NETRT_*` variables, one `KEY=VALUE` per line (a line
 /// starting with `NETRT_` is an environment entry), through parsing and
@@ -39,8 +40,8 @@ pub fn annotations(data: &[u8]) {
 
 /// The OCI state a runtime writes on a hook's stdin.
 pub fn state(data: &[u8]) {
-    let _ =
-        oci::read_state(data).map(|container| (crate::record::check_id(&container.id), oci::stage(None, &container)));
+    let _ = oci::read_state(data)
+        .map(|container| (crate::state::record::check_id(&container.id), oci::stage(None, &container)));
 }
 
 /// A bundle's config.json: the annotations and environment netrt reads

@@ -1,31 +1,29 @@
 //! netrt: a container's network settings from its `net.*` annotations,
 //! applied by an OCI hook before the container's process starts.
 //!
-//! The pipeline, one module per arrow: state on stdin and the bundle's
-//! config.json ([`oci`]) → settings ([`settings`]) → a validated [`plan`]
-//! (pure) → effects through one netlink layer ([`netlink`], [`shaping`]),
-//! each recorded for undo → a record under `/run/netrt` ([`record`]).
-//! Teardown reads the record and undoes. [`hook`] ties the stages together.
+//! The way a container goes, one folder a stage: the OCI state and the
+//! bundle's annotations become a validated plan ([`request`], pure), read
+//! with the admin's configuration file ([`config`]); the runner
+//! ([`runner`]) checks and applies the plan's [`steps`] in order under the
+//! host lock, writing ahead what each makes into the container's record
+//! ([`state`]), and undoes a record by replaying it in reverse. Steps reach
+//! the kernel through [`kernel`]; address pools ([`pools`]), DHCP
+//! ([`dhcp`]) and uplink guarantees ([`uplinks`]) are the protocols and the
+//! pure rules behind three of them. [`commands`] are the admin's commands.
 
 pub mod attach;
-pub mod attachment;
+pub mod commands;
+pub mod config;
 pub mod dhcp;
 pub mod error;
 pub mod fault;
 pub mod fuzzing;
-pub mod hook;
+pub mod kernel;
 pub mod log;
-pub mod names;
-pub mod netlink;
-pub mod netns;
-pub mod oci;
-pub mod plan;
-pub mod policy;
 pub mod pools;
-pub mod privilege;
-pub mod record;
-pub mod settings;
+pub mod request;
+pub mod runner;
 pub mod shaping;
-pub mod status;
-pub mod units;
+pub mod state;
+pub mod steps;
 pub mod uplinks;

@@ -1,8 +1,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use netrt_hook::hook::{self, Timing};
-use netrt_hook::{plan, policy, settings, status};
+use netrt_hook::commands::status;
+use netrt_hook::config::policy;
+use netrt_hook::request::{plan, settings};
+use netrt_hook::runner::{self, Timing};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
 ///
@@ -157,7 +159,7 @@ enum PoolCommand {
 }
 
 fn pool(command: PoolCommand) -> netrt_hook::error::Result<()> {
-    use netrt_hook::pools::commands;
+    use netrt_hook::commands::pool as commands;
     let out = match command {
         PoolCommand::List { json } => commands::list(json)?,
         PoolCommand::Show { name, json } => commands::show(&name, json)?,
@@ -172,14 +174,14 @@ fn pool(command: PoolCommand) -> netrt_hook::error::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => hook::run(None, std::io::stdin(), Timing::Now),
+        None => runner::run(None, std::io::stdin(), Timing::Now),
         Some(Command::CreateRuntime { defer_without_network }) => {
             let timing = if defer_without_network { Timing::DeferWithoutNetwork } else { Timing::Now };
-            hook::run(Some("createRuntime"), std::io::stdin(), timing)
+            runner::run(Some("createRuntime"), std::io::stdin(), timing)
         }
-        Some(Command::Prestart) => hook::run(Some("prestart"), std::io::stdin(), Timing::Now),
-        Some(Command::Poststop) => hook::run(Some("poststop"), std::io::stdin(), Timing::Now),
-        Some(Command::ApplyDeferred { id }) => hook::apply_deferred(&id),
+        Some(Command::Prestart) => runner::run(Some("prestart"), std::io::stdin(), Timing::Now),
+        Some(Command::Poststop) => runner::run(Some("poststop"), std::io::stdin(), Timing::Now),
+        Some(Command::ApplyDeferred { id }) => runner::apply_deferred(&id),
         Some(Command::Check { settings }) => check(&settings),
         Some(Command::Status { id, json, format, uplinks }) => {
             show_status(id.as_deref(), uplinks, if json { StatusFormat::Json } else { format })
@@ -189,12 +191,12 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "netrt-hook", &mut std::io::stdout());
             Ok(())
         }
-        Some(Command::Renew { all }) => netrt_hook::dhcp::renew::renew(all).map(|lines| {
+        Some(Command::Renew { all }) => netrt_hook::commands::renew::renew(all).map(|lines| {
             for line in lines {
                 println!("{line}");
             }
         }),
-        Some(Command::Gc) => hook::gc().map(|removed| {
+        Some(Command::Gc) => runner::gc().map(|removed| {
             if removed.is_empty() {
                 println!("nothing to remove");
             }
@@ -227,7 +229,7 @@ fn check(words: &[String]) -> netrt_hook::error::Result<()> {
         println!(
             "guarantee: {} of at least {} on the attachment's uplink (admitted at setup against its capacity)",
             floor.direction.name(),
-            netrt_hook::units::format_rate(floor.rate_bps)
+            netrt_hook::request::units::format_rate(floor.rate_bps)
         );
     }
     for shaper in plan.shapers() {
@@ -245,7 +247,7 @@ enum StatusFormat {
 
 fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_hook::error::Result<()> {
     if uplinks {
-        let uplinks = netrt_hook::uplinks::status::collect()?;
+        let uplinks = netrt_hook::commands::uplinks::collect()?;
         match format {
             StatusFormat::Json => {
                 println!(
@@ -254,7 +256,7 @@ fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_h
                         .expect("status serialises")
                 )
             }
-            StatusFormat::Table => print!("{}", netrt_hook::uplinks::status::render_table(&uplinks)),
+            StatusFormat::Table => print!("{}", netrt_hook::commands::uplinks::render_table(&uplinks)),
             StatusFormat::Prometheus => {
                 return Err(netrt_hook::error::Error::Input(
                     "status --uplinks has no prometheus format; use --json".into(),

@@ -8,10 +8,10 @@
 //! tbf. Otherwise both limits are set inside the container's namespace.
 
 use crate::fault;
-use crate::netlink::{Link, NetError, NetResult, Netlink};
-use crate::netns::NetNs;
-use crate::plan::{Direction, Plan, Shaper, Tbf};
-use crate::record::{Created, Side};
+use crate::kernel::netlink::{Link, NetError, NetResult, Netlink};
+use crate::kernel::netns::NetNs;
+use crate::request::plan::{Direction, Plan, Shaper, Tbf};
+use crate::state::record::{Created, Side};
 
 /// The two sockets setup works through.
 pub struct Sockets {
@@ -238,7 +238,7 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
             return Ok(removed);
         }
         Created::NetnsPin { path } => {
-            return crate::netns::unpin(std::path::Path::new(path)).map_err(|detail| NetError {
+            return crate::kernel::netns::unpin(std::path::Path::new(path)).map_err(|detail| NetError {
                 action: "teardown".into(),
                 errno: None,
                 detail,
@@ -371,7 +371,7 @@ pub async fn delete_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn link(index: u32, name: &str, mtu: u32) -> Link {
         Link { index, name: name.into(), kind: Some("veth".into()), mtu, ..Link::default() }
@@ -379,7 +379,7 @@ mod tests {
 
     fn plan(words: &[&str]) -> Plan {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        crate::plan::build(&from_words(&words).unwrap()).unwrap()
+        crate::request::plan::build(&from_words(&words).unwrap()).unwrap()
     }
 
     #[test]

@@ -795,7 +795,7 @@ pub fn link_exists(netns: Option<&str>, device: &str) -> bool {
     sh_output(&format!("{prefix}link show dev {device}")).status.success()
 }
 
-pub use netrt_hook::names::{host_veth_name, ifb_name};
+pub use netrt_hook::kernel::names::{host_veth_name, ifb_name};
 
 /// Whether netrt holds a record for `id`, finished or partial.
 pub fn record_exists(id: &str) -> bool {

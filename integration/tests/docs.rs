@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use netrt_hook::plan::{ATTACHMENT_KEYS, BANDWIDTH_KEYS};
+use netrt_hook::request::plan::{ATTACHMENT_KEYS, BANDWIDTH_KEYS};
 use netrt_integration::*;
 
 fn man_page(name: &str) -> String {

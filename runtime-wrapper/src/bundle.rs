@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use netrt_hook::settings::KEY_PREFIX;
+use netrt_hook::request::settings::KEY_PREFIX;
 use serde_json::{json, Value};
 
 /// Prefix of the environment variables that carry settings.
@@ -97,7 +97,7 @@ pub fn replace_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 /// netrt; a bundle that does not is not written at all.
 pub fn prepare(bundle: &Path, hook_path: &Path, defer: bool) -> Result<bool, String> {
     let path = bundle.join("config.json");
-    let text = netrt_hook::oci::read_bounded(&path)?;
+    let text = netrt_hook::request::oci::read_bounded(&path)?;
     let mut config: Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
     if !wants_netrt(&config) {

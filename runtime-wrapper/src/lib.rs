@@ -68,7 +68,9 @@ fn prepare_bundle(invocation: &Invocation, own: &Path) -> Result<(), String> {
 
 /// Runs `netrt-hook apply-deferred ID` if createRuntime left a setup for start.
 fn apply_deferred(own: &Path, id: &str) -> Result<(), String> {
-    if netrt_hook::record::check_id(id).is_err() || !netrt_hook::record::Store::system().deferred_path(id).exists() {
+    if netrt_hook::state::record::check_id(id).is_err()
+        || !netrt_hook::state::record::Store::system().deferred_path(id).exists()
+    {
         return Ok(());
     }
     let hook = hook_path(own);
@@ -91,7 +93,7 @@ fn apply_deferred(own: &Path, id: &str) -> Result<(), String> {
 /// an error, which the caller reports.
 pub fn run(invocation: &Invocation, arguments: &[OsString]) -> Result<Infallible, String> {
     let own = own_path()?;
-    let (config_path, config) = netrt_hook::policy::read_config().map_err(|e| e.to_string())?;
+    let (config_path, config) = netrt_hook::config::policy::read_config().map_err(|e| e.to_string())?;
     let search_path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let real = runtime::find(config.runtime.as_deref(), &config_path, &search_path, &own)

@@ -488,7 +488,7 @@ mod tests {
     }
 
     fn client() -> Client {
-        Client::new("c1", crate::names::dhcp_mac("c1"), None)
+        Client::new("c1", crate::kernel::names::dhcp_mac("c1"), None)
     }
 
     #[test]

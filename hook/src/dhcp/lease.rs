@@ -7,7 +7,7 @@ use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use serde::{Deserialize, Serialize};
 
-use crate::attachment::Cidr;
+use crate::request::attachment::Cidr;
 
 /// A lease time of all ones: the address is the client's for good (and the
 /// kernel's "forever" lifetime is the same number).
@@ -311,7 +311,7 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
-        Client::new("c1", crate::names::dhcp_mac("c1"), Some("web"))
+        Client::new("c1", crate::kernel::names::dhcp_mac("c1"), Some("web"))
     }
 
     /// A server's answer to `client`'s exchange `xid`.
@@ -351,9 +351,9 @@ mod tests {
 
     #[test]
     fn the_same_container_is_the_same_client() {
-        let a = Client::new("nrt-1", crate::names::dhcp_mac("nrt-1"), Some("web"));
-        assert_eq!(a, Client::new("nrt-1", crate::names::dhcp_mac("nrt-1"), Some("web")));
-        assert_ne!(a.mac, crate::names::dhcp_mac("nrt-2"));
+        let a = Client::new("nrt-1", crate::kernel::names::dhcp_mac("nrt-1"), Some("web"));
+        assert_eq!(a, Client::new("nrt-1", crate::kernel::names::dhcp_mac("nrt-1"), Some("web")));
+        assert_ne!(a.mac, crate::kernel::names::dhcp_mac("nrt-2"));
         assert_eq!(a.mac[0] & 0x03, 0x02, "locally administered and unicast");
         assert_eq!(a.client_id, b"\0nrt-1");
         assert_eq!(Client::new("x", [2, 0, 0, 0, 0, 1], Some("  ")).hostname, None);
@@ -410,7 +410,7 @@ mod tests {
     #[test]
     fn answers_to_others_are_not_answers() {
         assert_eq!(reply(&full_ack(5), &client(), 6, 0), None, "another exchange");
-        let other = Client::new("c2", crate::names::dhcp_mac("c2"), None);
+        let other = Client::new("c2", crate::kernel::names::dhcp_mac("c2"), None);
         assert_eq!(reply(&full_ack(5), &other, 5, 0), None, "another client's MAC");
         assert_eq!(reply(b"not dhcp", &client(), 5, 0), None);
         let own_request = encode(&discover(&client(), 5));

@@ -1,10 +1,10 @@
 //! The claim store the configuration chose, host-wide files or etcd,
 //! behind one type that is itself a `ClaimStore`, and the one place that opens it.
 
-use super::config::{Addressing, Pools, Registry, Span};
 use super::etcd::EtcdStore;
 use super::host::HostStore;
 use super::store::{Claim, ClaimStore, Held, StoreResult};
+use crate::config::pools::{Addressing, Pools, Registry, Span};
 
 /// Opens the store the configuration names. With `budget`, the registry's
 /// timeout bounds everything this run asks of it (a container's setup).

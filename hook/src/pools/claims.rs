@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::config::{address, number, Pool, Pools, Span};
 use super::store::{Claim, ClaimStore, Held, StoreError, StoreResult};
-use crate::attachment::{Attachment, Cidr};
+use crate::config::pools::{address, number, Pool, Pools, Span};
 use crate::error::KeyError;
+use crate::request::attachment::{Attachment, Cidr};
 
 /// Whether an attachment's addresses involve a pool: `net.pool`, or a
 /// static address inside a pool's subnet.
@@ -196,7 +196,7 @@ pub async fn release_gone<S: ClaimStore>(
 pub fn spans_of(pool: &Pool, items: &[String]) -> Result<Vec<Span>, String> {
     let mut spans = vec![];
     for item in items {
-        let span = super::config::parse_span(item)?;
+        let span = crate::config::pools::parse_span(item)?;
         let first = address(span.v6, span.first);
         let last = address(span.v6, span.last);
         if pool.subnet_of(first).is_none() || pool.subnet_of(last).is_none() {
@@ -221,7 +221,7 @@ pub fn is_in(span: &Span, a: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pools::config::parse_span;
+    use crate::config::pools::parse_span;
     use crate::pools::host::HostStore;
 
     fn spans(items: &[&str]) -> Vec<Span> {
@@ -259,13 +259,16 @@ mod tests {
     fn pools() -> Pools {
         let json = r#"{"node": "a", "pools": {"lan": {"bridge": "br0", "subnets": ["198.51.100.0/24", "2001:db8::/64"],
             "ranges": ["198.51.100.10-198.51.100.13", "2001:db8::10-2001:db8::12"], "gateways": ["198.51.100.1"], "exclude": ["198.51.100.11"]}}}"#;
-        let file: crate::policy::ConfigFile = serde_json::from_str(json).unwrap();
+        let file: crate::config::policy::ConfigFile = serde_json::from_str(json).unwrap();
         Pools::from_file("netrt.json", file.node, file.registry, file.pools).unwrap()
     }
 
     fn attachment(pools: &Pools, words: &[&str]) -> Attachment {
         let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-        crate::plan::build_with(&crate::settings::from_words(&words).unwrap(), pools).unwrap().attachment.unwrap()
+        crate::request::plan::build_with(&crate::request::settings::from_words(&words).unwrap(), pools)
+            .unwrap()
+            .attachment
+            .unwrap()
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {

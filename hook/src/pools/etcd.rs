@@ -18,8 +18,8 @@ use etcd_client::{
 };
 use tokio::time::Instant;
 
-use super::config::{number, Addressing, Etcd, Span};
 use super::store::{address_key, Claim, ClaimStore, Held, StoreError, StoreResult};
+use crate::config::pools::{number, Addressing, Etcd, Span};
 
 /// How many addresses one read of claims covers while looking for a free one.
 const WINDOW: u128 = 1024;
@@ -102,7 +102,7 @@ fn tls_refusal(error: &etcd_client::Error) -> Option<StoreError> {
 fn unreachable(timeout: Duration, endpoints: &str) -> StoreError {
     StoreError::Unreachable(format!(
         "the address registry did not answer within {} (etcd at {endpoints})",
-        crate::units::format_duration_us(timeout.as_micros() as u64)
+        crate::request::units::format_duration_us(timeout.as_micros() as u64)
     ))
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{number, Addressing, Span};
 use super::store::{address_key, Claim, ClaimStore, Held, StoreError, StoreResult};
+use crate::config::pools::{number, Addressing, Span};
 
 pub const HOST_POOL_DIR: &str = "/var/lib/netrt/pools";
 

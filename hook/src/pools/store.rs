@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{Addressing, Span};
+use crate::config::pools::{Addressing, Span};
 
 /// Who holds an address: a container of a node, or a reservation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,8 +155,8 @@ mod tests {
 
     #[test]
     fn keys_sort_like_addresses() {
-        let a = address_key(false, super::super::config::number("198.51.100.9".parse().unwrap()));
-        let b = address_key(false, super::super::config::number("198.51.100.10".parse().unwrap()));
+        let a = address_key(false, crate::config::pools::number("198.51.100.9".parse().unwrap()));
+        let b = address_key(false, crate::config::pools::number("198.51.100.10".parse().unwrap()));
         assert!(a < b);
         assert_eq!(a, "4/c6336409");
         assert_eq!(address_key(true, 1).len(), 34);

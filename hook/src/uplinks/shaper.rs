@@ -9,9 +9,9 @@
 //! The ifb is made first and removed last, so an ingress qdisc on an
 //! uplink without it is someone else's.
 
-use crate::names::uplink_ifb_name;
-use crate::netlink::{Link, NetError, NetResult, Netlink, QdiscInfo};
-use crate::plan::Direction;
+use crate::kernel::names::uplink_ifb_name;
+use crate::kernel::netlink::{Link, NetError, NetResult, Netlink, QdiscInfo};
+use crate::request::plan::Direction;
 
 use super::share::{self, Share, Tree, DEFAULT_MINOR, MAJOR, ROOT_MINOR};
 

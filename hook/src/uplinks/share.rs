@@ -25,11 +25,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::KeyError;
-use crate::netlink::{HtbClass, SockFilter};
-use crate::plan::{Direction, Plan};
-use crate::units;
+use crate::kernel::netlink::{HtbClass, SockFilter};
+use crate::request::plan::{Direction, Plan};
+use crate::request::units;
 
-use super::config::Uplink;
+use crate::config::uplinks::Uplink;
 
 /// The shaper's qdisc handle, `6e72:` ("nr"): how netrt knows its own.
 pub const MAJOR: u16 = 0x6e72;
@@ -231,7 +231,7 @@ fn quantum_bytes(rate_bps: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn uplink(capacity: &str, overcommit_permille: u64) -> Uplink {
         Uplink { name: "eth1".into(), capacity_bps: units::parse_rate(capacity).unwrap(), overcommit_permille }
@@ -240,7 +240,7 @@ mod tests {
     fn plan(words: &[&str]) -> Plan {
         let mut all = vec!["net.bridge=br0".to_string()];
         all.extend(words.iter().map(|w| w.to_string()));
-        crate::plan::build(&from_words(&all).unwrap()).unwrap()
+        crate::request::plan::build(&from_words(&all).unwrap()).unwrap()
     }
 
     fn share(minor: u16, mac_last: u8, egress_min_mbit: u64) -> Share {

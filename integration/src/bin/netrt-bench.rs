@@ -326,7 +326,7 @@ fn accuracy(lab: &Lab) {
             }
             remove(lab, shaper, applied);
         }
-        let rate_text = netrt_hook::units::format_rate(rate);
+        let rate_text = netrt_hook::request::units::format_rate(rate);
         println!("{rate_text:<8} {:<9}{}", "egress", rows[0]);
         println!("{rate_text:<8} {:<9}{}", "ingress", rows[1]);
     }
@@ -1029,7 +1029,7 @@ fn refusal_ms(id: &str, annotations: &[(&str, &str)], hook_env: &[&str]) -> f64 
 /// read on the same connection, and a claim (one write transaction, its
 /// release not counted).
 fn registry_request_costs(cluster: &netrt_integration::cluster::EtcdCluster, iterations: usize) -> [f64; 3] {
-    use netrt_hook::pools::config::Etcd;
+    use netrt_hook::config::pools::Etcd;
     use netrt_hook::pools::etcd::EtcdStore;
     use netrt_hook::pools::store::{Claim, ClaimStore};
     let etcd = Etcd {
@@ -1161,7 +1161,7 @@ impl DiscoverWatch {
     fn start(netns: &str, ifname: &str) -> DiscoverWatch {
         let index: i32 =
             sh(&format!("ip netns exec {netns} cat /sys/class/net/{ifname}/ifindex")).trim().parse().unwrap();
-        let ns = netrt_hook::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
+        let ns = netrt_hook::kernel::netns::NetNs::open(format!("/run/netns/{netns}")).unwrap();
         let fd = ns
             .run_in(|| unsafe {
                 libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, (0x0800u16).to_be() as i32)

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::attachment::{Attachment, Cidr, Medium};
+use crate::config::pools::{PoolFile, Pools, RegistryFile};
+use crate::config::uplinks::{UplinkFile, Uplinks};
 use crate::error::{Error, KeyError, Result};
-use crate::plan::Plan;
-use crate::pools::config::{PoolFile, Pools, RegistryFile};
-use crate::units;
-use crate::uplinks::config::{UplinkFile, Uplinks};
+use crate::request::attachment::{Attachment, Cidr, Medium};
+use crate::request::plan::Plan;
+use crate::request::units;
 
 pub const CONFIG_PATH: &str = "/etc/netrt/netrt.json";
 pub const CONFIG_VARIABLE: &str = "NETRT_CONFIG";
@@ -230,7 +230,7 @@ fn vlan_range(text: &str) -> Result<(u16, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn policy(json: &str) -> Result<Policy> {
         let file: ConfigFile = serde_json::from_str(json).map_err(|e| Error::Input(e.to_string()))?;
@@ -239,7 +239,7 @@ mod tests {
 
     fn plan(words: &[&str]) -> Plan {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        crate::plan::build(&from_words(&words).unwrap()).unwrap()
+        crate::request::plan::build(&from_words(&words).unwrap()).unwrap()
     }
 
     const SPEC_EXAMPLE: &str = r#"{
@@ -302,7 +302,7 @@ mod tests {
         let p = Policy::from_file("/etc/netrt/netrt.json".into(), file.policy).unwrap();
         let plan = |pool: &str| {
             let words = vec![format!("net.pool={pool}")];
-            crate::plan::build_with(&from_words(&words).unwrap(), &pools).unwrap()
+            crate::request::plan::build_with(&from_words(&words).unwrap(), &pools).unwrap()
         };
         assert_eq!(p.check_with(&plan("lan"), &pools), Ok(()));
         let refusal = p.check_with(&plan("wide"), &pools).unwrap_err().to_string();

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::attachment::{self, Attachment};
+use crate::config::pools::Pools;
 use crate::error::KeyError;
-use crate::pools::config::Pools;
-use crate::settings::{Setting, Settings};
-use crate::units;
+use crate::request::attachment::{self, Attachment};
+use crate::request::settings::{Setting, Settings};
+use crate::request::units;
 
 pub const DEFAULT_LATENCY_US: u64 = 25_000;
 /// The queue always holds at least this many full frames beyond the burst:
@@ -312,7 +312,7 @@ impl Shaper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn plan(words: &[&str]) -> Result<Plan, KeyError> {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
@@ -431,7 +431,7 @@ mod tests {
 #[cfg(test)]
 mod guarantee_tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn plan(words: &[&str]) -> Result<Plan, KeyError> {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::units;
+use crate::request::units;
 
 /// Overcommit is kept in thousandths, so that the policy stays `Eq`.
 pub const PERMILLE: u64 = 1000;

@@ -28,9 +28,9 @@ use rtnetlink::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::attachment::{Cidr, MacvlanMode};
-use crate::netns::NetNs;
-use crate::plan::Tbf;
+use crate::kernel::netns::NetNs;
+use crate::request::attachment::{Cidr, MacvlanMode};
+use crate::request::plan::Tbf;
 
 mod htb;
 pub use htb::{ClassInfo, HtbClass, SockFilter};

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::attachment::{Attachment, Medium};
 use crate::error::{Error, Result};
-use crate::names::ifb_name;
-use crate::netlink::{Netlink, QdiscInfo};
-use crate::netns::NetNs;
-use crate::plan::Direction;
-use crate::record::{Record, Store};
-use crate::units::format_rate;
+use crate::kernel::names::ifb_name;
+use crate::kernel::netlink::{Netlink, QdiscInfo};
+use crate::kernel::netns::NetNs;
+use crate::request::attachment::{Attachment, Medium};
+use crate::request::plan::Direction;
+use crate::request::units::format_rate;
+use crate::state::record::{Record, Store};
 
 #[derive(Debug, Serialize)]
 pub struct Entry {
@@ -95,7 +95,7 @@ pub struct Limit {
 pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
     if let Some(id) = id {
         // The id becomes a file name: no path of the caller's choosing.
-        crate::record::check_id(id)?;
+        crate::state::record::check_id(id)?;
     }
     let store = Store::system();
     let records: Vec<Record> = store.all()?.into_iter().filter(|r| id.is_none_or(|id| r.id == id)).collect();
@@ -108,7 +108,7 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
         return Ok(vec![]);
     }
     // Without a readable configuration, status still shows what is there.
-    let pools = crate::policy::load_with_pools().map(|(_, pools)| pools).unwrap_or_default();
+    let pools = crate::config::policy::load_with_pools().map(|(_, pools)| pools).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -220,7 +220,7 @@ async fn entry(record: &Record, host_view: &View) -> Entry {
     }
 }
 
-fn pooled_addresses(record: &Record, pools: &crate::pools::config::Pools) -> Vec<PooledAddress> {
+fn pooled_addresses(record: &Record, pools: &crate::config::pools::Pools) -> Vec<PooledAddress> {
     record
         .addresses()
         .filter_map(|a| {

@@ -7,10 +7,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::attachment::Cidr;
 use crate::error::{Error, KeyError, Result};
-use crate::settings::{Setting, Settings};
-use crate::units;
+use crate::request::attachment::Cidr;
+use crate::request::settings::{Setting, Settings};
+use crate::request::units;
 
 pub const DEFAULT_PREFIX: &str = "/netrt/";
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
@@ -156,7 +156,7 @@ pub struct Pools {
 impl Default for Pools {
     fn default() -> Self {
         Pools {
-            path: crate::policy::CONFIG_PATH.into(),
+            path: crate::config::policy::CONFIG_PATH.into(),
             node: String::new(),
             registry: Registry::Host,
             pools: BTreeMap::new(),
@@ -438,14 +438,14 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
         (Some(_), Some(_)) => return Err("bridge and parent both given; a pool has one attachment".into()),
         (None, None) => return Err("needs bridge or parent (how its containers are attached)".into()),
         (Some(bridge), None) => {
-            crate::attachment::check_ifname(bridge).map_err(|e| format!("bridge {bridge:?}: {e}"))?;
+            crate::request::attachment::check_ifname(bridge).map_err(|e| format!("bridge {bridge:?}: {e}"))?;
             if file.macvlan_mode.is_some() {
                 return Err("macvlan_mode applies to parent, not to bridge".into());
             }
             PoolAttachment { bridge: Some(bridge.clone()), parent: None, vlan: file.vlan, macvlan_mode: None }
         }
         (None, Some(parent)) => {
-            crate::attachment::check_ifname(parent).map_err(|e| format!("parent {parent:?}: {e}"))?;
+            crate::request::attachment::check_ifname(parent).map_err(|e| format!("parent {parent:?}: {e}"))?;
             PoolAttachment {
                 bridge: None,
                 parent: Some(parent.clone()),
@@ -652,7 +652,7 @@ mod tests {
     }
 
     fn words(items: &[&str]) -> Settings {
-        crate::settings::from_words(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        crate::request::settings::from_words(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
     #[test]

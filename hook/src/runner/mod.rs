@@ -3,25 +3,28 @@
 
 use std::io::Read;
 
-use crate::attachment::Attachment;
+use crate::attach;
+use crate::config::policy;
+use crate::config::pools::Pools;
+use crate::config::uplinks::Uplinks;
 use crate::error::{Error, KeyError, Result};
 use crate::fault;
-use crate::netlink::Netlink;
-use crate::netlink::{Link, NetError};
-use crate::netns::{self, NetNs};
-use crate::oci::{self, Container, Stage};
-use crate::plan::{self, Plan};
+use crate::kernel::netlink::Netlink;
+use crate::kernel::netlink::{Link, NetError};
+use crate::kernel::netns::{self, NetNs};
+use crate::kernel::{names, privilege};
+use crate::log;
 use crate::pools::any_store::{self, AnyStore};
 use crate::pools::claims;
-use crate::pools::config::Pools;
 use crate::pools::store::{Claim, ClaimStore, StoreError};
-use crate::record::{self, Created, Record, Side, Store};
-use crate::settings;
+use crate::request::attachment::Attachment;
+use crate::request::oci::{self, Container, Stage};
+use crate::request::plan::{self, Plan};
+use crate::request::settings;
 use crate::shaping::{self, Placement, Sockets};
-use crate::uplinks::config::Uplinks;
+use crate::state::record::{self, Created, Record, Side, Store};
 use crate::uplinks::shaper;
 use crate::uplinks::share::Share;
-use crate::{attach, log, names, policy, privilege};
 
 /// When setup may happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,7 +447,7 @@ async fn admit_guarantees(
     let refuse = |reason: String| -> Error { KeyError::new(&lead.source, &lead.value, reason).into() };
     let way = attach::way_out(prepared, host).await.map_err(|e| refuse(e.to_string()))?;
     let declared: Vec<&Link> = way.iter().filter(|l| uplinks.get(&l.name).is_some()).collect();
-    let path = crate::policy::config_path().display().to_string();
+    let path = crate::config::policy::config_path().display().to_string();
     let uplink_link = match declared[..] {
         [one] => one,
         [] => {
@@ -483,7 +486,7 @@ async fn reconcile_uplink(
     share: &Share,
     id: &str,
     own: Option<&Share>,
-    changed: &mut dyn FnMut() -> crate::netlink::NetResult<()>,
+    changed: &mut dyn FnMut() -> crate::kernel::netlink::NetResult<()>,
 ) -> std::result::Result<(), NetError> {
     let records = store.all().map_err(|e| NetError {
         action: "reading the records".into(),
@@ -525,7 +528,7 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
 /// record is gone. They would make the new setup fail. An ifb inside the
 /// container's namespace is one a failed earlier setup left in a namespace
 /// that lives on.
-async fn remove_strays(sockets: &Sockets, id: &str) -> crate::netlink::NetResult<()> {
+async fn remove_strays(sockets: &Sockets, id: &str) -> crate::kernel::netlink::NetResult<()> {
     for stray in [
         Created::Ifb { side: Side::Host, name: names::ifb_name(id) },
         Created::Ifb { side: Side::Container, name: names::ifb_name(id) },
@@ -551,7 +554,7 @@ pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Res
     let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
     let sockets = sockets_for_record(record, host_ns)?;
     if let Some(lease) = &record.dhcp {
-        crate::dhcp::renew::release_for(record, lease);
+        crate::commands::renew::release_for(record, lease);
     }
     let failures = shaping::undo_all(&fault::undone(&record.created), &sockets, &attach::vlans_in_use(&others)).await;
     if let Some(e) = failures.first() {
@@ -781,7 +784,7 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
             continue;
         }
         // A tree that is in step still has its classifier rewritten.
-        let rewrites = [crate::plan::Direction::Egress, crate::plan::Direction::Ingress]
+        let rewrites = [crate::request::plan::Direction::Egress, crate::request::plan::Direction::Ingress]
             .iter()
             .filter(|d| crate::uplinks::share::tree(capacity_bps, &shares, **d).is_some())
             .count();

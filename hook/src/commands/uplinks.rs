@@ -6,13 +6,13 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::netlink::{ClassInfo, Link, Netlink};
-use crate::netns::NetNs;
-use crate::plan::Direction;
-use crate::record::{Record, Store};
-use crate::units::format_rate;
+use crate::kernel::netlink::{ClassInfo, Link, Netlink};
+use crate::kernel::netns::NetNs;
+use crate::request::plan::Direction;
+use crate::request::units::format_rate;
+use crate::state::record::{Record, Store};
 
-use super::share::{self, MAJOR};
+use crate::uplinks::share::{self, MAJOR};
 
 #[derive(Debug, Serialize)]
 pub struct UplinkStatus {
@@ -44,9 +44,9 @@ pub struct ContainerShare {
 }
 
 pub fn collect() -> Result<Vec<UplinkStatus>> {
-    let uplinks = crate::policy::load()?.uplinks;
+    let uplinks = crate::config::policy::load()?.uplinks;
     let records = Store::system().all()?;
-    let runtime = crate::hook::runtime()?;
+    let runtime = crate::runner::runtime()?;
     runtime.block_on(async {
         let host = Netlink::open_in(&NetNs::current().map_err(Error::System)?).map_err(Error::System)?;
         let mut all = vec![];
@@ -54,7 +54,9 @@ pub fn collect() -> Result<Vec<UplinkStatus>> {
             let link = host.link_by_name(&uplink.name).await.map_err(|e| Error::System(e.to_string()))?;
             // The egress tree is on the uplink, the ingress tree on its ifb.
             let ifb = match &link {
-                Some(link) => host.link_by_name(&crate::names::uplink_ifb_name(link.index)).await.unwrap_or_default(),
+                Some(link) => {
+                    host.link_by_name(&crate::kernel::names::uplink_ifb_name(link.index)).await.unwrap_or_default()
+                }
                 None => None,
             };
             let egress_classes = classes_on(&host, link.as_ref()).await;
@@ -62,7 +64,7 @@ pub fn collect() -> Result<Vec<UplinkStatus>> {
             let direction = |d: Direction, classes: &[ClassInfo]| direction_status(uplink, &records, d, classes);
             all.push(UplinkStatus {
                 name: uplink.name.clone(),
-                overcommit: uplink.overcommit_permille as f64 / super::config::PERMILLE as f64,
+                overcommit: uplink.overcommit_permille as f64 / crate::config::uplinks::PERMILLE as f64,
                 egress: direction(Direction::Egress, &egress_classes),
                 ingress: direction(Direction::Ingress, &ingress_classes),
             });
@@ -80,7 +82,7 @@ async fn classes_on(host: &Netlink, device: Option<&Link>) -> Vec<ClassInfo> {
 }
 
 fn direction_status(
-    uplink: &super::config::Uplink,
+    uplink: &crate::config::uplinks::Uplink,
     records: &[Record],
     direction: Direction,
     classes: &[ClassInfo],

@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::client::{self, Failure, UdpChannel};
-use super::lease::{Lease, Phase};
+use crate::dhcp::client::{self, Failure, UdpChannel};
+use crate::dhcp::lease::{Lease, Phase};
 use crate::error::{Error, Result};
-use crate::hook;
+use crate::kernel::netlink::Netlink;
+use crate::kernel::netns::{self, NetNs};
 use crate::log;
-use crate::netlink::Netlink;
-use crate::netns::{self, NetNs};
-use crate::record::{Record, Store};
+use crate::runner;
+use crate::state::record::{Record, Store};
 
 /// How long one renewal waits for its server's answer.
 pub const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,7 +29,7 @@ pub fn release_for(record: &Record, lease: &Lease) {
     if lease.refused.is_some() || lease.phase(client::unix_now()) == Phase::Expired {
         return;
     }
-    let Some(ns) = hook::namespace_of(record) else {
+    let Some(ns) = runner::namespace_of(record) else {
         log::info(&format!(
             "the DHCP lease of {} on {} is not released: the container's namespace is gone; the server frees it at the lease's end",
             record.id, lease.address
@@ -62,9 +62,9 @@ enum Outcome {
 /// `netrt-hook renew`: one line per lease it touched.
 pub fn renew(all: bool) -> Result<Vec<String>> {
     let store = Store::system();
-    crate::privilege::check()?;
-    crate::privilege::drop_keeping(&crate::privilege::FOR_RELEASES)?;
-    let runtime = hook::runtime()?;
+    crate::kernel::privilege::check()?;
+    crate::kernel::privilege::drop_keeping(&crate::kernel::privilege::FOR_RELEASES)?;
+    let runtime = runner::runtime()?;
     let host_ns = NetNs::current().map_err(Error::System)?;
     let records: Vec<Record> = {
         let _lock = store.lock()?;
@@ -80,7 +80,7 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
             // gc may have come first.
             if let Some(current) = store.load(&record.id)? {
                 if current.netns == record.netns && netns::is_gone(&current.netns_path, current.netns) {
-                    lines.push(runtime.block_on(hook::collect_gone(&store, &current, &host_ns))?);
+                    lines.push(runtime.block_on(runner::collect_gone(&store, &current, &host_ns))?);
                 }
             }
             continue;
@@ -124,7 +124,7 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
 
 /// The renewal exchange, from inside the container's namespace.
 fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
-    let Some(ns) = hook::namespace_of(record) else {
+    let Some(ns) = runner::namespace_of(record) else {
         return Outcome::Failed(Failure::Broken("the container's namespace is gone".into()));
     };
     let to = if phase == Phase::Rebinding { std::net::Ipv4Addr::BROADCAST } else { lease.server };
@@ -144,7 +144,7 @@ fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
 async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outcome) -> Result<String> {
     let id = record.id.clone();
     let interface = || async {
-        let ns = hook::namespace_of(record).ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
+        let ns = runner::namespace_of(record).ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
         let socket = Netlink::open_in(&ns).map_err(Error::System)?;
         let link = socket
             .link_by_name(&record.interface)

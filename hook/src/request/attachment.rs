@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::error::KeyError;
-use crate::settings::{Setting, Settings};
+use crate::request::settings::{Setting, Settings};
 
 /// Keys that configure the attached interface; each needs an attachment.
 pub const COMPANION_KEYS: [&str; 9] = [
@@ -252,7 +252,7 @@ impl Attachment {
     /// address it offers from it).
     pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
         if self.derives_mac_from_id() {
-            return Some(crate::names::dhcp_mac(id));
+            return Some(crate::kernel::names::dhcp_mac(id));
         }
         self.mac_to_set()
     }
@@ -287,7 +287,10 @@ impl Attachment {
         if let Some(dhcp) = &self.dhcp {
             addresses.insert(
                 0,
-                format!("IPv4 by DHCP at setup (timeout {})", crate::units::format_duration_us(dhcp.timeout_ms * 1000)),
+                format!(
+                    "IPv4 by DHCP at setup (timeout {})",
+                    crate::request::units::format_duration_us(dhcp.timeout_ms * 1000)
+                ),
             );
         }
         if let Some(pool) = &self.pool {
@@ -493,7 +496,7 @@ fn addresses(setting: &Setting) -> Result<(Vec<Cidr>, bool), KeyError> {
 }
 
 fn dhcp_timeout(setting: &Setting) -> Result<u64, KeyError> {
-    let us = crate::units::parse_duration_us(&setting.value).map_err(|r| refuse(setting, r))?;
+    let us = crate::request::units::parse_duration_us(&setting.value).map_err(|r| refuse(setting, r))?;
     let ms = us / 1000;
     if us % 1000 != 0 || !(1..=MAX_DHCP_TIMEOUT_MS).contains(&ms) {
         return Err(refuse(
@@ -632,7 +635,7 @@ fn mtu(setting: &Setting, addresses: &[Cidr]) -> Result<u32, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::from_words;
+    use crate::request::settings::from_words;
 
     fn attachment(words: &[&str]) -> Result<Option<Attachment>, KeyError> {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
@@ -797,7 +800,7 @@ mod tests {
     fn dhcp_for_the_ipv4_address() {
         let a = attachment(&["net.bridge=br0", "net.ip=dhcp"]).unwrap().unwrap();
         assert_eq!((a.dhcp, a.addresses.len()), (Some(Dhcp { timeout_ms: DEFAULT_DHCP_TIMEOUT_MS }), 0));
-        assert_eq!(a.mac_for("c1"), Some(crate::names::dhcp_mac("c1")), "a MAC from the container id");
+        assert_eq!(a.mac_for("c1"), Some(crate::kernel::names::dhcp_mac("c1")), "a MAC from the container id");
         let a = attachment(&[
             "net.parent=eth1",
             "net.ip=DHCP, 2001:db8::10/64",

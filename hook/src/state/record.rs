@@ -11,9 +11,9 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::netlink::RouteSpec;
-use crate::netns::NsId;
-use crate::plan::Plan;
+use crate::kernel::netlink::RouteSpec;
+use crate::kernel::netns::NsId;
+use crate::request::plan::Plan;
 
 pub const RUN_DIR: &str = "/run/netrt";
 const RECORD_VERSION: u32 = 1;
@@ -526,7 +526,7 @@ mod tests {
 
     fn attached(id: &str, addresses: &str) -> Record {
         let words = ["net.bridge=br0".to_string(), format!("net.ip={addresses}")];
-        let plan = crate::plan::build(&crate::settings::from_words(&words).unwrap()).unwrap();
+        let plan = crate::request::plan::build(&crate::request::settings::from_words(&words).unwrap()).unwrap();
         Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), None, plan)
     }
 

@@ -2,15 +2,15 @@
 
 use serde::Serialize;
 
-use super::any_store::{self, AnyStore};
-use super::claims::{self, addresses_of};
-use super::config::{Pool, Pools, Registry, Span};
-use super::store::{format_time, Claim, ClaimStore};
+use crate::config::pools::{Pool, Pools, Registry, Span};
 use crate::error::{Error, Result};
-use crate::record;
+use crate::pools::any_store::{self, AnyStore};
+use crate::pools::claims::{self, addresses_of};
+use crate::pools::store::{format_time, Claim, ClaimStore};
+use crate::state::record;
 
 fn load() -> Result<Pools> {
-    let (path, config) = crate::policy::read_config()?;
+    let (path, config) = crate::config::policy::read_config()?;
     Pools::from_file(&path, config.node, config.registry, config.pools)
 }
 
@@ -255,7 +255,7 @@ pub fn unreserve(name: &str, items: &[String]) -> Result<String> {
 }
 
 pub fn release_node(node: &str) -> Result<String> {
-    super::config::check_name(node).map_err(Error::Input)?;
+    crate::config::pools::check_name(node).map_err(Error::Input)?;
     let pools = load()?;
     let lines = with_store(&pools, true, async |store| {
         let mut lines = vec![];
