@@ -3,13 +3,13 @@
 //! types neither htb nor classic BPF; they are encoded here, once.
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_core::{DefaultNla, Nla, NlasIterator, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use rtnetlink::packet_core::{DefaultNla, Nla, NlasIterator, NLM_F_CREATE, NLM_F_REPLACE};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption, TcStats2};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use super::{
-    deleted, net_error, nla_value, Link, NetResult, Netlink, ETH_P_ALL, PSCHED_TICK_NS, TCA_OPTIONS,
+    deleted, net_error, nla_value, tc_message, Link, NetResult, Netlink, ETH_P_ALL, PSCHED_TICK_NS, TCA_OPTIONS,
     TC_LINKLAYER_ETHERNET,
 };
 
@@ -68,17 +68,9 @@ impl Netlink {
     /// `major:default_minor`. The kernel refuses if a qdisc someone set is
     /// there (EEXIST).
     pub async fn add_root_htb(&self, link: &Link, major: u16, default_minor: u16) -> NetResult<()> {
-        let mut message = TcMessage::with_index(link.index as i32);
-        message.header.parent = TcHandle::ROOT;
-        message.header.handle = TcHandle { major, minor: 0 };
-        message.attributes.push(TcAttribute::Kind("htb".into()));
-        message.attributes.push(TcAttribute::Options(vec![TcOption::Other(DefaultNla::new(
-            TCA_HTB_INIT,
-            htb_glob(default_minor).to_vec(),
-        ))]));
-        self.ack(RouteNetlinkMessage::NewQueueDiscipline(message), NLM_F_CREATE | NLM_F_EXCL)
-            .await
-            .map_err(|e| net_error(format!("adding netrt's htb root qdisc to {}", link.name), e))
+        let options = vec![TcOption::Other(DefaultNla::new(TCA_HTB_INIT, htb_glob(default_minor).to_vec()))];
+        let what = format!("adding netrt's htb root qdisc to {}", link.name);
+        self.add_root_qdisc(link, TcHandle { major, minor: 0 }, ("htb", options), what).await
     }
 
     /// Deletes the root qdisc of `link` only if it is an htb with handle
@@ -90,11 +82,9 @@ impl Netlink {
     /// Creates the class, or changes it if it exists. It keeps a rate
     /// estimator (every 250 ms, averaged over about a second) for `status`.
     pub async fn put_htb_class(&self, link: &Link, major: u16, class: &HtbClass) -> NetResult<()> {
-        let mut message = TcMessage::with_index(link.index as i32);
-        message.header.parent = TcHandle { major, minor: class.parent_minor.unwrap_or(0) };
-        message.header.handle = TcHandle { major, minor: class.minor };
-        message.attributes.push(TcAttribute::Kind("htb".into()));
-        message.attributes.push(TcAttribute::Options(htb_class_options(class)));
+        let place =
+            (TcHandle { major, minor: class.parent_minor.unwrap_or(0) }, TcHandle { major, minor: class.minor });
+        let mut message = tc_message(link, place, "htb", Some(htb_class_options(class)));
         // struct tc_estimator: interval -2 (250 ms), ewma_log 2.
         message.attributes.push(TcAttribute::Rate(vec![(-2i8) as u8, 2]));
         self.ack(RouteNetlinkMessage::NewTrafficClass(message), NLM_F_CREATE)
@@ -126,12 +116,9 @@ impl Netlink {
     /// a classic BPF program that returns the class id of a frame, or 0
     /// for the default class. It sees every EtherType.
     pub async fn put_bpf_classifier(&self, link: &Link, major: u16, program: &[SockFilter]) -> NetResult<()> {
-        let mut message = TcMessage::with_index(link.index as i32);
-        message.header.parent = TcHandle { major, minor: 0 };
-        message.header.handle = FILTER_HANDLE.into();
+        let place = (TcHandle { major, minor: 0 }, FILTER_HANDLE.into());
+        let mut message = tc_message(link, place, "bpf", Some(classic_bpf_options(program)));
         message.header.info = ((FILTER_PRIORITY as u32) << 16) | ETH_P_ALL.to_be() as u32;
-        message.attributes.push(TcAttribute::Kind("bpf".into()));
-        message.attributes.push(TcAttribute::Options(classic_bpf_options(program)));
         self.ack(RouteNetlinkMessage::NewTrafficFilter(message), NLM_F_CREATE | NLM_F_REPLACE)
             .await
             .map_err(|e| net_error(format!("putting netrt's classifier on {}", link.name), e))

@@ -294,14 +294,23 @@ impl Netlink {
     }
 
     pub async fn add_root_tbf(&self, link: &Link, tbf: &Tbf) -> NetResult<()> {
-        let mut message = TcMessage::with_index(link.index as i32);
-        message.header.parent = TcHandle::ROOT;
-        message.header.handle = TcHandle { major: 1, minor: 0 };
-        message.attributes.push(TcAttribute::Kind("tbf".into()));
-        message.attributes.push(TcAttribute::Options(tbf_options(tbf)));
+        let what = format!("adding a tbf root qdisc to {}", link.name);
+        self.add_root_qdisc(link, TcHandle { major: 1, minor: 0 }, ("tbf", tbf_options(tbf)), what).await
+    }
+
+    /// Puts a qdisc of `kind` with `options` and `handle` at the root of
+    /// `link`; the kernel refuses (EEXIST) if a qdisc someone set is there.
+    async fn add_root_qdisc(
+        &self,
+        link: &Link,
+        handle: TcHandle,
+        (kind, options): (&str, Vec<TcOption>),
+        what: String,
+    ) -> NetResult<()> {
+        let message = tc_message(link, (TcHandle::ROOT, handle), kind, Some(options));
         self.ack(RouteNetlinkMessage::NewQueueDiscipline(message), NLM_F_CREATE | NLM_F_EXCL)
             .await
-            .map_err(|e| net_error(format!("adding a tbf root qdisc to {}", link.name), e))
+            .map_err(|e| net_error(what, e))
     }
 
     pub async fn add_ingress_qdisc(&self, link: &Link) -> NetResult<()> {
@@ -346,10 +355,7 @@ impl Netlink {
     }
 
     async fn delete_qdisc_if(&self, link: &Link, parent: TcHandle, handle: TcHandle, kind: &str) -> NetResult<bool> {
-        let mut message = TcMessage::with_index(link.index as i32);
-        message.header.parent = parent;
-        message.header.handle = handle;
-        message.attributes.push(TcAttribute::Kind(kind.into()));
+        let message = tc_message(link, (parent, handle), kind, None);
         let result = self.ack(RouteNetlinkMessage::DelQueueDiscipline(message), 0).await;
         // ENOENT: no such qdisc; EINVAL: one of another kind or handle.
         deleted(result, format!("deleting the {kind} qdisc of {}", link.name), &[libc::ENOENT, libc::EINVAL])
@@ -824,6 +830,22 @@ fn nla_value(nla: &DefaultNla) -> Vec<u8> {
     let mut value = vec![0u8; nla.value_len()];
     nla.emit_value(&mut value);
     value
+}
+
+/// A tc request's message for `link`: its parent and handle, its kind,
+/// and its options, if any.
+fn tc_message(
+    link: &Link,
+    (parent, handle): (TcHandle, TcHandle),
+    kind: &str,
+    options: Option<Vec<TcOption>>,
+) -> TcMessage {
+    let mut message = TcMessage::with_index(link.index as i32);
+    message.header.parent = parent;
+    message.header.handle = handle;
+    message.attributes.push(TcAttribute::Kind(kind.into()));
+    message.attributes.extend(options.map(TcAttribute::Options));
+    message
 }
 
 #[cfg(test)]
