@@ -59,7 +59,7 @@ pub fn config(data: &[u8]) {
 /// against a plan that asks for an attachment, addresses and limits.
 pub fn policy(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(file) = policy::parse_config("netrt.json", text) else { return };
+    let Ok(file) = crate::config::parse_file("netrt.json", text) else { return };
     let Ok(policy) = policy::Policy::from_file("netrt.json".into(), file.policy) else { return };
     let words: Vec<String> = [
         "net.bridge=br0",

@@ -11,7 +11,6 @@
 //! ([`dhcp`]) and uplink guarantees ([`uplinks`]) are the protocols and the
 //! pure rules behind three of them. [`commands`] are the admin's commands.
 
-pub mod attach;
 pub mod commands;
 pub mod config;
 pub mod dhcp;
@@ -23,7 +22,6 @@ pub mod log;
 pub mod pools;
 pub mod request;
 pub mod runner;
-pub mod shaping;
 pub mod state;
 pub mod steps;
 pub mod uplinks;

@@ -2,8 +2,6 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use netrt_hook::commands::status;
-use netrt_hook::config::policy;
-use netrt_hook::request::{plan, settings};
 use netrt_hook::runner::{self, Timing};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
@@ -182,7 +180,9 @@ fn main() -> ExitCode {
         Some(Command::Prestart) => runner::run(Some("prestart"), std::io::stdin(), Timing::Now),
         Some(Command::Poststop) => runner::run(Some("poststop"), std::io::stdin(), Timing::Now),
         Some(Command::ApplyDeferred { id }) => runner::apply_deferred(&id),
-        Some(Command::Check { settings }) => check(&settings),
+        Some(Command::Check { settings }) => netrt_hook::commands::check::check(&settings).map(|lines| {
+            lines.iter().for_each(|line| println!("{line}"));
+        }),
         Some(Command::Status { id, json, format, uplinks }) => {
             show_status(id.as_deref(), uplinks, if json { StatusFormat::Json } else { format })
         }
@@ -196,7 +196,7 @@ fn main() -> ExitCode {
                 println!("{line}");
             }
         }),
-        Some(Command::Gc) => runner::gc().map(|removed| {
+        Some(Command::Gc) => runner::gc::gc().map(|removed| {
             if removed.is_empty() {
                 println!("nothing to remove");
             }
@@ -212,30 +212,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn check(words: &[String]) -> netrt_hook::error::Result<()> {
-    let settings = settings::from_words(words).map_err(netrt_hook::error::Error::Input)?;
-    let (policy, pools) = policy::load_with_pools()?;
-    let plan = plan::build_with(&settings, &pools)?;
-    policy.check_with(&plan, &pools)?;
-    if plan.is_empty() {
-        println!("no settings: the container would not be touched");
-    }
-    for line in plan.attachment.iter().flat_map(|a| a.describe()) {
-        println!("{line}");
-    }
-    for floor in plan.guarantees() {
-        println!(
-            "guarantee: {} of at least {} on the attachment's uplink (admitted at setup against its capacity)",
-            floor.direction.name(),
-            netrt_hook::request::units::format_rate(floor.rate_bps)
-        );
-    }
-    for shaper in plan.shapers() {
-        println!("{}", shaper.describe());
-    }
-    Ok(())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -93,7 +93,7 @@ fn apply_deferred(own: &Path, id: &str) -> Result<(), String> {
 /// an error, which the caller reports.
 pub fn run(invocation: &Invocation, arguments: &[OsString]) -> Result<Infallible, String> {
     let own = own_path()?;
-    let (config_path, config) = netrt_hook::config::policy::read_config().map_err(|e| e.to_string())?;
+    let (config_path, config) = netrt_hook::config::read_file().map_err(|e| e.to_string())?;
     let search_path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     let real = runtime::find(config.runtime.as_deref(), &config_path, &search_path, &own)

@@ -10,7 +10,7 @@ use crate::pools::store::{format_time, Claim, ClaimStore};
 use crate::state::record;
 
 fn load() -> Result<Pools> {
-    let (path, config) = crate::config::policy::read_config()?;
+    let (path, config) = crate::config::read_file()?;
     Pools::from_file(&path, config.node, config.registry, config.pools)
 }
 

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::dhcp::client::{self, Failure, UdpChannel};
+use crate::dhcp::client::{self, Failure};
 use crate::dhcp::lease::{Lease, Phase};
 use crate::error::{Error, Result};
 use crate::kernel::netlink::Netlink;
@@ -21,36 +21,6 @@ use crate::state::record::{Record, Store};
 pub const RENEW_TIMEOUT: Duration = Duration::from_secs(3);
 /// Renewals in flight at once.
 const PARALLEL: usize = 64;
-
-/// Releases a record's lease from inside its namespace, best effort
-/// (teardown, gc): a server that does not hear it frees the address at
-/// the lease's end.
-pub fn release_for(record: &Record, lease: &Lease) {
-    if lease.refused.is_some() || lease.phase(client::unix_now()) == Phase::Expired {
-        return;
-    }
-    let Some(ns) = runner::namespace_of(record) else {
-        log::info(&format!(
-            "the DHCP lease of {} on {} is not released: the container's namespace is gone; the server frees it at the lease's end",
-            record.id, lease.address
-        ));
-        return;
-    };
-    let sent = channel_in(&ns, record, lease.server)
-        .and_then(|channel| client::release(&channel, &lease.client(&record.id), lease).map_err(|e| e.to_string()));
-    match sent {
-        Ok(()) => {
-            log::info(&format!("released the DHCP lease of {} on {} to {}", record.id, lease.address, lease.server))
-        }
-        Err(e) => log::error(&format!("the DHCP lease of {} on {} was not released: {e}", record.id, lease.address)),
-    }
-}
-
-/// A UDP channel on the container's attached interface, to `to`.
-fn channel_in(ns: &NetNs, record: &Record, to: std::net::Ipv4Addr) -> std::result::Result<UdpChannel, String> {
-    ns.run_in(|| UdpChannel::open(&record.interface, to))?
-        .map_err(|e| format!("cannot open the DHCP socket on {}: {e}", record.interface))
-}
 
 /// What one renewal came to.
 enum Outcome {
@@ -80,7 +50,7 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
             // gc may have come first.
             if let Some(current) = store.load(&record.id)? {
                 if current.netns == record.netns && netns::is_gone(&current.netns_path, current.netns) {
-                    lines.push(runtime.block_on(runner::collect_gone(&store, &current, &host_ns))?);
+                    lines.push(runtime.block_on(runner::undo::collect_gone(&store, &current, &host_ns))?);
                 }
             }
             continue;
@@ -124,11 +94,11 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
 
 /// The renewal exchange, from inside the container's namespace.
 fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
-    let Some(ns) = runner::namespace_of(record) else {
+    let Some(ns) = record.namespace() else {
         return Outcome::Failed(Failure::Broken("the container's namespace is gone".into()));
     };
     let to = if phase == Phase::Rebinding { std::net::Ipv4Addr::BROADCAST } else { lease.server };
-    let channel = match channel_in(&ns, record, to) {
+    let channel = match crate::steps::lease::channel_in(&ns, record, to) {
         Ok(channel) => channel,
         Err(e) => return Outcome::Failed(Failure::Broken(e)),
     };
@@ -144,7 +114,7 @@ fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
 async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outcome) -> Result<String> {
     let id = record.id.clone();
     let interface = || async {
-        let ns = runner::namespace_of(record).ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
+        let ns = record.namespace().ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
         let socket = Netlink::open_in(&ns).map_err(Error::System)?;
         let link = socket
             .link_by_name(&record.interface)

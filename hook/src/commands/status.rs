@@ -108,7 +108,7 @@ pub fn collect(id: Option<&str>) -> Result<Vec<Entry>> {
         return Ok(vec![]);
     }
     // Without a readable configuration, status still shows what is there.
-    let pools = crate::config::policy::load_with_pools().map(|(_, pools)| pools).unwrap_or_default();
+    let pools = crate::config::load().map(|config| config.pools).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()

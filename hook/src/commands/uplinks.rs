@@ -44,7 +44,7 @@ pub struct ContainerShare {
 }
 
 pub fn collect() -> Result<Vec<UplinkStatus>> {
-    let uplinks = crate::config::policy::load()?.uplinks;
+    let uplinks = crate::config::load()?.uplinks;
     let records = Store::system().all()?;
     let runtime = crate::runner::runtime()?;
     runtime.block_on(async {

@@ -1,40 +1,14 @@
-//! The admin's bounds on what annotations may ask for, from
-//! `/etc/netrt/netrt.json` (`NETRT_CONFIG` names another file). A missing
-//! file or list means no bound; a file that cannot be read or understood is
-//! an error, never ignored: a typo must not open what the admin closed.
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+//! The admin's bounds on what annotations may ask for (`policy` in the
+//! configuration file), and the checks of a plan against them. A missing
+//! list means no bound.
 
 use serde::Deserialize;
 
-use crate::config::pools::{PoolFile, Pools, RegistryFile};
-use crate::config::uplinks::{UplinkFile, Uplinks};
+use crate::config::pools::Pools;
 use crate::error::{Error, KeyError, Result};
 use crate::request::attachment::{Attachment, Cidr, Medium};
 use crate::request::plan::Plan;
 use crate::request::units;
-
-pub const CONFIG_PATH: &str = "/etc/netrt/netrt.json";
-pub const CONFIG_VARIABLE: &str = "NETRT_CONFIG";
-
-/// The configuration file as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    /// The real OCI runtime, for the `netrt` wrapper.
-    pub runtime: Option<String>,
-    #[serde(default)]
-    pub policy: PolicyFile,
-    /// This host's name in the registry; default: the host name.
-    pub node: Option<String>,
-    pub registry: Option<RegistryFile>,
-    #[serde(default)]
-    pub pools: BTreeMap<String, PoolFile>,
-    /// Declared uplinks and their capacity.
-    #[serde(default)]
-    pub uplinks: BTreeMap<String, UplinkFile>,
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,46 +30,6 @@ pub struct Policy {
     pub vlans: Option<Vec<(u16, u16)>>,
     pub subnets: Option<Vec<Cidr>>,
     pub max_rate_bps: Option<u64>,
-    /// The uplinks guarantees may be made on (from the file's `uplinks`).
-    pub uplinks: Uplinks,
-}
-
-pub fn config_path() -> PathBuf {
-    std::env::var_os(CONFIG_VARIABLE).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(CONFIG_PATH))
-}
-
-/// Reads the configuration file; none at all is an empty one.
-pub fn read_config() -> Result<(String, ConfigFile)> {
-    let path = config_path();
-    let shown = path.display().to_string();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_config(&shown, &text).map(|config| (shown.clone(), config)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((shown, ConfigFile::default())),
-        Err(e) => Err(Error::Input(format!("cannot read {shown}: {e}"))),
-    }
-}
-
-/// Parses the configuration file's text; `shown` names it in errors.
-pub fn parse_config(shown: &str, text: &str) -> Result<ConfigFile> {
-    serde_json::from_str(text).map_err(|e| Error::Input(format!("{shown} is not a valid netrt configuration: {e}")))
-}
-
-pub fn load() -> Result<Policy> {
-    let (path, config) = read_config()?;
-    with_uplinks(path, config.policy, config.uplinks)
-}
-
-/// The policy and the pools, from one read of the configuration file.
-pub fn load_with_pools() -> Result<(Policy, Pools)> {
-    let (path, config) = read_config()?;
-    let pools = Pools::from_file(&path, config.node, config.registry, config.pools)?;
-    Ok((with_uplinks(path, config.policy, config.uplinks)?, pools))
-}
-
-/// The file's policy with the uplinks it declares.
-fn with_uplinks(path: String, policy: PolicyFile, uplinks: BTreeMap<String, UplinkFile>) -> Result<Policy> {
-    let uplinks = Uplinks::from_file(&path, uplinks)?;
-    Ok(Policy { uplinks, ..Policy::from_file(path, policy)? })
 }
 
 impl Policy {
@@ -123,15 +57,7 @@ impl Policy {
             .transpose()?;
         let max_rate_bps =
             file.max_rate.map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e))).transpose()?;
-        Ok(Policy {
-            path,
-            bridges: file.bridges,
-            parents: file.parents,
-            vlans,
-            subnets,
-            max_rate_bps,
-            uplinks: Uplinks::default(),
-        })
+        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps })
     }
 
     /// Refuses a plan that asks for more than the policy allows.
@@ -230,6 +156,7 @@ fn vlan_range(text: &str) -> Result<(u16, u16), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigFile;
     use crate::request::settings::from_words;
 
     fn policy(json: &str) -> Result<Policy> {

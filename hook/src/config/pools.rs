@@ -156,11 +156,17 @@ pub struct Pools {
 impl Default for Pools {
     fn default() -> Self {
         Pools {
-            path: crate::config::policy::CONFIG_PATH.into(),
+            path: crate::config::file::CONFIG_PATH.into(),
             node: String::new(),
             registry: Registry::Host,
             pools: BTreeMap::new(),
         }
+    }
+}
+
+impl crate::request::plan::PoolResolver for Pools {
+    fn expand(&self, settings: &Settings) -> std::result::Result<(Settings, Vec<Cidr>), KeyError> {
+        Pools::expand(self, settings)
     }
 }
 
@@ -434,49 +440,8 @@ pub fn parse_span(text: &str) -> std::result::Result<Span, String> {
 
 fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
     check_name(name)?;
-    let attachment = match (&file.bridge, &file.parent) {
-        (Some(_), Some(_)) => return Err("bridge and parent both given; a pool has one attachment".into()),
-        (None, None) => return Err("needs bridge or parent (how its containers are attached)".into()),
-        (Some(bridge), None) => {
-            crate::request::attachment::check_ifname(bridge).map_err(|e| format!("bridge {bridge:?}: {e}"))?;
-            if file.macvlan_mode.is_some() {
-                return Err("macvlan_mode applies to parent, not to bridge".into());
-            }
-            PoolAttachment { bridge: Some(bridge.clone()), parent: None, vlan: file.vlan, macvlan_mode: None }
-        }
-        (None, Some(parent)) => {
-            crate::request::attachment::check_ifname(parent).map_err(|e| format!("parent {parent:?}: {e}"))?;
-            PoolAttachment {
-                bridge: None,
-                parent: Some(parent.clone()),
-                vlan: file.vlan,
-                macvlan_mode: file.macvlan_mode.clone(),
-            }
-        }
-    };
-    if let Some(vlan) = file.vlan {
-        if !(1..=4094).contains(&vlan) {
-            return Err(format!("vlan {vlan} is not from 1 to 4094"));
-        }
-    }
-    if file.subnets.is_empty() {
-        return Err("subnets is empty; a pool needs one subnet per family it gives (at most one IPv4, one IPv6)".into());
-    }
-    let mut subnets: Vec<Cidr> = vec![];
-    for text in &file.subnets {
-        let subnet = Cidr::parse(text).map_err(|e| format!("subnet {text:?}: {e}"))?;
-        if !subnet.is_network() {
-            return Err(format!("subnet {text:?} has host bits set; a subnet is a network"));
-        }
-        if subnets.iter().any(|s| s.same_family(subnet.address)) {
-            return Err("at most one subnet per family (one IPv4, one IPv6)".into());
-        }
-        let max = if subnet.address.is_ipv4() { 30 } else { 126 };
-        if subnet.prefix > max {
-            return Err(format!("subnet {text:?} is too small for containers (at most /{max})"));
-        }
-        subnets.push(subnet);
-    }
+    let attachment = pool_attachment(&file)?;
+    let subnets = subnets_of(&file.subnets)?;
     let in_subnet = |what: &str, span: &Span, text: &str| -> std::result::Result<(), String> {
         let inside =
             subnets.iter().any(|s| s.contains(address(span.v6, span.first)) && s.contains(address(span.v6, span.last)));
@@ -502,29 +467,7 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
         exclude.push(span);
     }
     let ranges = match &file.ranges {
-        Some(texts) => {
-            let mut ranges: Vec<Span> = vec![];
-            for text in texts {
-                let span = parse_span(text).map_err(|e| format!("range: {e}"))?;
-                in_subnet("range", &span, text)?;
-                let subnet = subnets.iter().find(|s| s.contains(address(span.v6, span.first))).expect("checked above");
-                let (network, broadcast) = ends_of(subnet);
-                if !span.v6 && (span.first == network || span.last == broadcast) {
-                    return Err(format!("range {text:?} holds the network or broadcast address of {subnet}"));
-                }
-                if ranges.iter().any(|r| r.v6 == span.v6 && r.first <= span.last && span.first <= r.last) {
-                    return Err(format!("range {text:?} overlaps another range"));
-                }
-                ranges.push(span);
-            }
-            for subnet in &subnets {
-                if !ranges.iter().any(|r| r.v6 == subnet.address.is_ipv6()) {
-                    return Err(format!("subnet {subnet} has no range; give one or leave ranges out"));
-                }
-            }
-            ranges.sort();
-            ranges
-        }
+        Some(texts) => ranges_of(texts, &subnets, &in_subnet)?,
         None => subnets
             .iter()
             .map(|s| {
@@ -536,6 +479,85 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
             .collect(),
     };
     Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude })
+}
+
+/// How a pool's containers are attached: a bridge, or a macvlan parent.
+fn pool_attachment(file: &PoolFile) -> std::result::Result<PoolAttachment, String> {
+    let attachment = match (&file.bridge, &file.parent) {
+        (Some(_), Some(_)) => return Err("bridge and parent both given; a pool has one attachment".into()),
+        (None, None) => return Err("needs bridge or parent (how its containers are attached)".into()),
+        (Some(bridge), None) => {
+            crate::request::attachment::check_ifname(bridge).map_err(|e| format!("bridge {bridge:?}: {e}"))?;
+            if file.macvlan_mode.is_some() {
+                return Err("macvlan_mode applies to parent, not to bridge".into());
+            }
+            PoolAttachment { bridge: Some(bridge.clone()), parent: None, vlan: file.vlan, macvlan_mode: None }
+        }
+        (None, Some(parent)) => {
+            crate::request::attachment::check_ifname(parent).map_err(|e| format!("parent {parent:?}: {e}"))?;
+            let macvlan_mode = file.macvlan_mode.clone();
+            PoolAttachment { bridge: None, parent: Some(parent.clone()), vlan: file.vlan, macvlan_mode }
+        }
+    };
+    if let Some(vlan) = file.vlan {
+        if !(1..=4094).contains(&vlan) {
+            return Err(format!("vlan {vlan} is not from 1 to 4094"));
+        }
+    }
+    Ok(attachment)
+}
+
+/// A pool's subnets: networks, at most one per family, room for containers.
+fn subnets_of(texts: &[String]) -> std::result::Result<Vec<Cidr>, String> {
+    if texts.is_empty() {
+        return Err("subnets is empty; a pool needs one subnet per family it gives (at most one IPv4, one IPv6)".into());
+    }
+    let mut subnets: Vec<Cidr> = vec![];
+    for text in texts {
+        let subnet = Cidr::parse(text).map_err(|e| format!("subnet {text:?}: {e}"))?;
+        if !subnet.is_network() {
+            return Err(format!("subnet {text:?} has host bits set; a subnet is a network"));
+        }
+        if subnets.iter().any(|s| s.same_family(subnet.address)) {
+            return Err("at most one subnet per family (one IPv4, one IPv6)".into());
+        }
+        let max = if subnet.address.is_ipv4() { 30 } else { 126 };
+        if subnet.prefix > max {
+            return Err(format!("subnet {text:?} is too small for containers (at most /{max})"));
+        }
+        subnets.push(subnet);
+    }
+    Ok(subnets)
+}
+
+/// The ranges a pool gives from: inside its subnets, without their network
+/// or broadcast address, not overlapping, one at least per subnet.
+fn ranges_of(
+    texts: &[String],
+    subnets: &[Cidr],
+    in_subnet: &dyn Fn(&str, &Span, &str) -> std::result::Result<(), String>,
+) -> std::result::Result<Vec<Span>, String> {
+    let mut ranges: Vec<Span> = vec![];
+    for text in texts {
+        let span = parse_span(text).map_err(|e| format!("range: {e}"))?;
+        in_subnet("range", &span, text)?;
+        let subnet = subnets.iter().find(|s| s.contains(address(span.v6, span.first))).expect("checked above");
+        let (network, broadcast) = ends_of(subnet);
+        if !span.v6 && (span.first == network || span.last == broadcast) {
+            return Err(format!("range {text:?} holds the network or broadcast address of {subnet}"));
+        }
+        if ranges.iter().any(|r| r.v6 == span.v6 && r.first <= span.last && span.first <= r.last) {
+            return Err(format!("range {text:?} overlaps another range"));
+        }
+        ranges.push(span);
+    }
+    for subnet in subnets {
+        if !ranges.iter().any(|r| r.v6 == subnet.address.is_ipv6()) {
+            return Err(format!("subnet {subnet} has no range; give one or leave ranges out"));
+        }
+    }
+    ranges.sort();
+    Ok(ranges)
 }
 
 /// A subnet's first and last address, as numbers.

@@ -1,8 +1,10 @@
 //! The kernel layer: rtnetlink requests ([`netlink`]), network namespaces
-//! ([`netns`]), netrt's device names ([`names`]) and the hook's
-//! capabilities ([`privilege`]).
+//! ([`netns`]), netrt's device names ([`names`]), the hook's
+//! capabilities ([`privilege`]), and the two sides a container's objects
+//! live on ([`sockets`]).
 
 pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod privilege;
+pub mod sockets;

@@ -259,7 +259,7 @@ mod tests {
     fn pools() -> Pools {
         let json = r#"{"node": "a", "pools": {"lan": {"bridge": "br0", "subnets": ["198.51.100.0/24", "2001:db8::/64"],
             "ranges": ["198.51.100.10-198.51.100.13", "2001:db8::10-2001:db8::12"], "gateways": ["198.51.100.1"], "exclude": ["198.51.100.11"]}}}"#;
-        let file: crate::config::policy::ConfigFile = serde_json::from_str(json).unwrap();
+        let file: crate::config::ConfigFile = serde_json::from_str(json).unwrap();
         Pools::from_file("netrt.json", file.node, file.registry, file.pools).unwrap()
     }
 

@@ -209,6 +209,11 @@ impl Attachment {
         KeyError::new(&setting.source, &setting.value, reason)
     }
 
+    /// `refuse` for `key`, with an error's words as the reason.
+    pub fn refusing<E: std::fmt::Display>(&self, key: &'static str) -> impl Fn(E) -> KeyError + Copy + '_ {
+        move |e| self.refuse(key, e.to_string())
+    }
+
     /// The 802.1Q sub-interface a macvlan hangs from: `<parent>.<vlan>`.
     pub fn vlan_interface(&self) -> Option<String> {
         match (&self.medium, self.vlan) {
@@ -245,14 +250,14 @@ impl Attachment {
         })
     }
 
-    /// As `mac_to_set`, for container `id`: an attachment whose IPv4
-    /// address comes from DHCP and that has no `net.mac` gets a MAC derived
-    /// from the container id, so that a restarted container shows the
-    /// server the same hardware address (dnsmasq, for one, picks the
-    /// address it offers from it).
-    pub fn mac_for(&self, id: &str) -> Option<[u8; 6]> {
+    /// As `mac_to_set`, for a container whose id gives the MAC `from_id`:
+    /// an attachment whose IPv4 address comes from DHCP and that has no
+    /// `net.mac` gets a MAC derived from the container id, so that a
+    /// restarted container shows the server the same hardware address
+    /// (dnsmasq, for one, picks the address it offers from it).
+    pub fn mac_for(&self, from_id: impl FnOnce() -> [u8; 6]) -> Option<[u8; 6]> {
         if self.derives_mac_from_id() {
-            return Some(crate::kernel::names::dhcp_mac(id));
+            return Some(from_id());
         }
         self.mac_to_set()
     }
@@ -333,34 +338,7 @@ pub fn build(settings: &Settings) -> Result<Option<Attachment>, KeyError> {
 /// pool's subnets, are where its addresses will come from, so gateways and
 /// routes through them are reachable before the addresses are allocated.
 pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<Attachment>, KeyError> {
-    let bridge = settings.get("net.bridge");
-    let parent = settings.get("net.parent");
-    let medium = match (bridge, parent) {
-        (Some(_), Some(parent)) => {
-            return Err(refuse(parent, "only one attachment per container, and net.bridge is given too"))
-        }
-        (None, None) => {
-            if let Some((_, companion)) = settings.iter().find(|(key, _)| COMPANION_KEYS.contains(&key.as_str())) {
-                return Err(refuse(companion, "needs net.bridge or net.parent (the attachment it configures)"));
-            }
-            return Ok(None);
-        }
-        (Some(bridge), None) => {
-            check_ifname(&bridge.value).map_err(|r| refuse(bridge, r))?;
-            if let Some(mode) = settings.get("net.macvlan.mode") {
-                return Err(refuse(mode, "applies to net.parent (macvlan), not to net.bridge"));
-            }
-            Medium::Bridge { bridge: bridge.value.clone() }
-        }
-        (None, Some(parent)) => {
-            check_ifname(&parent.value).map_err(|r| refuse(parent, r))?;
-            let mode = match settings.get("net.macvlan.mode") {
-                None => MacvlanMode::Bridge,
-                Some(mode) => macvlan_mode(&mode.value).map_err(|r| refuse(mode, r))?,
-            };
-            Medium::Macvlan { parent: parent.value.clone(), mode }
-        }
-    };
+    let Some(medium) = medium(settings)? else { return Ok(None) };
     let given: Settings = settings
         .iter()
         .filter(|(key, _)| {
@@ -381,15 +359,7 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
         })
         .transpose()?;
     let (addresses, by_dhcp) = field("net.ip").map(addresses).transpose()?.unwrap_or_default();
-    let dhcp = match (by_dhcp, field("net.dhcp.timeout")) {
-        (false, Some(timeout)) => {
-            return Err(refuse(timeout, "applies to net.ip=dhcp, and net.ip does not ask for DHCP"))
-        }
-        (false, None) => None,
-        (true, timeout) => {
-            Some(Dhcp { timeout_ms: timeout.map(dhcp_timeout).transpose()?.unwrap_or(DEFAULT_DHCP_TIMEOUT_MS) })
-        }
-    };
+    let dhcp = dhcp_of(by_dhcp, field("net.dhcp.timeout"))?;
     let mut networks: Vec<Cidr> = addresses.iter().chain(pool_networks).copied().collect();
     if by_dhcp {
         // The lease's subnet is known only at setup: any IPv4 next hop may
@@ -424,6 +394,50 @@ pub fn build_with(settings: &Settings, pool_networks: &[Cidr]) -> Result<Option<
         }
     }
     Ok(Some(attachment))
+}
+
+/// The attachment's medium: a bridge or a macvlan parent; None if
+/// neither is asked for (and no key that needs one is given).
+fn medium(settings: &Settings) -> Result<Option<Medium>, KeyError> {
+    Ok(Some(match (settings.get("net.bridge"), settings.get("net.parent")) {
+        (Some(_), Some(parent)) => {
+            return Err(refuse(parent, "only one attachment per container, and net.bridge is given too"))
+        }
+        (None, None) => {
+            if let Some((_, companion)) = settings.iter().find(|(key, _)| COMPANION_KEYS.contains(&key.as_str())) {
+                return Err(refuse(companion, "needs net.bridge or net.parent (the attachment it configures)"));
+            }
+            return Ok(None);
+        }
+        (Some(bridge), None) => {
+            check_ifname(&bridge.value).map_err(|r| refuse(bridge, r))?;
+            if let Some(mode) = settings.get("net.macvlan.mode") {
+                return Err(refuse(mode, "applies to net.parent (macvlan), not to net.bridge"));
+            }
+            Medium::Bridge { bridge: bridge.value.clone() }
+        }
+        (None, Some(parent)) => {
+            check_ifname(&parent.value).map_err(|r| refuse(parent, r))?;
+            let mode = match settings.get("net.macvlan.mode") {
+                None => MacvlanMode::Bridge,
+                Some(mode) => macvlan_mode(&mode.value).map_err(|r| refuse(mode, r))?,
+            };
+            Medium::Macvlan { parent: parent.value.clone(), mode }
+        }
+    }))
+}
+
+/// The DHCP settings, where `net.ip` asks for DHCP.
+fn dhcp_of(by_dhcp: bool, timeout: Option<&Setting>) -> Result<Option<Dhcp>, KeyError> {
+    Ok(match (by_dhcp, timeout) {
+        (false, Some(timeout)) => {
+            return Err(refuse(timeout, "applies to net.ip=dhcp, and net.ip does not ask for DHCP"))
+        }
+        (false, None) => None,
+        (true, timeout) => {
+            Some(Dhcp { timeout_ms: timeout.map(dhcp_timeout).transpose()?.unwrap_or(DEFAULT_DHCP_TIMEOUT_MS) })
+        }
+    })
 }
 
 fn refuse(setting: &Setting, reason: impl Into<String>) -> KeyError {
@@ -800,7 +814,7 @@ mod tests {
     fn dhcp_for_the_ipv4_address() {
         let a = attachment(&["net.bridge=br0", "net.ip=dhcp"]).unwrap().unwrap();
         assert_eq!((a.dhcp, a.addresses.len()), (Some(Dhcp { timeout_ms: DEFAULT_DHCP_TIMEOUT_MS }), 0));
-        assert_eq!(a.mac_for("c1"), Some(crate::kernel::names::dhcp_mac("c1")), "a MAC from the container id");
+        assert_eq!(a.mac_for(|| [2, 0, 0, 0, 0, 1]), Some([2, 0, 0, 0, 0, 1]), "a MAC from the container id");
         let a = attachment(&[
             "net.parent=eth1",
             "net.ip=DHCP, 2001:db8::10/64",
@@ -815,7 +829,7 @@ mod tests {
             "any IPv4 gateway: the subnet comes at setup"
         );
         let passthru = attachment(&["net.parent=eth1", "net.macvlan.mode=passthru", "net.ip=dhcp"]).unwrap().unwrap();
-        assert_eq!(passthru.mac_for("c1"), None, "a passthru macvlan keeps its parent's MAC");
+        assert_eq!(passthru.mac_for(|| [2, 0, 0, 0, 0, 1]), None, "a passthru macvlan keeps its parent's MAC");
         for (words, key_value, reason) in [
             (&["net.ip=dhcp"][..], "net.ip=\"dhcp\"", "needs net.bridge or net.parent"),
             (&["net.bridge=br0", "net.ip=dhcp,dhcp"], "net.ip=\"dhcp,dhcp\"", "dhcp is listed twice"),

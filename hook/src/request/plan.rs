@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::pools::Pools;
 use crate::error::KeyError;
-use crate::request::attachment::{self, Attachment};
+use crate::request::attachment::{self, Attachment, Cidr};
 use crate::request::settings::{Setting, Settings};
 use crate::request::units;
 
@@ -136,15 +135,34 @@ impl Plan {
     }
 }
 
+/// Where `net.pool` is resolved: the pools of the configuration file.
+pub trait PoolResolver {
+    /// The settings with `net.pool` resolved into the pool's attachment
+    /// settings, and the networks its addresses will come from.
+    fn expand(&self, settings: &Settings) -> Result<(Settings, Vec<Cidr>), KeyError>;
+}
+
+/// No pools: a `net.pool` is refused.
+struct NoPools;
+
+impl PoolResolver for NoPools {
+    fn expand(&self, settings: &Settings) -> Result<(Settings, Vec<Cidr>), KeyError> {
+        match settings.get("net.pool") {
+            Some(pool) => Err(refuse(pool, "pools come from the configuration file, and none was read here")),
+            None => Ok((settings.clone(), vec![])),
+        }
+    }
+}
+
 /// Validates every setting; the first refusal, in key order, is returned.
 /// `net.pool` needs the pools of the configuration: see `build_with`.
 pub fn build(settings: &Settings) -> Result<Plan, KeyError> {
-    build_with(settings, &Pools::default())
+    build_with(settings, &NoPools)
 }
 
 /// Validates every setting, `net.pool` resolved against `pools`. The
 /// pool's addresses are allocated later, under the host lock.
-pub fn build_with(settings: &Settings, pools: &Pools) -> Result<Plan, KeyError> {
+pub fn build_with(settings: &Settings, pools: &dyn PoolResolver) -> Result<Plan, KeyError> {
     for (key, setting) in settings {
         check_known(key, setting)?;
     }

@@ -1,30 +1,31 @@
-//! The hook's two stages: setup (createRuntime or prestart) applies the
-//! plan and records it; teardown (poststop) undoes what the record lists.
+//! The runner: one way for every run of the hook. Setup reads the request,
+//! lists the plan's steps, and under the host lock checks each stage's
+//! steps, writes the journal ahead, and applies them in order; on failure
+//! it replays the journal in reverse ([`undo`]). Teardown replays a
+//! finished record; [`gc`] replays those whose poststop never came.
+
+pub mod gc;
+pub mod undo;
 
 use std::io::Read;
 
-use crate::attach;
-use crate::config::policy;
-use crate::config::pools::Pools;
-use crate::config::uplinks::Uplinks;
+use nix::fcntl::Flock;
+
+use crate::config::{self, Config};
 use crate::error::{Error, KeyError, Result};
 use crate::fault;
-use crate::kernel::netlink::Netlink;
-use crate::kernel::netlink::{Link, NetError};
+use crate::kernel::names;
+use crate::kernel::netlink::{NetResult, Netlink};
 use crate::kernel::netns::{self, NetNs};
-use crate::kernel::{names, privilege};
+use crate::kernel::privilege;
+use crate::kernel::sockets::{Side, Sockets};
 use crate::log;
-use crate::pools::any_store::{self, AnyStore};
-use crate::pools::claims;
-use crate::pools::store::{Claim, ClaimStore, StoreError};
-use crate::request::attachment::Attachment;
 use crate::request::oci::{self, Container, Stage};
 use crate::request::plan::{self, Plan};
 use crate::request::settings;
-use crate::shaping::{self, Placement, Sockets};
-use crate::state::record::{self, Created, Record, Side, Store};
-use crate::uplinks::shaper;
-use crate::uplinks::share::Share;
+use crate::state::journal::Journal;
+use crate::state::record::{self, Created, Record, Store};
+use crate::steps::{self, Asked, Setup, Step, Who};
 
 /// When setup may happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,450 +78,197 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::System(format!("cannot start the netlink runtime: {e}")))
 }
 
-/// Applies the container's settings. With `defer_state`, a namespace
-/// without network keeps that state for `apply_deferred` instead.
-fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
-    let config = oci::read_config(&container.bundle)?;
+/// What a container asks for, with the configuration it was checked
+/// against; None when it asks for nothing.
+struct Request {
+    plan: Plan,
+    config: Config,
+    hostname: Option<String>,
+    /// The bundle's path to the container's namespace, if it names one.
+    netns_path: Option<String>,
+}
+
+fn read_request(container: &Container) -> Result<Option<Request>> {
+    let bundle = oci::read_config(&container.bundle)?;
     let mut annotations = container.annotations.clone();
-    annotations.extend(config.annotations.clone());
+    annotations.extend(bundle.annotations.clone());
     if settings::joins_pod_network(&annotations) {
         log::info(&format!(
             "{} joins its pod's network namespace; the pod's sandbox carries its settings",
             container.id
         ));
-        return Ok(());
+        return Ok(None);
     }
-    let settings = settings::collect(&annotations, config.env());
+    let settings = settings::collect(&annotations, bundle.env());
     if settings.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    let (policy, pools) = policy::load_with_pools()?;
-    let mut plan = plan::build_with(&settings, &pools)?;
+    let config = config::load()?;
+    let plan = plan::build_with(&settings, &config.pools)?;
     if plan.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
-    policy.check_with(&plan, &pools)?;
+    config.policy.check_with(&plan, &config.pools)?;
+    let netns_path = bundle.netns_path().map(str::to_string);
+    Ok(Some(Request { plan, config, hostname: bundle.hostname.clone(), netns_path }))
+}
+
+/// The container as setup finds it: its init process and namespace.
+struct Found<'a> {
+    container: &'a Container,
+    pid: i32,
+    namespace: NetNs,
+    host_namespace: NetNs,
+    netns_path: String,
+}
+
+/// Applies the container's settings. With `defer_state`, a namespace
+/// without network keeps that state for `apply_deferred` instead.
+fn setup(container: &Container, defer_state: Option<&str>) -> Result<()> {
+    let Some(request) = read_request(container)? else { return Ok(()) };
     privilege::check()?;
     let (lead_key, lead_value) =
-        plan.lead_setting().map(|(k, v)| (k.to_string(), v.to_string())).expect("a plan has a lead setting");
+        request.plan.lead_setting().map(|(k, v)| (k.to_string(), v.to_string())).expect("a plan has a lead setting");
     let refuse = |reason: String| -> Error { KeyError::new(&lead_key, &lead_value, reason).into() };
     let pid = container
         .pid
         .ok_or_else(|| refuse("the OCI state has no pid, so the container's namespace cannot be found".into()))?;
-    let container_ns = NetNs::of_pid(pid).map_err(refuse)?;
-    let host_ns = NetNs::current().map_err(refuse)?;
-    // A DHCP client's packet socket needs CAP_NET_RAW: opened now, in the
-    // container's namespace, and bound once the interface exists.
-    let acquirer = match plan.attachment.as_ref().and_then(|a| a.dhcp) {
-        None => None,
-        Some(_) => {
-            let socket =
-                container_ns.run_in(crate::dhcp::client::PacketSocket::open).map_err(refuse)?.map_err(|e| {
-                    refuse(format!("cannot open a packet socket for DHCP in the container's namespace: {e}"))
-                })?;
-            Some(crate::dhcp::client::Acquirer {
-                socket,
-                container_id: container.id.clone(),
-                hostname: config.hostname.clone(),
-            })
-        }
-    };
+    let namespace = NetNs::of_pid(pid).map_err(refuse)?;
+    let host_namespace = NetNs::current().map_err(refuse)?;
+    let who = Who { id: container.id.clone(), hostname: request.hostname.clone() };
+    let mut steps = steps::for_plan(&Asked { plan: &request.plan, pools: &request.config.pools, who: &who });
+    for step in &mut steps {
+        step.open(&namespace).map_err(refuse)?;
+    }
     privilege::drop_to_kept()?;
-    if container_ns.id() == host_ns.id() {
+    if namespace.id() == host_namespace.id() {
         return Err(refuse(
             "the container shares the host's network namespace (--network host); netrt never changes the host's own interfaces".into(),
         ));
     }
-    let netns_path = match config.netns_path() {
-        Some(path) if netns::identity_of(path) == Some(container_ns.id()) => path.to_string(),
+    let netns_path = match &request.netns_path {
+        Some(path) if netns::identity_of(path) == Some(namespace.id()) => path.clone(),
         _ => format!("/proc/{pid}/ns/net"),
     };
-    runtime()?.block_on(async {
-        let store = Store::system();
-        let mut lock = Some(store.lock()?);
-        if let Some(state) = defer_state {
-            let container_socket = Netlink::open_in(&container_ns).map_err(refuse)?;
-            let links = container_socket.links().await.map_err(|e| refuse(e.to_string()))?;
-            if links.iter().all(|link| link.name == "lo") {
-                store.defer(&container.id, state)?;
-                log::info(&format!(
-                    "setup of {} waits for start: its network namespace has no interface besides loopback yet",
-                    container.id
-                ));
-                return Ok(());
-            }
-        }
-        if let Some(old) = store.load(&container.id)? {
-            if old.complete && old.pid == pid && old.netns == container_ns.id() {
-                return Ok(());
-            }
-            remove_stale(&store, &old, &host_ns).await?;
-        }
-        let sockets = Sockets {
-            host: Netlink::open_in(&host_ns).map_err(refuse)?,
-            container: Some(Netlink::open_in(&container_ns).map_err(refuse)?),
-        };
-        let pooled = plan.attachment.as_ref().is_some_and(|a| claims::uses_pools(a, &pools));
-        let mut registry = None;
-        if pooled {
-            registry =
-                Some(claim_addresses(&store, &pools, &mut plan, container, pid, &container_ns, &netns_path).await?);
-        }
-        let mut leasing = acquirer.as_ref().map(|acquirer| attach::Leasing {
-            acquirer,
-            policy: &policy,
-            held: None,
-            store: &store,
-            lock: &mut lock,
-        });
-        let result = setup_claimed(
-            container,
-            &plan,
-            &policy.uplinks,
-            &store,
-            &sockets,
-            &container_ns,
-            &host_ns,
-            pid,
-            netns_path,
-            pooled,
-            leasing.as_mut(),
-        )
-        .await;
-        if let (Err(_), Some(registry)) = (&result, registry.as_mut()) {
-            // Claims go with a setup that left nothing; a record that still
-            // lists objects keeps them until teardown or gc finishes.
-            match store.load(&container.id)? {
-                Some(record) if !record.created.is_empty() => {}
-                leftover => {
-                    release_or_remember(&store, registry, &pools.node, &container.id).await;
-                    match leftover {
-                        Some(record) => store.remove(&record)?,
-                        None => store.remove_unreadable(&container.id)?,
-                    }
-                }
-            }
-        }
-        result
-    })
+    let found = Found { container, pid, namespace, host_namespace, netns_path };
+    runtime()?.block_on(set_up(&found, request, steps, defer_state))
 }
 
-/// Claims the attachment's pool addresses (allocating what `net.pool`
-/// leaves open) after writing a record that says so, so that a kill at
-/// any point leaves claims that teardown or gc find. Returns the open
-/// registry for the rest of setup.
-async fn claim_addresses(
-    store: &Store,
-    pools: &Pools,
-    plan: &mut Plan,
-    container: &Container,
-    pid: i32,
-    container_ns: &NetNs,
-    netns_path: &str,
-) -> Result<AnyStore> {
-    let attachment = plan.attachment.as_mut().expect("pooled plans have an attachment");
-    let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
-    let mut registry = any_store::open(pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
-    settle_pending(store, &mut registry, &pools.node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
-    let mut record = Record::new(
-        &container.id,
-        pid,
-        container_ns.id(),
-        netns_path.to_string(),
-        String::new(),
-        None,
-        Plan::default(),
-    );
-    record.pool_claims = true;
-    store.begin(&record)?;
-    fault::kill_point("claim", 0);
-    let is_stale = |claim: &Claim| {
-        claim.node.as_deref() == Some(pools.node.as_str())
-            && claim.container.as_deref().is_some_and(|holder| holder != container.id && !store.exists(holder))
-    };
-    let claimed = claims::claim(&mut registry, pools, attachment, &container.id, &is_stale).await;
-    fault::kill_point("claim", 1);
-    if let Err(refusal) = claimed {
-        // A refusal before any claim was sent has nothing to release, and
-        // leaves nothing to release later either.
-        if registry.may_have_claimed() {
-            release_or_remember(store, &mut registry, &pools.node, &container.id).await;
-        }
-        store.remove_unreadable(&container.id)?;
-        return Err(refusal.into());
-    }
-    Ok(registry)
-}
-
-/// Releases container `id`'s claims; if the registry cannot, remembers
-/// them for the next run that reaches it (teardown never fails for it).
-async fn release_or_remember(store: &Store, registry: &mut AnyStore, node: &str, id: &str) {
-    if let Err(e) = claims::release(registry, node, id).await {
-        log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
-        if let Err(e) = store.add_pending_release(id) {
-            log::error(&e.to_string());
-        }
-    }
-}
-
-/// Carries out the releases earlier runs could not; returns what it did.
-async fn settle_pending(
-    store: &Store,
-    registry: &mut AnyStore,
-    node: &str,
-) -> std::result::Result<Vec<String>, StoreError> {
-    let mut lines = vec![];
-    for id in store.pending_releases().map_err(|e| StoreError::Failed(e.to_string()))? {
-        for held in claims::release(registry, node, &id).await? {
-            lines.push(format!("released {} of pool {} (container {id}, left pending)", held.claim.address, held.pool));
-        }
-        store.remove_pending_release(&id).map_err(|e| StoreError::Failed(e.to_string()))?;
-    }
-    Ok(lines)
-}
-
-/// Setup once the pool addresses are claimed: checks, then every change,
-/// recorded before it is made and undone on failure.
-#[allow(clippy::too_many_arguments)]
-async fn setup_claimed(
-    container: &Container,
-    plan: &Plan,
-    uplinks: &Uplinks,
-    store: &Store,
-    sockets: &Sockets,
-    container_ns: &NetNs,
-    host_ns: &NetNs,
-    pid: i32,
-    netns_path: String,
-    pooled: bool,
-    mut leasing: Option<&mut attach::Leasing<'_>>,
-) -> Result<()> {
+/// Setup under the host lock: a deferred or repeated call, then the steps.
+async fn set_up(found: &Found<'_>, request: Request, mut steps: Vec<Box<dyn Step>>, defer: Option<&str>) -> Result<()> {
+    let store = Store::system();
+    let id = &found.container.id;
     let refuse = |reason: String| -> Error {
-        let (key, value) = plan.lead_setting().expect("a plan with limits has a lead setting");
+        let (key, value) = request.plan.lead_setting().expect("a plan has a lead setting");
         KeyError::new(key, value, reason).into()
     };
-    // Other containers' records matter only to an attachment on a VLAN
-    // sub-interface it may share; addresses are checked by their claims,
-    // so that setup does not read every record on a busy host.
-    let others = match &plan.attachment {
-        Some(attachment) if attachment.vlan_interface().is_some() => other_records(store, &container.id)?,
-        _ => vec![],
-    };
-    let ifb = names::ifb_name(&container.id);
-    let mut record = Record::new(&container.id, pid, container_ns.id(), netns_path, String::new(), None, plan.clone());
-    record.pool_claims = pooled;
-
-    // Everything is checked before the first change.
-    let (target, frame_bytes) = match &plan.attachment {
-        Some(attachment) => {
-            attach::check_conflicts(attachment, &container.id, store)?;
-            let prepared = attach::prepare(attachment, &container.id, sockets, &others).await?;
-            record.interface = prepared.ifname.clone();
-            record.host_veth = match &prepared.medium {
-                attach::PreparedMedium::Bridge { host_veth, .. } => Some(host_veth.clone()),
-                attach::PreparedMedium::Macvlan { .. } => None,
-            };
-            record.created = attach::planned_objects(&prepared);
-            record.uplink = admit_guarantees(plan, uplinks, &prepared, &sockets.host, store, &container.id).await?;
-            let frame_bytes = prepared.frame_bytes();
-            (Target::Attach(attachment, prepared), frame_bytes)
-        }
-        None => {
-            let placement = shaping::locate(sockets, host_ns, container_ns).await.map_err(refuse)?;
-            record.interface = placement.interface().name.clone();
-            record.host_veth = placement.host_veth().map(|v| v.name.clone());
-            record.created = shaping::planned_objects(plan, &placement, &ifb);
-            let frame_bytes = placement.frame_bytes();
-            (Target::Existing(placement), frame_bytes)
-        }
-    };
-    let buckets = shaping::token_buckets(plan, frame_bytes)?;
-    remove_strays(sockets, &container.id).await.map_err(|e| refuse(e.to_string()))?;
-    if pooled {
-        store.update_partial(&record)?;
-    } else {
-        store.begin(&record)?;
-    }
-    store.claim(&record)?;
-    fault::kill_point("setup", 0);
-
-    let mut done = vec![];
-    let mut steps = 0;
-    let applied: Result<Placement> = async {
-        let placement = match target {
-            Target::Attach(attachment, prepared) => {
-                let placement = attach::apply(
-                    attachment,
-                    &container.id,
-                    &prepared,
-                    sockets,
-                    container_ns,
-                    leasing.as_deref_mut(),
-                    &mut done,
-                    &mut steps,
-                )
-                .await?;
-                record.dhcp = leasing.as_ref().and_then(|l| l.held.as_ref()).map(|held| held.lease.clone());
-                if !buckets.is_empty() {
-                    record.created = done.clone();
-                    record.created.extend(shaping::planned_objects(plan, &placement, &ifb));
-                    store.update_partial(&record)?;
-                }
-                placement
-            }
-            Target::Existing(placement) => placement,
-        };
-        shaping::apply(&buckets, &placement, &ifb, sockets, &mut done, &mut steps).await.map_err(
-            |(direction, e)| {
-                let shaper =
-                    plan.shapers().find(|s| s.direction == direction).expect("the failed direction is planned");
-                Error::from(KeyError::new(&shaper.rate_source, &shaper.rate_value, e.to_string()))
-            },
-        )?;
-        if let Some(mut share) = record.uplink.clone() {
-            let guarantee = plan.guarantees().next().expect("a share comes from a guarantee");
-            let refuse_guarantee =
-                |e: NetError| Error::from(KeyError::new(&guarantee.source, &guarantee.value, e.to_string()));
-            let container_socket = sockets.container.as_ref().expect("setup has the container's socket");
-            let interface = container_socket.link_by_name(&record.interface).await.map_err(refuse_guarantee)?;
-            share.mac = interface.and_then(|link| link.mac.try_into().ok());
-            // The record gets the MAC when setup commits: until then no
-            // other setup runs (the lock is held), and a rollback, teardown
-            // or gc leaves this container out of the tree anyway.
-            record.uplink = Some(share.clone());
-            let mut step = || shaping::step_done(&mut steps);
-            reconcile_uplink(store, &sockets.host, uplinks, &share, &container.id, Some(&share), &mut step)
-                .await
-                .map_err(refuse_guarantee)?;
-        }
-        if record.created != done || record.dhcp.is_some() || record.uplink.is_some() {
-            record.created = done.clone();
-            store.update_partial(&record)?;
-        }
-        store.commit(&container.id)?;
-        Ok(placement)
-    }
-    .await;
-    let error = match applied {
-        Ok(placement) => {
-            log::info(&describe_setup(&container.id, plan, &placement));
+    let mut lock = Some(store.lock()?);
+    if let Some(state) = defer {
+        let links = Netlink::open_in(&found.namespace).map_err(refuse)?.links().await;
+        if links.map_err(|e| refuse(e.to_string()))?.iter().all(|link| link.name == "lo") {
+            store.defer(id, state)?;
+            log::info(&format!(
+                "setup of {id} waits for start: its network namespace has no interface besides loopback yet"
+            ));
             return Ok(());
         }
-        Err(error) => error,
+    }
+    if let Some(old) = store.load(id)? {
+        if old.complete && old.pid == found.pid && old.netns == found.namespace.id() {
+            return Ok(());
+        }
+        undo::replay(&store, &old, &found.host_namespace, None)
+            .await
+            .map_err(|e| Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)))?;
+    }
+    let sockets = Sockets {
+        host: Netlink::open_in(&found.host_namespace).map_err(refuse)?,
+        container: Some(Netlink::open_in(&found.namespace).map_err(refuse)?),
     };
-    if let Some((acquirer, held)) = leasing.as_ref().and_then(|l| Some((l.acquirer, l.held.as_ref()?))) {
-        if let Err(e) = acquirer.release(held) {
-            log::error(&format!("the DHCP lease of {} on {} was not released: {e}", container.id, held.lease.address));
+    let record = Record::new(id, found.pid, found.namespace.id(), found.netns_path.clone(), request.plan.clone());
+    let journal = Journal::new(&store, record);
+    let namespaces = (&found.namespace, &found.host_namespace);
+    let mut setup = Setup::new(&request.config, request.plan.clone(), sockets, namespaces, journal);
+    match run_steps(&mut setup, &mut steps, &mut lock).await {
+        Ok(()) => {
+            let placement = setup.found.placement.as_ref().map(|p| p.describe());
+            let line = describe_setup(id, &setup.plan, placement);
+            setup.journal.commit()?;
+            log::info(&line);
+            Ok(())
         }
+        Err(error) => Err(rollback(setup, &found.host_namespace, error).await),
     }
-    let mut failures = shaping::undo_all(&done, sockets, &attach::vlans_in_use(&others)).await;
-    if let Some(share) = &record.uplink {
-        if let Err(e) =
-            reconcile_uplink(store, &sockets.host, uplinks, share, &container.id, None, &mut || Ok(())).await
-        {
-            failures.push(e);
-        }
-    }
-    if failures.is_empty() {
-        store.remove(&record)?;
-    } else {
-        // Keep the write-ahead record so teardown or gc can finish.
-        record.created = done;
-        store.update_partial(&record)?;
-    }
-    log::error(&format!("setup of {} failed and was undone: {error}", container.id));
-    Err(error)
 }
 
-/// Admission for the plan's guarantees, before any change: the declared
-/// uplink on the attachment's way out, the room the other records' shares
-/// leave on it, and a root qdisc netrt may replace.
-async fn admit_guarantees(
-    plan: &Plan,
-    uplinks: &Uplinks,
-    prepared: &attach::Prepared,
-    host: &Netlink,
-    store: &Store,
-    id: &str,
-) -> Result<Option<Share>> {
-    let Some(lead) = plan.guarantees().next() else { return Ok(None) };
-    let refuse = |reason: String| -> Error { KeyError::new(&lead.source, &lead.value, reason).into() };
-    let way = attach::way_out(prepared, host).await.map_err(|e| refuse(e.to_string()))?;
-    let declared: Vec<&Link> = way.iter().filter(|l| uplinks.get(&l.name).is_some()).collect();
-    let path = crate::config::policy::config_path().display().to_string();
-    let uplink_link = match declared[..] {
-        [one] => one,
-        [] => {
-            let names: Vec<&str> = way.iter().map(|l| l.name.as_str()).collect();
-            let known: Vec<&str> = uplinks.by_name.keys().map(String::as_str).collect();
-            return Err(refuse(format!(
-                "no declared uplink on the attachment's way out ({}; uplinks in {path}: {})",
-                if names.is_empty() { "no interface".to_string() } else { names.join(", ") },
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            )));
+/// Each stage in turn: its steps checked, the journal written ahead, then
+/// its steps applied in order. The lock is dropped only around a step that
+/// waits on the network, and taken again before the next.
+async fn run_steps(
+    setup: &mut Setup<'_>,
+    steps: &mut [Box<dyn Step>],
+    lock: &mut Option<Flock<std::fs::File>>,
+) -> Result<()> {
+    for stage in [steps::Stage::Addresses, steps::Stage::Host] {
+        let mut of_stage: Vec<&mut Box<dyn Step>> = steps.iter_mut().filter(|step| step.stage() == stage).collect();
+        if of_stage.is_empty() {
+            continue;
         }
-        _ => {
-            let names: Vec<&str> = declared.iter().map(|l| l.name.as_str()).collect();
-            return Err(refuse(format!(
-                "more than one declared uplink on the attachment's way out ({}); a guarantee needs one",
-                names.join(", ")
-            )));
+        for step in of_stage.iter_mut() {
+            step.check(setup).await?;
         }
+        if stage == steps::Stage::Host {
+            remove_strays(&setup.sockets, &setup.id).await.map_err(|e| setup.refuse(e.to_string()))?;
+        }
+        let planned: Vec<Created> = of_stage.iter().flat_map(|step| step.planned(setup)).collect();
+        setup.journal.announce(planned)?;
+        setup.journal.write_ahead()?;
+        if stage == steps::Stage::Host {
+            setup.journal.claim_addresses()?;
+            fault::kill_point("setup", 0);
+        }
+        for step in of_stage.iter_mut() {
+            setup.journal.announce(step.planned(setup))?;
+            if step.unlocked() {
+                drop(lock.take());
+                let applied = step.apply(setup).await;
+                *lock = Some(setup.journal.store().lock().map_err(|e| setup.refuse(e.to_string()))?);
+                applied?;
+            } else {
+                step.apply(setup).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undoes a failed setup: the journal's replay, as teardown would.
+async fn rollback(mut setup: Setup<'_>, host_namespace: &NetNs, error: Error) -> Error {
+    let id = setup.id.clone();
+    let store = setup.journal.store();
+    let mut registry = setup.found.registry.take();
+    let node = setup.config.pools.node.clone();
+    let replayed = match setup.journal.for_rollback() {
+        // Refused before the journal was written: nothing changed.
+        Ok(None) => return error,
+        Ok(Some(record)) => {
+            let registry = registry.as_mut().map(|registry| (registry, node.as_str()));
+            undo::replay(store, &record, host_namespace, registry).await
+        }
+        Err(e) => Err(e),
     };
-    let uplink = uplinks.get(&uplink_link.name).expect("declared");
-    let records = other_records(store, id)?;
-    let held: Vec<&Share> = records.iter().filter_map(|r| r.uplink.as_ref()).collect();
-    let share = crate::uplinks::share::admit(uplink, plan, &held)?;
-    shaper::check(host, uplink_link, share.ingress.is_some()).await.map_err(|e| refuse(e.detail))?;
-    Ok(Some(share))
+    match replayed {
+        Ok(()) => log::error(&format!("setup of {id} failed and was undone: {error}")),
+        Err(e) => log::error(&format!(
+            "setup of {id} failed ({error}) and was not fully undone, its record is kept for teardown or gc: {e}"
+        )),
+    }
+    error
 }
 
-/// Brings the shaper of the uplink `share` is on in step with the records:
-/// every other container's share, and `own` for container `id` (setup's,
-/// not yet complete in the store; None for a teardown or a rollback).
-/// Must run under the host lock.
-async fn reconcile_uplink(
-    store: &Store,
-    host: &Netlink,
-    uplinks: &Uplinks,
-    share: &Share,
-    id: &str,
-    own: Option<&Share>,
-    changed: &mut dyn FnMut() -> crate::kernel::netlink::NetResult<()>,
-) -> std::result::Result<(), NetError> {
-    let records = store.all().map_err(|e| NetError {
-        action: "reading the records".into(),
-        errno: None,
-        detail: e.to_string(),
-    })?;
-    let mut shares: Vec<&Share> = records
-        .iter()
-        .filter(|r| r.id != id)
-        .filter_map(|r| r.uplink.as_ref())
-        .filter(|s| s.uplink == share.uplink)
-        .collect();
-    shares.extend(own);
-    let capacity_bps = uplinks.get(&share.uplink).map_or(share.capacity_bps, |u| u.capacity_bps);
-    shaper::reconcile(host, &share.uplink, capacity_bps, &shares, changed).await
-}
-
-/// What setup works on: an attachment it makes, or the container's
-/// existing interface it found.
-enum Target<'a> {
-    Attach(&'a Attachment, attach::Prepared),
-    Existing(Placement),
-}
-
-fn other_records(store: &Store, id: &str) -> Result<Vec<Record>> {
-    Ok(store.all()?.into_iter().filter(|r| r.id != id).collect())
-}
-
-fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
+fn describe_setup(id: &str, plan: &Plan, placement: Option<String>) -> String {
     let limits: Vec<String> = plan.shapers().map(|s| s.describe()).collect();
-    let place = match placement {
-        Placement::HostSide { interface, host_veth } => format!("{} via host veth {}", interface.name, host_veth.name),
-        Placement::InNamespace { interface } => format!("{} inside the container's namespace", interface.name),
-    };
+    let place = placement.unwrap_or_default();
     format!("set up {id}: {place}: {}", limits.join("; "))
 }
 
@@ -528,140 +276,15 @@ fn describe_setup(id: &str, plan: &Plan, placement: &Placement) -> String {
 /// record is gone. They would make the new setup fail. An ifb inside the
 /// container's namespace is one a failed earlier setup left in a namespace
 /// that lives on.
-async fn remove_strays(sockets: &Sockets, id: &str) -> crate::kernel::netlink::NetResult<()> {
+async fn remove_strays(sockets: &Sockets, id: &str) -> NetResult<()> {
     for stray in [
         Created::Ifb { side: Side::Host, name: names::ifb_name(id) },
         Created::Ifb { side: Side::Container, name: names::ifb_name(id) },
         Created::HostVeth { name: names::host_veth_name(id), index: None },
     ] {
-        shaping::undo(&stray, sockets).await?;
+        undo::undo(&stray, sockets).await?;
     }
     Ok(())
-}
-
-async fn remove_stale(store: &Store, old: &Record, host_ns: &NetNs) -> Result<()> {
-    undo_record(store, old, host_ns)
-        .await
-        .map_err(|e| Error::System(format!("cannot remove what an earlier run of {} left: {e}", old.id)))
-}
-
-/// Undoes everything a record lists and removes the record; when it
-/// returns Ok, every host object of the container is gone. On failure the
-/// record stays for a retry. Must run under the host lock.
-pub async fn undo_record(store: &Store, record: &Record, host_ns: &NetNs) -> Result<()> {
-    // Only a VLAN sub-interface is shared, and only it needs the others.
-    let shares_a_vlan = record.created.iter().any(|c| matches!(c, Created::VlanLink { .. }));
-    let others = if shares_a_vlan { other_records(store, &record.id)? } else { vec![] };
-    let sockets = sockets_for_record(record, host_ns)?;
-    if let Some(lease) = &record.dhcp {
-        crate::commands::renew::release_for(record, lease);
-    }
-    let failures = shaping::undo_all(&fault::undone(&record.created), &sockets, &attach::vlans_in_use(&others)).await;
-    if let Some(e) = failures.first() {
-        return Err(Error::System(e.to_string()));
-    }
-    if let Some(share) = record.uplink.as_ref().filter(|_| !fault::leaks("uplink")) {
-        // A configuration that cannot be read leaves the recorded capacity.
-        let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
-        let mut changes = 0;
-        let mut changed = || {
-            changes += 1;
-            fault::kill_point("teardown-uplink", changes);
-            Ok(())
-        };
-        reconcile_uplink(store, &sockets.host, &uplinks, share, &record.id, None, &mut changed)
-            .await
-            .map_err(|e| Error::System(e.to_string()))?;
-    }
-    if record.pool_claims && !fault::leaks("pool_claim") {
-        release_record_claims(store, &record.id).await;
-    }
-    store.remove(record)
-}
-
-/// Releases a torn-down container's pool claims. The host is clean
-/// already; a registry that does not answer gets the release later.
-async fn release_record_claims(store: &Store, id: &str) {
-    let pools = match policy::load_with_pools() {
-        Ok((_, pools)) => pools,
-        Err(e) => {
-            log::error(&format!("the claims of {id} are released later: {e}"));
-            let _ = store.add_pending_release(id);
-            return;
-        }
-    };
-    match any_store::open(&pools, true).await {
-        Ok(mut registry) => {
-            if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
-                log::error(&format!("releases left pending wait longer: {e}"));
-            }
-            release_or_remember(store, &mut registry, &pools.node, id).await;
-        }
-        Err(e) => {
-            log::error(&format!(
-                "the claims of {id} are released later, by the next run that reaches the registry: {e}"
-            ));
-            let _ = store.add_pending_release(id);
-        }
-    }
-}
-
-/// gc's part for pools: releases left pending, and the claims of this
-/// node's containers that have no record (their setup was killed, or
-/// their record was removed by hand). Only where pools are defined.
-async fn collect_pool_claims(store: &Store) -> Result<Vec<String>> {
-    let (_, pools) = policy::load_with_pools()?;
-    if pools.pools.is_empty() && store.pending_releases()?.is_empty() {
-        return Ok(vec![]);
-    }
-    let registry_error = |e: StoreError| Error::System(format!("pool claims not collected: {e}"));
-    let mut registry = any_store::open(&pools, false).await.map_err(registry_error)?;
-    let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
-    let exists = |id: &str| store.exists(id);
-    lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
-    lines.iter().for_each(|line| log::info(line));
-    Ok(lines)
-}
-
-/// Sockets for undoing a record: the container's namespace only if the
-/// record's path, or the pin setup made, still leads to that very namespace.
-fn sockets_for_record(record: &Record, host_ns: &NetNs) -> Result<Sockets> {
-    let host = Netlink::open_in(host_ns).map_err(Error::System)?;
-    let container = namespace_of(record).map(|ns| Netlink::open_in(&ns).map_err(Error::System)).transpose()?;
-    Ok(Sockets { host, container })
-}
-
-/// The container's namespace, if the record's path, or the pin setup
-/// made, still leads to that very namespace.
-pub fn namespace_of(record: &Record) -> Option<NetNs> {
-    let pins = record.created.iter().filter_map(|c| match c {
-        Created::NetnsPin { path } => Some(path.as_str()),
-        _ => None,
-    });
-    std::iter::once(record.netns_path.as_str())
-        .chain(pins)
-        .filter_map(|path| NetNs::open(path).ok())
-        .find(|ns| ns.id() == record.netns)
-}
-
-/// gc's work for one record whose container is gone: undoes it, and says
-/// what went.
-pub async fn collect_gone(store: &Store, record: &Record, host_ns: &NetNs) -> Result<String> {
-    undo_record(store, record, host_ns)
-        .await
-        .map_err(|e| Error::System(format!("cannot clean up after {}: {e}", record.id)))?;
-    let mut what: Vec<String> = record.created.iter().filter_map(describe_host_object).collect();
-    what.dedup();
-    if let Some(share) = &record.uplink {
-        what.push(format!("its guarantee on uplink {}", share.uplink));
-    }
-    if let Some(lease) = &record.dhcp {
-        what.push(format!("its DHCP lease of {}", lease.address));
-    }
-    what.push("its record".into());
-    let line = format!("removed {}: {}", record.id, what.join(", "));
-    log::info(&line);
-    Ok(line)
 }
 
 fn teardown(id: &str) -> Result<()> {
@@ -686,7 +309,7 @@ fn teardown(id: &str) -> Result<()> {
             return Ok(());
         };
         let host_ns = NetNs::current().map_err(Error::System)?;
-        undo_record(&store, &record, &host_ns).await.map_err(|e| {
+        undo::replay(&store, &record, &host_ns, None).await.map_err(|e| {
             let message = format!("teardown of {id} incomplete, record kept for a retry: {e}");
             log::error(&message);
             Error::System(message)
@@ -694,151 +317,4 @@ fn teardown(id: &str) -> Result<()> {
         log::info(&format!("tore down {id}"));
         Ok(())
     })
-}
-
-/// `netrt-hook gc`: undoes the records of containers whose namespace is
-/// gone (their poststop never ran) and returns one line per container.
-pub fn gc() -> Result<Vec<String>> {
-    let store = Store::system();
-    privilege::check()?;
-    privilege::drop_keeping(&privilege::FOR_RELEASES)?;
-    runtime()?.block_on(async {
-        let _lock = store.lock()?;
-        let host_ns = NetNs::current().map_err(Error::System)?;
-        let mut removed = vec![];
-        for id in store.all_deferred()? {
-            let pid = store.deferred(&id)?.and_then(|state| oci::parse_state(&state).ok()).and_then(|c| c.pid);
-            if pid.is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-                store.remove_deferred(&id)?;
-                let line = format!("removed {id}: its deferred setup (the container never started)");
-                log::info(&line);
-                removed.push(line);
-            }
-        }
-        for record in store.all()? {
-            if !netns::is_gone(&record.netns_path, record.netns) {
-                continue;
-            }
-            removed.push(collect_gone(&store, &record, &host_ns).await?);
-        }
-        removed.extend(reconcile_uplinks(&store, &host_ns).await?);
-        removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
-        removed.extend(collect_pool_claims(&store).await?);
-        for address in store.remove_orphan_claims()? {
-            let line = format!("removed the claim of {address}: no record holds it");
-            log::info(&line);
-            removed.push(line);
-        }
-        Ok(removed)
-    })
-}
-
-/// Brings every uplink shaper in step with the records: one a run killed
-/// after its record went still has that container's class, or is there
-/// with no guarantee left. Looks at the declared uplinks, those records
-/// name, and any interface with netrt's root htb or ingress ifb.
-async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
-    let host = Netlink::open_in(host_ns).map_err(Error::System)?;
-    let system = |e: NetError| Error::System(e.to_string());
-    let uplinks = policy::load().map(|p| p.uplinks).unwrap_or_default();
-    let records = store.all()?;
-    let links = host.links().await.map_err(system)?;
-    let mut names: Vec<String> = uplinks.by_name.keys().cloned().collect();
-    names.extend(records.iter().filter_map(|r| r.uplink.as_ref()).map(|s| s.uplink.clone()));
-    for (index, qdisc) in host.all_qdiscs().await.map_err(system)? {
-        if qdisc.kind == "htb" && qdisc.handle >> 16 == crate::uplinks::share::MAJOR as u32 {
-            names.extend(links.iter().filter(|l| l.index == index).map(|l| l.name.clone()));
-        }
-    }
-    names.extend(
-        links
-            .iter()
-            .filter(|l| links.iter().any(|ifb| ifb.name == names::uplink_ifb_name(l.index)))
-            .map(|l| l.name.clone()),
-    );
-    names.sort();
-    names.dedup();
-    let mut lines = vec![];
-    for ifb in shaper::orphan_ifbs(&links) {
-        host.delete_link(ifb).await.map_err(system)?;
-        let line = format!("removed ifb {}: the uplink it shaped is gone", ifb.name);
-        log::info(&line);
-        lines.push(line);
-    }
-    for name in names {
-        let shares: Vec<&Share> =
-            records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
-        let recorded = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
-        let capacity_bps = uplinks.get(&name).map_or(recorded, |u| u.capacity_bps);
-        let mut changes = 0;
-        let reconciled = shaper::reconcile(&host, &name, capacity_bps, &shares, &mut || {
-            changes += 1;
-            Ok(())
-        })
-        .await;
-        if let Err(e) = reconciled {
-            // One uplink that cannot be corrected does not stop gc.
-            let line = format!("could not correct netrt's shaper on uplink {name}: {e}");
-            log::error(&line);
-            lines.push(line);
-            continue;
-        }
-        // A tree that is in step still has its classifier rewritten.
-        let rewrites = [crate::request::plan::Direction::Egress, crate::request::plan::Direction::Ingress]
-            .iter()
-            .filter(|d| crate::uplinks::share::tree(capacity_bps, &shares, **d).is_some())
-            .count();
-        if changes > rewrites {
-            let line = format!(
-                "corrected netrt's shaper on uplink {name}: it now holds the guarantees of {} containers",
-                shares.len()
-            );
-            log::info(&line);
-            lines.push(line);
-        }
-    }
-    Ok(lines)
-}
-
-/// Host devices under netrt's own names that no record accounts for: left
-/// by a version of netrt that deleted them after its hook had answered, or
-/// made by hand. Under the host lock no setup is half-way (a setup writes
-/// its record before it makes a device), so none of them belongs to a
-/// container. They go in one batch.
-async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec<String>> {
-    let recorded: Vec<String> =
-        store.all()?.iter().flat_map(|r| [names::ifb_name(&r.id), names::host_veth_name(&r.id)]).collect();
-    let host = Netlink::open_in(host_ns).map_err(Error::System)?;
-    let strays: Vec<_> = host
-        .links()
-        .await
-        .map_err(|e| Error::System(e.to_string()))?
-        .into_iter()
-        .filter(|link| {
-            let kind = names::own_device_kind(&link.name);
-            kind.is_some() && link.kind.as_deref() == kind && !recorded.contains(&link.name)
-        })
-        .collect();
-    if strays.is_empty() {
-        return Ok(vec![]);
-    }
-    shaping::delete_together(&host, &strays).await.map_err(|e| Error::System(e.to_string()))?;
-    let removed: Vec<String> = strays
-        .iter()
-        .map(|link| format!("removed {} {}: no record names it", link.kind.as_deref().unwrap_or("device"), link.name))
-        .collect();
-    removed.iter().for_each(|line| log::info(line));
-    Ok(removed)
-}
-
-fn describe_host_object(object: &Created) -> Option<String> {
-    match object {
-        Created::Ifb { side: Side::Host, name } => Some(format!("ifb {name}")),
-        Created::HostVeth { name, .. } => Some(format!("host veth {name}")),
-        Created::VlanLink { name, .. } => Some(format!("VLAN sub-interface {name} (if no other container uses it)")),
-        Created::RootQdisc { side: Side::Host, name, .. } | Created::IngressQdisc { side: Side::Host, name, .. } => {
-            Some(format!("qdiscs on {name}"))
-        }
-        _ => None,
-    }
 }

@@ -12,20 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::kernel::netlink::RouteSpec;
-use crate::kernel::netns::NsId;
+use crate::kernel::netns::{NetNs, NsId};
+pub use crate::kernel::sockets::Side;
 use crate::request::plan::Plan;
 
 pub const RUN_DIR: &str = "/run/netrt";
 const RECORD_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// The namespace the hook runs in.
-    Host,
-    /// The container's network namespace.
-    Container,
-}
 
 /// One object netrt creates; enough to find it again and to check that it
 /// is still the one netrt made before removing it.
@@ -88,28 +80,35 @@ pub struct Record {
 }
 
 impl Record {
+    /// The container's namespace, if the record's path, or a pin setup
+    /// made, still leads to that very namespace.
+    pub fn namespace(&self) -> Option<NetNs> {
+        let pins = self.created.iter().filter_map(|c| match c {
+            Created::NetnsPin { path } => Some(path.as_str()),
+            _ => None,
+        });
+        std::iter::once(self.netns_path.as_str())
+            .chain(pins)
+            .filter_map(|path| NetNs::open(path).ok())
+            .find(|ns| ns.id() == self.netns)
+    }
+
     /// The static addresses its attachment holds (and claims).
     pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.plan.attachment.iter().flat_map(|a| &a.addresses).map(|cidr| cidr.address)
     }
 
-    pub fn new(
-        id: &str,
-        pid: i32,
-        netns: NsId,
-        netns_path: String,
-        interface: String,
-        host_veth: Option<String>,
-        plan: Plan,
-    ) -> Self {
+    /// A record of a setup about to start: the interface is named by the
+    /// step that finds or makes it.
+    pub fn new(id: &str, pid: i32, netns: NsId, netns_path: String, plan: Plan) -> Self {
         Record {
             version: RECORD_VERSION,
             id: id.to_string(),
             pid,
             netns,
             netns_path,
-            interface,
-            host_veth,
+            interface: String::new(),
+            host_veth: None,
             plan,
             created: vec![],
             pool_claims: false,
@@ -491,15 +490,9 @@ mod tests {
     }
 
     fn record(id: &str) -> Record {
-        let mut record = Record::new(
-            id,
-            4242,
-            NsId { dev: 4, ino: 4026532 },
-            "/proc/1/ns/net".into(),
-            "eth0".into(),
-            Some("veth1".into()),
-            Plan::default(),
-        );
+        let mut record = Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), Plan::default());
+        record.interface = "eth0".into();
+        record.host_veth = Some("veth1".into());
         record.created.push(Created::Ifb { side: Side::Host, name: "nrti0".into() });
         record
     }
@@ -527,7 +520,9 @@ mod tests {
     fn attached(id: &str, addresses: &str) -> Record {
         let words = ["net.bridge=br0".to_string(), format!("net.ip={addresses}")];
         let plan = crate::request::plan::build(&crate::request::settings::from_words(&words).unwrap()).unwrap();
-        Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), "eth0".into(), None, plan)
+        let mut record = Record::new(id, 4242, NsId { dev: 4, ino: 4026532 }, "/proc/1/ns/net".into(), plan);
+        record.interface = "eth0".into();
+        record
     }
 
     #[test]

@@ -1,1 +1,45 @@
-//! placeholder
+//! Every effect netrt has on a container's network is one step behind the
+//! [`Step`] trait (in [`step`]); [`STEPS`] lists them in the order they
+//! apply, and [`for_plan`] picks those a plan asks for.
+//!
+//! A step `check`s the plan against the host as read, before any change,
+//! and leaves what it found for the steps after it; it says what it will
+//! make (`planned`), which the journal writes ahead; `apply` makes it and
+//! tells the journal each object. Undoing is the journal's: each kind of
+//! entry has its undo (the kernel objects in `runner::undo`, the claims,
+//! the lease and the share in their step's file), so that teardown and gc
+//! need nothing but the record. The runner owns the order, the host lock,
+//! the journal and rollback; a step never takes or drops the lock.
+
+pub mod addresses;
+pub mod bridge;
+pub mod claims;
+mod interface;
+pub mod lease;
+pub mod macvlan;
+pub mod pin;
+pub mod shaping;
+pub mod step;
+pub mod uplink;
+
+pub use step::{Asked, Found, Placement, Setup, Stage, Step, WayOut, Who};
+
+/// A step's `wanted`: the step, if the plan asks for it.
+pub type Wanted = fn(&Asked) -> Option<Box<dyn Step>>;
+
+/// The steps, in the order they apply; each says whether a plan asks for it.
+const STEPS: [Wanted; 8] = [
+    claims::wanted,
+    pin::wanted,
+    bridge::wanted,
+    macvlan::wanted,
+    lease::wanted,
+    addresses::wanted,
+    shaping::wanted,
+    uplink::wanted,
+];
+
+/// The steps a plan needs, in the order they apply.
+pub fn for_plan(asked: &Asked) -> Vec<Box<dyn Step>> {
+    STEPS.iter().filter_map(|wanted| wanted(asked)).collect()
+}

@@ -1,0 +1,114 @@
+//! The write-ahead journal of one setup: the container's record on disk
+//! lists every object before the step that makes it runs, so a run killed
+//! anywhere leaves a record that teardown or gc replays in reverse.
+//!
+//! In memory the journal holds what the steps made; on disk, that and what
+//! they announced they will make. A step that makes an object tells the
+//! journal (`made`), also when the kernel may have made it on a request
+//! that failed. `commit` writes what was made and marks the record done.
+
+use super::record::{Created, Record, Store};
+use crate::error::Result;
+
+pub struct Journal<'a> {
+    store: &'a Store,
+    /// What was made so far, with the lease, the share and the claims flag.
+    pub record: Record,
+    /// Objects the steps said they will make, written ahead.
+    announced: Vec<Created>,
+    /// What the record file holds now; None before `begin`.
+    written: Option<Record>,
+}
+
+impl<'a> Journal<'a> {
+    pub fn new(store: &'a Store, record: Record) -> Journal<'a> {
+        Journal { store, record, announced: vec![], written: None }
+    }
+
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// Whether the record file exists (a step may be undone from it).
+    pub fn begun(&self) -> bool {
+        self.written.is_some()
+    }
+
+    /// Writes the record ahead of a stage's first change: one plain write
+    /// the first time (should the hook die in it, nothing has changed
+    /// yet), an atomic rewrite after.
+    pub fn write_ahead(&mut self) -> Result<()> {
+        let ahead = self.ahead();
+        if self.written.is_none() {
+            self.store.begin(&ahead)?;
+        } else if self.written.as_ref() != Some(&ahead) {
+            self.store.update_partial(&ahead)?;
+        }
+        self.written = Some(ahead);
+        Ok(())
+    }
+
+    /// Claims the record's static addresses on this host (see
+    /// `Store::claim`), once every step has checked them.
+    pub fn claim_addresses(&self) -> Result<()> {
+        self.store.claim(&self.record)
+    }
+
+    /// Adds what a step will make to the record on disk, before it makes
+    /// it; nothing is written when the record lists it already.
+    pub fn announce(&mut self, objects: Vec<Created>) -> Result<()> {
+        let new: Vec<Created> = objects.into_iter().filter(|o| !self.announced.contains(o)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.announced.extend(new);
+        if self.written.is_some() {
+            self.write_ahead()?;
+        }
+        Ok(())
+    }
+
+    /// Notes an object a step made (or may have made).
+    pub fn made(&mut self, object: Created) {
+        self.record.created.push(object);
+    }
+
+    /// The object made last, to complete it (its index, once known).
+    pub fn last_made(&mut self) -> Option<&mut Created> {
+        self.record.created.last_mut()
+    }
+
+    /// Writes what the steps made and the lease or share they hold.
+    pub fn write(&mut self) -> Result<()> {
+        self.write_ahead()
+    }
+
+    /// Setup is done: the record lists exactly what was made, and its name
+    /// says it is complete (one rename, atomic).
+    pub fn commit(mut self) -> Result<()> {
+        self.announced.clear();
+        self.write_ahead()?;
+        self.store.commit(&self.record.id)
+    }
+
+    /// The record as a rollback replays it: only what was made, written
+    /// first, so that a replay that fails leaves it for teardown or gc.
+    pub fn for_rollback(mut self) -> Result<Option<Record>> {
+        if self.written.is_none() {
+            return Ok(None);
+        }
+        self.announced.clear();
+        self.write_ahead()?;
+        Ok(Some(self.record))
+    }
+
+    /// The record with what was announced and not made yet, after what
+    /// was made.
+    fn ahead(&self) -> Record {
+        let mut ahead = self.record.clone();
+        let pending: Vec<Created> =
+            self.announced.iter().filter(|o| !self.record.created.contains(o)).cloned().collect();
+        ahead.created.extend(pending);
+        ahead
+    }
+}

@@ -1,0 +1,144 @@
+//! Pool claims: the attachment's addresses claimed in the address
+//! registry (host-wide files, or etcd for a cluster), allocating what
+//! `net.pool` leaves open. The record says the container may hold claims
+//! before the first is sent, so that teardown or gc release them
+//! (`release`); a registry that does not answer gets them later.
+
+use async_trait::async_trait;
+
+use super::step::{Asked, Setup, Stage, Step};
+use crate::config::pools::Pools;
+use crate::error::Result;
+use crate::fault;
+use crate::log;
+use crate::pools::any_store::{self, AnyStore};
+use crate::pools::claims;
+use crate::pools::store::{Claim, ClaimStore, StoreError};
+use crate::state::record::Store;
+
+pub struct Claims;
+
+/// Claims where the attachment's addresses come from a pool.
+pub fn wanted(asked: &Asked) -> Option<Box<dyn Step>> {
+    let attachment = asked.plan.attachment.as_ref()?;
+    crate::pools::claims::uses_pools(attachment, asked.pools).then(|| Box::new(Claims) as Box<dyn Step>)
+}
+
+#[async_trait(?Send)]
+impl Step for Claims {
+    fn name(&self) -> &'static str {
+        "pool claims"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Addresses
+    }
+
+    async fn check(&mut self, setup: &mut Setup<'_>) -> Result<()> {
+        let attachment = setup.attachment();
+        let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
+        let store = setup.journal.store();
+        let mut registry =
+            any_store::open(&setup.config.pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+        settle_pending(store, &mut registry, &setup.config.pools.node)
+            .await
+            .map_err(|e| attachment.refuse(lead, e.to_string()))?;
+        setup.found.registry = Some(registry);
+        setup.journal.record.pool_claims = true;
+        Ok(())
+    }
+
+    async fn apply(&mut self, setup: &mut Setup<'_>) -> Result<()> {
+        fault::kill_point("claim", 0);
+        let registry = setup.found.registry.as_mut().expect("opened by check");
+        let store = setup.journal.store();
+        let node = setup.config.pools.node.as_str();
+        let id = setup.id.as_str();
+        let is_stale = |claim: &Claim| {
+            claim.node.as_deref() == Some(node)
+                && claim.container.as_deref().is_some_and(|holder| holder != id && !store.exists(holder))
+        };
+        let attachment = setup.plan.attachment.as_mut().expect("pooled plans have an attachment");
+        let claimed = claims::claim(registry, &setup.config.pools, attachment, id, &is_stale).await;
+        fault::kill_point("claim", 1);
+        if claimed.is_err() && !registry.may_have_claimed() {
+            // Refused before any claim was sent: nothing to release, now
+            // or later.
+            setup.journal.record.pool_claims = false;
+        }
+        // The record's plan has the addresses claimed.
+        setup.journal.record.plan = setup.plan.clone();
+        Ok(claimed?)
+    }
+}
+
+/// The undo of a record's claims: releases the container's claims; if
+/// the registry cannot, remembers them for the next run that reaches it
+/// (teardown never fails for it).
+pub async fn release_or_remember(store: &Store, registry: &mut AnyStore, node: &str, id: &str) {
+    if let Err(e) = claims::release(registry, node, id).await {
+        log::error(&format!("the claims of {id} are released later, by the next run that reaches the registry: {e}"));
+        if let Err(e) = store.add_pending_release(id) {
+            log::error(&e.to_string());
+        }
+    }
+}
+
+/// Releases a torn-down container's pool claims. The host is clean
+/// already; a registry that does not answer gets the release later.
+pub async fn release(store: &Store, id: &str) {
+    let pools = match crate::config::load() {
+        Ok(config) => config.pools,
+        Err(e) => {
+            log::error(&format!("the claims of {id} are released later: {e}"));
+            let _ = store.add_pending_release(id);
+            return;
+        }
+    };
+    match any_store::open(&pools, true).await {
+        Ok(mut registry) => {
+            if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
+                log::error(&format!("releases left pending wait longer: {e}"));
+            }
+            release_or_remember(store, &mut registry, &pools.node, id).await;
+        }
+        Err(e) => {
+            log::error(&format!(
+                "the claims of {id} are released later, by the next run that reaches the registry: {e}"
+            ));
+            let _ = store.add_pending_release(id);
+        }
+    }
+}
+
+/// Carries out the releases earlier runs could not; returns what it did.
+pub async fn settle_pending(
+    store: &Store,
+    registry: &mut AnyStore,
+    node: &str,
+) -> std::result::Result<Vec<String>, StoreError> {
+    let mut lines = vec![];
+    for id in store.pending_releases().map_err(|e| StoreError::Failed(e.to_string()))? {
+        for held in claims::release(registry, node, &id).await? {
+            lines.push(format!("released {} of pool {} (container {id}, left pending)", held.claim.address, held.pool));
+        }
+        store.remove_pending_release(&id).map_err(|e| StoreError::Failed(e.to_string()))?;
+    }
+    Ok(lines)
+}
+
+/// gc's part for pools: releases left pending, and the claims of this
+/// node's containers that have no record (their setup was killed, or
+/// their record was removed by hand). Only where pools are defined.
+pub async fn collect(store: &Store, pools: &Pools) -> Result<Vec<String>> {
+    if pools.pools.is_empty() && store.pending_releases()?.is_empty() {
+        return Ok(vec![]);
+    }
+    let registry_error = |e: StoreError| crate::error::Error::System(format!("pool claims not collected: {e}"));
+    let mut registry = any_store::open(pools, false).await.map_err(registry_error)?;
+    let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
+    let exists = |id: &str| store.exists(id);
+    lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
+    lines.iter().for_each(|line| log::info(line));
+    Ok(lines)
+}

@@ -1,0 +1,65 @@
+//! What the bridge and macvlan steps share: the host interface they hang
+//! from, the interface's name in the container, and bringing it up.
+
+use crate::error::Result;
+use crate::kernel::netlink::{Link, Netlink};
+use crate::request::attachment::Attachment;
+
+use super::step::{Setup, WayOut};
+
+/// The host interface `name` an attachment hangs from; netrt makes none.
+pub async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Result<Link> {
+    let lead = attachment.lead_key();
+    let link = host.link_by_name(name).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+    Ok(link.ok_or_else(|| {
+        let what = if lead == "net.bridge" { "bridge (netrt never creates one)" } else { "interface" };
+        attachment.refuse(lead, format!("the host has no {what} called {name}"))
+    })?)
+}
+
+/// The interface's name inside the container: `net.ifname`, else the first
+/// free `ethN`.
+pub async fn choose_name(setup: &Setup<'_>) -> Result<String> {
+    let attachment = setup.attachment();
+    let lead = attachment.lead_key();
+    let links = setup.sockets.container().links().await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+    let names: Vec<String> = links.into_iter().map(|l| l.name).collect();
+    Ok(match &attachment.ifname {
+        Some(name) if names.contains(name) => {
+            return Err(attachment
+                .refuse("net.ifname", format!("the container already has an interface called {name}"))
+                .into())
+        }
+        Some(name) => name.clone(),
+        None => (0..).map(|n| format!("eth{n}")).find(|name| !names.contains(name)).expect("some ethN is free"),
+    })
+}
+
+/// What an attachment step found, for the steps after it and the record:
+/// the interface's name and MTU, where its traffic leaves the host, and
+/// the host end of its veth, if any.
+pub fn found(setup: &mut Setup<'_>, (ifname, mtu): (&str, u32), way_out: WayOut, host_veth: Option<String>) {
+    setup.found.mtu = Some(mtu);
+    setup.found.frame_bytes = Some(mtu + crate::kernel::netlink::ETHERNET_HEADER_BYTES);
+    setup.found.way_out = Some(way_out);
+    setup.journal.record.interface = ifname.to_string();
+    setup.journal.record.host_veth = host_veth;
+}
+
+/// Finds the interface just made in the container and brings it (and
+/// loopback) up.
+pub async fn bring_up(setup: &mut Setup<'_>, ifname: &str) -> Result<Link> {
+    let attachment = setup.attachment();
+    let lead = attachment.lead_key();
+    let fail = attachment.refusing::<crate::kernel::netlink::NetError>(lead);
+    let container = setup.sockets.container();
+    let interface = container.link_by_name(ifname).await.map_err(fail)?.ok_or_else(|| {
+        attachment.refuse(lead, format!("{ifname} vanished from the container right after it was made"))
+    })?;
+    container.set_up(&interface).await.map_err(fail)?;
+    if let Some(lo) = container.link_by_name("lo").await.map_err(fail)? {
+        container.set_up(&lo).await.map_err(fail)?;
+    }
+    setup.lead_step_done()?;
+    Ok(interface)
+}
