@@ -1,3 +1,6 @@
+//! The netrt-hook binary: the OCI hook (createRuntime, prestart, poststop)
+//! and the admin's commands, parsed by clap and handed to the library.
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -355,7 +355,9 @@ fn release_node_frees_every_claim_of_a_vanished_node_and_tls_with_client_certifi
     let certs = Certs::make(&dir);
     let cluster = EtcdCluster::start("tls", 3, 23870, Some(&certs));
     let prefix = "/it-tls/";
-    let registry = json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s",
+    // This test is about TLS, not about time: a loaded runner once needed
+    // more than 2 s for the first handshake and claims, so it waits longer.
+    let registry = json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "10s",
         "ca": certs.ca, "cert": certs.client_cert, "key": certs.client_key}});
     let gone =
         Node::new("node-gone", "nrtpGbr", &config("node-gone", Some(registry.clone()), "lan", lan_pool("nrtpGbr")));
@@ -462,7 +464,7 @@ fn etcd_user_authentication_with_a_password_file() {
     let (good, bad) = (dir.join("password"), dir.join("wrong"));
     std::fs::write(&good, "s3cret\n").unwrap();
     std::fs::write(&bad, "guess\n").unwrap();
-    let registry = |file: &std::path::Path| json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "2s", "user": "netrt", "password_file": file}});
+    let registry = |file: &std::path::Path| json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "10s", "user": "netrt", "password_file": file}});
     let node = Node::new("node-u", "nrtpUbr", &config("node-u", Some(registry(&good)), "lan", lan_pool("nrtpUbr")));
     let (u1, _bu1) = start_on(&node, "nrt-auth-u1", &[("net.pool", "lan")], None).expect("starts as etcd user netrt");
     let held = cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/"));

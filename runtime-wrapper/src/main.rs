@@ -1,3 +1,6 @@
+//! The netrt binary: the runtime an engine is told about. It adds the
+//! hooks to bundles that ask for netrt and hands every call to the real runtime.
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 

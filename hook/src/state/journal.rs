@@ -112,3 +112,78 @@ impl<'a> Journal<'a> {
         ahead
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::netns::NsId;
+    use crate::kernel::sockets::Side;
+    use crate::request::plan::Plan;
+
+    fn scratch(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("netrt-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Store::new(&dir), dir)
+    }
+
+    fn record(id: &str) -> Record {
+        Record::new(id, 7, NsId { dev: 4, ino: 40 }, "/proc/7/ns/net".into(), Plan::default())
+    }
+
+    fn veth(index: Option<u32>) -> Created {
+        Created::HostVeth { name: "nrtv0".into(), index }
+    }
+
+    fn ifb() -> Created {
+        Created::Ifb { side: Side::Host, name: "nrti0".into() }
+    }
+
+    #[test]
+    fn what_a_step_plans_is_on_disk_before_it_is_made_and_the_commit_lists_what_was() {
+        let (store, dir) = scratch("ahead");
+        let mut journal = Journal::new(&store, record("j1"));
+        journal.announce(vec![veth(None)]).unwrap();
+        assert!(!store.exists("j1"), "nothing is written before the stage writes ahead");
+        journal.write_ahead().unwrap();
+        assert_eq!(store.load("j1").unwrap().unwrap().created, vec![veth(None)], "written ahead");
+        journal.made(veth(Some(9)));
+        journal.announce(vec![ifb()]).unwrap();
+        let on_disk = store.load("j1").unwrap().unwrap();
+        assert_eq!(on_disk.created, vec![veth(Some(9)), veth(None), ifb()], "a later step's plan is added first");
+        assert!(!on_disk.complete);
+        journal.made(ifb());
+        journal.commit().unwrap();
+        let committed = store.load("j1").unwrap().unwrap();
+        assert!(committed.complete);
+        assert_eq!(committed.created, vec![veth(Some(9)), ifb()], "the record lists exactly what was made");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn announcing_what_the_record_lists_writes_nothing() {
+        let (store, dir) = scratch("again");
+        let mut journal = Journal::new(&store, record("j2"));
+        journal.announce(vec![ifb()]).unwrap();
+        journal.write_ahead().unwrap();
+        let partial = dir.join("containers/j2.partial");
+        std::fs::remove_file(&partial).unwrap();
+        journal.announce(vec![ifb()]).unwrap();
+        assert!(!partial.exists(), "no second write for an object already written ahead");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_rollback_replays_what_was_made_and_nothing_before_the_first_write() {
+        let (store, dir) = scratch("rollback");
+        let untouched = Journal::new(&store, record("j3"));
+        assert_eq!(untouched.for_rollback().unwrap(), None, "refused by a check: nothing to replay");
+        let mut journal = Journal::new(&store, record("j4"));
+        journal.announce(vec![veth(None), ifb()]).unwrap();
+        journal.write_ahead().unwrap();
+        journal.made(veth(Some(3)));
+        let replayed = journal.for_rollback().unwrap().unwrap();
+        assert_eq!(replayed.created, vec![veth(Some(3))]);
+        assert_eq!(store.load("j4").unwrap().unwrap().created, vec![veth(Some(3))], "kept on disk for gc");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -43,3 +43,31 @@ const STEPS: [Wanted; 8] = [
 pub fn for_plan(asked: &Asked) -> Vec<Box<dyn Step>> {
     STEPS.iter().filter_map(|wanted| wanted(asked)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::pools::Pools;
+    use crate::request::settings::from_words;
+
+    fn names(words: &[&str]) -> Vec<&'static str> {
+        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let plan = crate::request::plan::build(&from_words(&words).unwrap()).unwrap();
+        let who = Who { id: "c1".into(), hostname: None };
+        for_plan(&Asked { plan: &plan, pools: &Pools::default(), who: &who }).iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn a_plan_gets_the_steps_it_asks_for_in_order() {
+        assert_eq!(names(&["net.egress=1mbit"]), ["shaping"]);
+        assert_eq!(names(&["net.bridge=br0", "net.ip=198.51.100.5/24"]), ["bridge attachment", "addresses and routes"]);
+        assert_eq!(
+            names(&["net.bridge=br0", "net.ip=dhcp", "net.ingress=5mbit"]),
+            ["namespace pin", "bridge attachment", "DHCP lease", "addresses and routes", "shaping"]
+        );
+        assert_eq!(
+            names(&["net.parent=eth1", "net.vlan=7", "net.ip=198.51.100.5/24", "net.egress.min=10mbit"]),
+            ["namespace pin", "macvlan attachment", "addresses and routes", "uplink guarantee"]
+        );
+    }
+}
