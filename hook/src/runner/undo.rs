@@ -78,7 +78,7 @@ pub async fn collect_gone(store: &Store, record: &Record, host_ns: &NetNs) -> Re
     Ok(line)
 }
 
-pub fn other_records(store: &Store, id: &str) -> Result<Vec<Record>> {
+fn other_records(store: &Store, id: &str) -> Result<Vec<Record>> {
     Ok(store.all()?.into_iter().filter(|r| r.id != id).collect())
 }
 

@@ -29,14 +29,10 @@ impl<'a> Journal<'a> {
         self.store
     }
 
-    /// Whether the record file exists (a step may be undone from it).
-    pub fn begun(&self) -> bool {
-        self.written.is_some()
-    }
-
-    /// Writes the record ahead of a stage's first change: one plain write
-    /// the first time (should the hook die in it, nothing has changed
-    /// yet), an atomic rewrite after.
+    /// Writes the record as it stands, with what was announced and not made
+    /// yet: ahead of a stage's first change one plain write (should the
+    /// hook die in it, nothing has changed yet), an atomic rewrite after;
+    /// nothing when the file holds it already.
     pub fn write_ahead(&mut self) -> Result<()> {
         let ahead = self.ahead();
         if self.written.is_none() {
@@ -76,11 +72,6 @@ impl<'a> Journal<'a> {
     /// The object made last, to complete it (its index, once known).
     pub fn last_made(&mut self) -> Option<&mut Created> {
         self.record.created.last_mut()
-    }
-
-    /// Writes what the steps made and the lease or share they hold.
-    pub fn write(&mut self) -> Result<()> {
-        self.write_ahead()
     }
 
     /// Setup is done: the record lists exactly what was made, and its name

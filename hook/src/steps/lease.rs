@@ -105,7 +105,8 @@ impl Step for Lease {
         }
         setup.found.leased_router = lease.router;
         setup.journal.record.dhcp = Some(lease);
-        setup.journal.write()
+        // Written at once: the lease is released by whoever replays it.
+        setup.journal.write_ahead()
     }
 }
 
