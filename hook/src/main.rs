@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use netrt_hook::commands::status;
+use netrt_hook::request::origin::Origin;
 use netrt_hook::runner::{self, Timing};
 
 /// OCI hook that gives a container the network its net.* annotations ask for.
@@ -69,6 +70,9 @@ enum Command {
     Poststop,
     /// Validate settings and print the plan; needs no privileges, changes nothing
     Check {
+        /// Check as a Kubernetes pod of this namespace (default: a local container)
+        #[arg(long, value_name = "NAMESPACE")]
+        pod: Option<String>,
         /// Settings as net.KEY=VALUE or NETRT_KEY=VALUE
         #[arg(value_name = "KEY=VALUE", required = true)]
         settings: Vec<String>,
@@ -183,9 +187,12 @@ fn main() -> ExitCode {
         Some(Command::Prestart) => runner::run(Some("prestart"), std::io::stdin(), Timing::Now),
         Some(Command::Poststop) => runner::run(Some("poststop"), std::io::stdin(), Timing::Now),
         Some(Command::ApplyDeferred { id }) => runner::apply_deferred(&id),
-        Some(Command::Check { settings }) => netrt_hook::commands::check::check(&settings).map(|lines| {
-            lines.iter().for_each(|line| println!("{line}"));
-        }),
+        Some(Command::Check { pod, settings }) => {
+            let origin = pod.as_deref().map_or(Origin::Local, Origin::pod);
+            netrt_hook::commands::check::check(&settings, &origin).map(|lines| {
+                lines.iter().for_each(|line| println!("{line}"));
+            })
+        }
         Some(Command::Status { id, json, format, uplinks }) => {
             show_status(id.as_deref(), uplinks, if json { StatusFormat::Json } else { format })
         }

@@ -14,9 +14,8 @@ fn check(env: &str, settings: &str) -> Output {
     let dir = std::env::temp_dir().join("netrt-it-check-bin");
     std::fs::create_dir_all(&dir).unwrap();
     let hook = dir.join("netrt-hook");
-    if !hook.exists() {
-        std::fs::copy(hook_binary(), &hook).unwrap();
-    }
+    // Copied each time: a copy of an earlier build would be tested instead.
+    std::fs::copy(hook_binary(), &hook).unwrap();
     sh(&format!("chmod 755 {} {}", dir.display(), hook.display()));
     let hook = hook.display();
     sh_output(&format!(
@@ -58,6 +57,30 @@ fn check_prints_the_plan_or_the_refusal_without_privileges_and_changes_nothing()
         assert!(err.contains(refusal), "{settings}: {err}");
         assert!(out.is_empty(), "a refusal prints no plan: {out}");
     }
+    // Which trust rule applies comes first; --pod checks as a pod.
+    let (code, out, err) = text(&check(none, "net.egress=10mbit"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("trust: a local container may ask for every key, within the policy (trust.local \"raw\""),
+        "{out}"
+    );
+    let (code, out, err) = text(&check(none, "--pod tenant net.egress=10mbit"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("trust: a pod of namespace tenant may ask for limits, and attachments only through a network"),
+        "{out}"
+    );
+    assert!(out.contains("egress: rate 10mbit"), "{out}");
+    let (code, out, err) = text(&check(none, "--pod tenant net.bridge=br0 net.ip=198.51.100.1/24"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("net.bridge=\"br0\": a pod of namespace tenant may only use networks the admin defined"),
+        "{err}"
+    );
+    let (code, _, err) = text(&check(none, "--pod tenant NETRT_EGRESS=1mbit"));
+    assert_eq!(code, 1);
+    assert!(err.contains("a pod's NETRT_* variables never count"), "{err}");
+
     // The admin's bounds apply to check as to setup.
     let dir = std::env::temp_dir().join("netrt-it-check");
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,5 +1,6 @@
 //! The admin's configuration file, read once by one loader ([`load`]):
-//! the bounds on what annotations may ask for ([`policy`]), the address
+//! who may ask for what ([`trust`]), the bounds on what annotations may
+//! ask for ([`policy`]), the address
 //! pools and their registry ([`pools`]), and the declared uplinks
 //! ([`uplinks`]); where the file is, in [`file`]. No file at all is an
 //! empty configuration; a file that cannot be read or understood is an
@@ -8,6 +9,7 @@
 pub mod file;
 pub mod policy;
 pub mod pools;
+pub mod trust;
 pub mod uplinks;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 use file::config_path;
 use policy::{Policy, PolicyFile};
 use pools::{PoolFile, Pools, RegistryFile};
+use trust::{Trust, TrustFile};
 use uplinks::{UplinkFile, Uplinks};
 
 /// The configuration file as written.
@@ -26,6 +29,8 @@ use uplinks::{UplinkFile, Uplinks};
 pub struct ConfigFile {
     /// The real OCI runtime, for the `netrt` wrapper.
     pub runtime: Option<String>,
+    #[serde(default)]
+    pub trust: TrustFile,
     #[serde(default)]
     pub policy: PolicyFile,
     /// This host's name in the registry; default: the host name.
@@ -41,6 +46,8 @@ pub struct ConfigFile {
 /// The configuration, parsed and checked.
 #[derive(Debug, Default, Clone)]
 pub struct Config {
+    /// Who may ask for what.
+    pub trust: Trust,
     pub policy: Policy,
     pub pools: Pools,
     /// The uplinks guarantees may be made on.
@@ -52,7 +59,8 @@ pub fn load() -> Result<Config> {
     let (path, file) = read_file()?;
     let pools = Pools::from_file(&path, file.node, file.registry, file.pools)?;
     let uplinks = Uplinks::from_file(&path, file.uplinks)?;
-    Ok(Config { policy: Policy::from_file(path, file.policy)?, pools, uplinks })
+    let trust = Trust::from_file(&path, file.trust)?;
+    Ok(Config { trust, policy: Policy::from_file(path, file.policy)?, pools, uplinks })
 }
 
 /// Reads the configuration file as written, and where it was; none at all

@@ -48,6 +48,14 @@ pub struct PoolFile {
     pub gateways: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The Kubernetes namespaces whose pods may use the pool as a network;
+    /// `["*"]`: all. None: no pod.
+    pub namespaces: Option<Vec<String>>,
+    /// Whether a pod may ask for an address of the pool's ranges itself.
+    #[serde(rename = "static")]
+    pub static_addresses: Option<bool>,
+    /// Whether a pod may ask for `net.ip=dhcp` on the pool's attachment.
+    pub dhcp: Option<bool>,
 }
 
 /// The registry a node keeps its claims in.
@@ -141,6 +149,24 @@ pub struct Pool {
     pub ranges: Vec<Span>,
     pub gateways: Vec<IpAddr>,
     pub exclude: Vec<Span>,
+    /// Who may use the pool as a network, and what a pod may add in it.
+    pub open: Openness,
+}
+
+/// The pods a pool is open to as a network, and what they may ask for in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Openness {
+    /// None: no pod; a list holding "*": every namespace.
+    pub namespaces: Option<Vec<String>>,
+    pub static_addresses: bool,
+    pub dhcp: bool,
+}
+
+impl Openness {
+    pub fn admits(&self, namespace: Option<&str>) -> bool {
+        let Some(open) = &self.namespaces else { return false };
+        open.iter().any(|n| n == "*" || Some(n.as_str()) == namespace)
+    }
 }
 
 /// Pools and the registry of this node, from the configuration file.
@@ -334,6 +360,12 @@ impl Pool {
         self.ranges.iter().filter(move |r| r.v6 == v6)
     }
 
+    /// Whether `address` lies in one of the pool's ranges.
+    pub fn in_ranges(&self, address: IpAddr) -> bool {
+        let n = number(address);
+        self.ranges_of(address.is_ipv6()).any(|r| r.first <= n && n <= r.last)
+    }
+
     pub fn is_excluded(&self, address: IpAddr) -> bool {
         self.gateways.contains(&address) || self.exclude.iter().any(|e| e.contains(address))
     }
@@ -478,7 +510,26 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
             })
             .collect(),
     };
-    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude })
+    let open = openness(&file)?;
+    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude, open })
+}
+
+/// Which pods may use the pool, and what they may add.
+fn openness(file: &PoolFile) -> std::result::Result<Openness, String> {
+    for namespace in file.namespaces.iter().flatten() {
+        let valid = namespace == "*"
+            || (!namespace.is_empty()
+                && namespace.len() <= 63
+                && namespace.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        if !valid {
+            return Err(format!("namespaces: {namespace:?} is not a Kubernetes namespace name (or \"*\")"));
+        }
+    }
+    Ok(Openness {
+        namespaces: file.namespaces.clone(),
+        static_addresses: file.static_addresses.unwrap_or(false),
+        dhcp: file.dhcp.unwrap_or(false),
+    })
 }
 
 /// How a pool's containers are attached: a bridge, or a macvlan parent.

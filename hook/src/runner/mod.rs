@@ -21,6 +21,7 @@ use crate::kernel::privilege;
 use crate::kernel::sockets::{Side, Sockets};
 use crate::log;
 use crate::request::oci::{self, Container, Stage};
+use crate::request::origin::{self, Origin};
 use crate::request::plan::{self, Plan};
 use crate::request::settings;
 use crate::state::journal::Journal;
@@ -99,11 +100,15 @@ fn read_request(container: &Container) -> Result<Option<Request>> {
         ));
         return Ok(None);
     }
-    let settings = settings::collect(&annotations, bundle.env());
+    // A pod's variables never count: its image and its author set them.
+    let origin = origin::origin(&annotations);
+    let env = if origin == Origin::Local { bundle.env() } else { &[] };
+    let settings = settings::collect(&annotations, env);
     if settings.is_empty() {
         return Ok(None);
     }
     let config = config::load()?;
+    config.trust.check(&origin, &settings, &config.pools)?;
     let plan = plan::build_with(&settings, &config.pools)?;
     if plan.is_empty() {
         return Ok(None);
