@@ -162,3 +162,45 @@ fn a_pod_uses_the_network_open_to_its_namespace_and_nothing_else() {
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_address_the_host_has_is_never_given_to_a_container() {
+    let lan = Lan::bridge("trh");
+    let bridge = lan.bridge.clone().unwrap();
+    // The bridge's own address, as a host on its LAN would have it.
+    sh(&format!("ip addr add 198.51.100.80/24 dev {bridge}"));
+    let none = "/nonexistent/netrt.json";
+    let before = snapshot(&[&lan.peer_ns]);
+    let asked = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.80/24")];
+    let refused = start("nrt-tr-h1", none, &asked, &[]).err().expect("the host's own address is refused");
+    assert!(
+        refused.contains(&format!(
+            "net.ip=\"198.51.100.80/24\": 198.51.100.80 is an address of the host itself (on {bridge}); \
+             netrt never gives it to a container"
+        )),
+        "{refused}"
+    );
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before, "the refusal left nothing");
+
+    // A pool whose range holds the bridge's address passes over it, and
+    // refuses it when asked for.
+    let pool_name = "it-trust-host";
+    let dir = std::env::temp_dir().join("netrt-it-trust-host");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = std::path::Path::new("/var/lib/netrt/pools").join(pool_name);
+    let _ = std::fs::remove_dir_all(&state);
+    let pool = json!({"bridge": bridge, "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.80-198.51.100.81"]});
+    let config = dir.join("netrt.json");
+    std::fs::write(&config, json!({"node": "solo", "pools": {pool_name: pool}}).to_string()).unwrap();
+    let config = config.display().to_string();
+    let (given, _bundle) = start("nrt-tr-h2", &config, &[("net.pool", pool_name)], &[]).expect("a free address");
+    assert_eq!(ipv4_of(&given, "eth0").as_deref(), Some("198.51.100.81"), "the host's .80 passed over");
+    let refused = start("nrt-tr-h3", &config, &[("net.pool", pool_name), ("net.ip", "198.51.100.80/24")], &[])
+        .err()
+        .expect("refused inside the pool too");
+    assert!(refused.contains("198.51.100.80 is an address of the host itself"), "{refused}");
+    given.stop();
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before);
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,12 +63,14 @@ impl Policy {
     /// Refuses a plan that asks for more than the policy allows.
     pub fn check(&self, plan: &Plan) -> Result<(), KeyError> {
         if let Some(max) = self.max_rate_bps {
+            let above =
+                || self.rule("max_rate", format!("above the host's maximum rate of {}", units::format_rate(max)));
             if let Some(shaper) = plan.shapers().find(|s| s.rate_bps > max) {
-                return Err(KeyError::new(
-                    &shaper.rate_source,
-                    &shaper.rate_value,
-                    self.rule("max_rate", format!("above the host's maximum rate of {}", units::format_rate(max))),
-                ));
+                return Err(KeyError::new(&shaper.rate_source, &shaper.rate_value, above()));
+            }
+            // A guarantee is a rate too: no container is promised more.
+            if let Some(floor) = plan.guarantees().find(|g| g.rate_bps > max) {
+                return Err(KeyError::new(&floor.source, &floor.value, above()));
             }
         }
         let Some(attachment) = &plan.attachment else { return Ok(()) };
@@ -207,6 +209,11 @@ mod tests {
         assert!(
             refusal(&["net.bridge=br0", "net.ip=198.51.100.5/16"]).contains("policy.subnets"),
             "a wider prefix leaves the subnet"
+        );
+        assert!(
+            refusal(&["net.bridge=br0", "net.ip=198.51.100.5/24", "net.egress.min=20gbit"])
+                .contains("net.egress.min=\"20gbit\": not allowed by the host's policy (policy.max_rate"),
+            "max_rate bounds guarantees too"
         );
         assert!(refusal(&["net.ingress=20gbit"]).contains("net.ingress=\"20gbit\": not allowed by the host's policy (policy.max_rate in /etc/netrt/netrt.json: above the host's maximum rate of 10gbit)"));
     }

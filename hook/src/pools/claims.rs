@@ -16,6 +16,15 @@ pub fn uses_pools(attachment: &Attachment, pools: &Pools) -> bool {
     attachment.pool.is_some() || attachment.addresses.iter().any(|a| pools.pool_of(a.address).is_some())
 }
 
+/// What keeps an address from a container besides the registry's claims.
+pub struct Taken<'a> {
+    /// Whether a claim's holder is a container of this node that is gone
+    /// (its claim may be taken over).
+    pub is_stale: &'a dyn Fn(&Claim) -> bool,
+    /// Whether the host itself has the address (allocation passes over it).
+    pub on_host: &'a dyn Fn(IpAddr) -> bool,
+}
+
 /// Claims the attachment's addresses that lie in pools and allocates the
 /// families `net.pool` must give, adding them to `attachment.addresses`.
 /// `is_stale` says whether a claim's holder is a container of this node
@@ -26,8 +35,9 @@ pub async fn claim<S: ClaimStore>(
     pools: &Pools,
     attachment: &mut Attachment,
     id: &str,
-    is_stale: &dyn Fn(&Claim) -> bool,
+    taken: &Taken<'_>,
 ) -> Result<(), KeyError> {
+    let (is_stale, on_host) = (taken.is_stale, taken.on_host);
     let lead = if attachment.pool.is_some() { "net.pool" } else { "net.ip" };
     let refusing = attachment.clone();
     let unreachable = |e: StoreError| refusing.refuse(lead, e.to_string());
@@ -57,7 +67,7 @@ pub async fn claim<S: ClaimStore>(
             continue;
         }
         register(store, pool, pools, attachment).await?;
-        let given = allocate(store, pool, v6, &pools.node, id).await.map_err(unreachable)?;
+        let given = allocate(store, pool, (v6, on_host), &pools.node, id).await.map_err(unreachable)?;
         let Some(given) = given else {
             let in_use = store.count(&pool.name, v6).await.map_err(unreachable)?;
             return Err(attachment.refuse(
@@ -121,13 +131,14 @@ pub fn walk_order(ranges: &[Span], last: Option<u128>) -> Vec<Span> {
 async fn allocate<S: ClaimStore>(
     store: &mut S,
     pool: &Pool,
-    v6: bool,
+    (v6, on_host): (bool, &dyn Fn(IpAddr) -> bool),
     node: &str,
     id: &str,
 ) -> StoreResult<Option<IpAddr>> {
     let ranges: Vec<Span> = pool.ranges_of(v6).copied().collect();
     let last = store.last(&pool.name, v6).await?;
-    let excluded = |n: u128| pool.is_excluded(address(v6, n));
+    // Never an address the host itself has (the bridge's, say).
+    let excluded = |n: u128| pool.is_excluded(address(v6, n)) || on_host(address(v6, n));
     let order = walk_order(&ranges, last);
     // Right after the last address given is usually free: try it before
     // reading any claim. A claim there sends the search the long way.
@@ -276,15 +287,31 @@ mod tests {
     }
 
     #[test]
+    fn allocation_never_gives_an_address_the_host_has() {
+        let (mut store, dir) = scratch("host-address");
+        let pools = pools();
+        let never = |_: &Claim| false;
+        let bridge_address: IpAddr = "198.51.100.10".parse().unwrap();
+        let on_host = |a: IpAddr| a == bridge_address;
+        block_on(async {
+            let mut a = attachment(&pools, &["net.pool=lan"]);
+            claim(&mut store, &pools, &mut a, "h1", &Taken { is_stale: &never, on_host: &on_host }).await.unwrap();
+            assert_eq!(a.addresses[0].to_string(), "198.51.100.12/24", "the host's .10 and the excluded .11 skipped");
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn allocation_gives_next_free_skips_exclusions_and_refuses_when_full() {
         let (mut store, dir) = scratch("alloc");
         let pools = pools();
         let never = |_: &Claim| false;
+        let nowhere = |_: IpAddr| false;
         block_on(async {
             let mut given = vec![];
             for id in ["c1", "c2", "c3"] {
                 let mut a = attachment(&pools, &["net.pool=lan"]);
-                claim(&mut store, &pools, &mut a, id, &never).await.unwrap();
+                claim(&mut store, &pools, &mut a, id, &Taken { is_stale: &never, on_host: &nowhere }).await.unwrap();
                 given.push(a.addresses.iter().map(Cidr::to_string).collect::<Vec<_>>().join(" "));
             }
             assert_eq!(
@@ -298,13 +325,16 @@ mod tests {
                 "198.51.100.11 is excluded"
             );
             let mut a = attachment(&pools, &["net.pool=lan"]);
-            let e = claim(&mut store, &pools, &mut a, "c4", &never).await.unwrap_err().to_string();
+            let e = claim(&mut store, &pools, &mut a, "c4", &Taken { is_stale: &never, on_host: &nowhere })
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("net.pool=\"lan\": pool lan has no free IPv4 address: ranges 198.51.100.10-198.51.100.13 (4 addresses, 3 claimed or reserved)"), "{e}");
             // Releasing c1 frees its addresses; the next allocation still goes on after the last.
             let released = release(&mut store, "a", "c1").await.unwrap();
             assert_eq!(released.len(), 2);
             let mut a = attachment(&pools, &["net.pool=lan", "net.ip=2001:db8::99/64"]);
-            claim(&mut store, &pools, &mut a, "c5", &never).await.unwrap();
+            claim(&mut store, &pools, &mut a, "c5", &Taken { is_stale: &never, on_host: &nowhere }).await.unwrap();
             assert_eq!(
                 a.addresses.iter().map(Cidr::to_string).collect::<Vec<_>>(),
                 ["2001:db8::99/64", "198.51.100.10/24"]
@@ -318,11 +348,15 @@ mod tests {
         let (mut store, dir) = scratch("static");
         let pools = pools();
         let never = |_: &Claim| false;
+        let nowhere = |_: IpAddr| false;
         block_on(async {
             let mut a = attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]);
-            claim(&mut store, &pools, &mut a, "web1", &never).await.unwrap();
+            claim(&mut store, &pools, &mut a, "web1", &Taken { is_stale: &never, on_host: &nowhere }).await.unwrap();
             let mut b = attachment(&pools, &["net.pool=lan", "net.ip=198.51.100.50/24"]);
-            let e = claim(&mut store, &pools, &mut b, "web2", &never).await.unwrap_err().to_string();
+            let e = claim(&mut store, &pools, &mut b, "web2", &Taken { is_stale: &never, on_host: &nowhere })
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("198.51.100.50 is already held by container web1 on node a (pool lan)"), "{e}");
             // The same container again (a second hook call): its own claim.
             claim(
@@ -330,7 +364,7 @@ mod tests {
                 &pools,
                 &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]),
                 "web1",
-                &never,
+                &Taken { is_stale: &never, on_host: &nowhere },
             )
             .await
             .unwrap();
@@ -341,7 +375,7 @@ mod tests {
                 &pools,
                 &mut attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.50/24"]),
                 "web3",
-                &stale,
+                &Taken { is_stale: &stale, on_host: &nowhere },
             )
             .await
             .unwrap();
@@ -365,10 +399,15 @@ mod tests {
         block_on(async {
             store.create("lan", &Claim::reservation("198.51.100.10".parse().unwrap(), "router"), false).await.unwrap();
             let mut a = attachment(&pools, &["net.pool=lan"]);
-            claim(&mut store, &pools, &mut a, "c1", &|_| false).await.unwrap();
+            claim(&mut store, &pools, &mut a, "c1", &Taken { is_stale: &|_| false, on_host: &|_| false })
+                .await
+                .unwrap();
             assert_eq!(a.addresses[0].to_string(), "198.51.100.12/24");
             let mut b = attachment(&pools, &["net.bridge=br0", "net.ip=198.51.100.10/24"]);
-            let e = claim(&mut store, &pools, &mut b, "c2", &|_| false).await.unwrap_err().to_string();
+            let e = claim(&mut store, &pools, &mut b, "c2", &Taken { is_stale: &|_| false, on_host: &|_| false })
+                .await
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("198.51.100.10 is reserved (router) in pool lan"), "{e}");
         });
         std::fs::remove_dir_all(dir).unwrap();

@@ -1,7 +1,7 @@
 //! The attachment's static addresses, its gateways (netrt's default route
-//! of each family replaces the container's) and its routes. A static
-//! address another live container of this host holds is refused; the
-//! record's addresses are claimed host-wide when setup writes ahead.
+//! of each family replaces the container's) and its routes. An address the
+//! host itself has, or another live container of this host holds, is
+//! refused; the record's addresses are indexed when setup writes ahead.
 
 use async_trait::async_trait;
 
@@ -25,6 +25,14 @@ impl Step for Addresses {
     }
 
     async fn check(&mut self, setup: &mut Setup<'_>) -> Result<()> {
+        if !setup.attachment().addresses.is_empty() {
+            setup.read_host_addresses().await?;
+        }
+        for cidr in &setup.attachment().addresses {
+            if let Some(interface) = setup.on_host(cidr.address) {
+                return Err(super::claims::on_the_host(setup.attachment(), cidr.address, interface).into());
+            }
+        }
         check_conflicts(setup.attachment(), &setup.id, setup.journal.store())
     }
 

@@ -7,13 +7,16 @@
 use async_trait::async_trait;
 
 use super::step::{Asked, Setup, Stage, Step};
+use std::net::IpAddr;
+
 use crate::config::pools::Pools;
 use crate::error::Result;
 use crate::fault;
 use crate::log;
 use crate::pools::any_store::{self, AnyStore};
-use crate::pools::claims;
+use crate::pools::claims::{self, Taken};
 use crate::pools::store::{Claim, ClaimStore, StoreError};
+use crate::request::attachment::Attachment;
 use crate::state::record::Store;
 
 pub struct Claims;
@@ -44,6 +47,14 @@ impl Step for Claims {
             .await
             .map_err(|e| attachment.refuse(lead, e.to_string()))?;
         setup.found.registry = Some(registry);
+        // A static address the host itself has is refused; allocation
+        // passes over them.
+        setup.read_host_addresses().await?;
+        for cidr in &setup.attachment().addresses {
+            if let Some(interface) = setup.on_host(cidr.address) {
+                return Err(on_the_host(setup.attachment(), cidr.address, interface).into());
+            }
+        }
         setup.journal.record.pool_claims = true;
         Ok(())
     }
@@ -58,8 +69,17 @@ impl Step for Claims {
             claim.node.as_deref() == Some(node)
                 && claim.container.as_deref().is_some_and(|holder| holder != id && !store.exists(holder))
         };
+        let host: Vec<IpAddr> = setup.found.host_addresses.iter().flatten().map(|(a, _)| *a).collect();
+        let on_host = |address: IpAddr| host.contains(&address);
         let attachment = setup.plan.attachment.as_mut().expect("pooled plans have an attachment");
-        let claimed = claims::claim(registry, &setup.config.pools, attachment, id, &is_stale).await;
+        let claimed = claims::claim(
+            registry,
+            &setup.config.pools,
+            attachment,
+            id,
+            &Taken { is_stale: &is_stale, on_host: &on_host },
+        )
+        .await;
         fault::kill_point("claim", 1);
         if claimed.is_err() && !registry.may_have_claimed() {
             // Refused before any claim was sent: nothing to release, now
@@ -70,6 +90,14 @@ impl Step for Claims {
         setup.journal.record.plan = setup.plan.clone();
         Ok(claimed?)
     }
+}
+
+/// The refusal of an address the host has on `interface`.
+pub fn on_the_host(attachment: &Attachment, address: IpAddr, interface: &str) -> crate::error::KeyError {
+    attachment.refuse(
+        "net.ip",
+        format!("{address} is an address of the host itself (on {interface}); netrt never gives it to a container"),
+    )
 }
 
 /// The undo of a record's claims: releases the container's claims; if

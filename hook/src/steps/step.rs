@@ -102,6 +102,9 @@ pub struct Found {
     pub leased_router: Option<std::net::Ipv4Addr>,
     /// The address registry the pool claims went to, open for a rollback.
     pub registry: Option<crate::pools::any_store::AnyStore>,
+    /// The addresses of the host's own namespace and their interfaces,
+    /// read once (see `Setup::host_addresses`).
+    pub host_addresses: Option<Vec<(std::net::IpAddr, String)>>,
 }
 
 /// The host interface an attachment's traffic leaves by, where its
@@ -186,6 +189,22 @@ impl<'a> Setup<'a> {
     pub fn lead(&self) -> (String, String) {
         let (key, value) = self.plan.lead_setting().expect("a plan has a lead setting");
         (key.to_string(), value.to_string())
+    }
+
+    /// Reads the addresses of the host's own namespace, once a setup:
+    /// netrt never gives a container one of them.
+    pub async fn read_host_addresses(&mut self) -> Result<()> {
+        if self.found.host_addresses.is_none() {
+            let read = self.sockets.host.all_addresses().await.map_err(|e| self.refuse(e.to_string()))?;
+            self.found.host_addresses = Some(read);
+        }
+        Ok(())
+    }
+
+    /// The interface of the host that has `address`, once read.
+    pub fn on_host(&self, address: std::net::IpAddr) -> Option<&str> {
+        let read = self.found.host_addresses.as_ref()?;
+        read.iter().find(|(a, _)| *a == address).map(|(_, name)| name.as_str())
     }
 
     /// A refusal naming the plan's leading setting.

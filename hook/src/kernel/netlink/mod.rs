@@ -600,6 +600,26 @@ impl Netlink {
             .collect())
     }
 
+    /// Every address of the namespace, with the name of its interface.
+    pub async fn all_addresses(&self) -> NetResult<Vec<(IpAddr, String)>> {
+        let action = || "listing the addresses".to_string();
+        let messages: Vec<AddressMessage> =
+            self.handle.address().get().execute().try_collect().await.map_err(|e| net_error(action(), e))?;
+        let links = self.links().await?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| {
+                let address = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                let name =
+                    links.iter().find(|l| l.index == m.header.index).map_or_else(String::new, |l| l.name.clone());
+                Some((address, name))
+            })
+            .collect())
+    }
+
     async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
         let mut request = NetlinkMessage::from(payload);
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
