@@ -92,7 +92,8 @@ fn a_pod_uses_the_network_open_to_its_namespace_and_nothing_else() {
     let state = std::path::Path::new("/var/lib/netrt/pools").join(pool_name);
     let _ = std::fs::remove_dir_all(&state);
     let pool = json!({"bridge": bridge, "subnets": ["198.51.100.0/24"], "ranges": ["198.51.100.60-198.51.100.69"],
-                      "gateways": ["198.51.100.1"], "namespaces": ["team-a"], "static": true});
+                      "gateways": ["198.51.100.1"], "namespaces": ["team-a"], "static": true,
+                      "max_rate": "50mbit"});
     let config = dir.join("netrt.json");
     std::fs::write(&config, json!({"node": "solo", "pools": {pool_name: pool}}).to_string()).unwrap();
     let config = config.display().to_string();
@@ -121,6 +122,11 @@ fn a_pod_uses_the_network_open_to_its_namespace_and_nothing_else() {
         ("team-a", vec![("net.pool", pool_name), ("net.ip", "198.51.100.5/24")], format!("198.51.100.5 is outside network {pool_name}'s ranges")),
         ("team-a", vec![("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.61/24")], format!("net.bridge=\"{bridge}\": a pod of namespace team-a may only use networks")),
     ];
+    let refusals = refusals.into_iter().chain([(
+        "team-a",
+        vec![("net.pool", pool_name), ("net.egress", "100mbit")],
+        format!("net.egress=\"100mbit\": above network {pool_name}'s max_rate of 50mbit"),
+    )]);
     for (namespace, own, expected) in refusals {
         let refused = start("nrt-tr-x", &config, &pod(namespace, &own), &[]).err().expect("refused");
         assert!(refused.contains(&expected), "{own:?}: {refused}");

@@ -18,6 +18,7 @@ pub struct PolicyFile {
     pub vlans: Option<Vec<String>>,
     pub subnets: Option<Vec<String>>,
     pub max_rate: Option<String>,
+    pub max_guarantee: Option<String>,
 }
 
 /// The policy, parsed and checked.
@@ -30,6 +31,7 @@ pub struct Policy {
     pub vlans: Option<Vec<(u16, u16)>>,
     pub subnets: Option<Vec<Cidr>>,
     pub max_rate_bps: Option<u64>,
+    pub max_guarantee_bps: Option<u64>,
 }
 
 impl Policy {
@@ -57,7 +59,10 @@ impl Policy {
             .transpose()?;
         let max_rate_bps =
             file.max_rate.map(|r| units::parse_rate(&r).map_err(|e| bad("max_rate", &r, e))).transpose()?;
-        Ok(Policy { path, bridges: file.bridges, parents: file.parents, vlans, subnets, max_rate_bps })
+        let max_guarantee_bps =
+            file.max_guarantee.map(|r| units::parse_rate(&r).map_err(|e| bad("max_guarantee", &r, e))).transpose()?;
+        let (bridges, parents) = (file.bridges, file.parents);
+        Ok(Policy { path, bridges, parents, vlans, subnets, max_rate_bps, max_guarantee_bps })
     }
 
     /// Refuses a plan that asks for more than the policy allows.
@@ -71,6 +76,12 @@ impl Policy {
             // A guarantee is a rate too: no container is promised more.
             if let Some(floor) = plan.guarantees().find(|g| g.rate_bps > max) {
                 return Err(KeyError::new(&floor.source, &floor.value, above()));
+            }
+        }
+        if let Some(max) = self.max_guarantee_bps {
+            if let Some(floor) = plan.guarantees().find(|g| g.rate_bps > max) {
+                let reason = format!("above the host's maximum guarantee of {}", units::format_rate(max));
+                return Err(KeyError::new(&floor.source, &floor.value, self.rule("max_guarantee", reason)));
             }
         }
         let Some(attachment) = &plan.attachment else { return Ok(()) };
@@ -100,9 +111,13 @@ impl Policy {
     }
 
     /// As `check`, and a pool's subnets must lie inside `policy.subnets`
-    /// too: every address it may give is then allowed.
+    /// too: every address it may give is then allowed. A container on a
+    /// network (`net.pool`) keeps within the pool's own bounds as well.
     pub fn check_with(&self, plan: &Plan, pools: &Pools) -> Result<(), KeyError> {
         self.check(plan)?;
+        if let Some(pool) = plan.attachment.as_ref().and_then(|a| a.pool.as_ref()).and_then(|name| pools.get(name)) {
+            pool.bounds.check(plan, &pool.name, &pools.path)?;
+        }
         let (Some(subnets), Some(attachment)) = (&self.subnets, &plan.attachment) else { return Ok(()) };
         let Some(pool) = attachment.pool.as_ref().and_then(|name| pools.get(name)) else { return Ok(()) };
         if let Some(outside) = pool.subnets.iter().find(|p| !subnets.iter().any(|s| s.covers(p))) {
@@ -245,6 +260,29 @@ mod tests {
             "netrt: net.pool=\"wide\": pool wide's subnet 203.0.113.0/24 not allowed by the host's policy \
             (policy.subnets in /etc/netrt/netrt.json: allowed are 198.51.100.0/24)"
         );
+    }
+
+    #[test]
+    fn guarantees_keep_within_max_guarantee_and_a_network_within_its_bounds() {
+        let json = r#"{"policy": {"max_guarantee": "200mbit"},
+            "pools": {"lan": {"bridge": "br0", "subnets": ["198.51.100.0/24"],
+                              "max_rate": "500mbit", "max_guarantee": "100mbit"}}}"#;
+        let file: ConfigFile = serde_json::from_str(json).unwrap();
+        let pools = Pools::from_file("/etc/netrt/netrt.json", file.node, file.registry, file.pools).unwrap();
+        let p = Policy::from_file("/etc/netrt/netrt.json".into(), file.policy).unwrap();
+        let check = |words: &[&str]| {
+            let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            let plan = crate::request::plan::build_with(&from_words(&words).unwrap(), &pools).unwrap();
+            p.check_with(&plan, &pools).err().map(|e| e.to_string())
+        };
+        let host = check(&["net.bridge=br0", "net.ip=192.0.2.5/24", "net.egress.min=300mbit"]).unwrap();
+        assert!(host.contains("net.egress.min=\"300mbit\": not allowed by the host's policy (policy.max_guarantee in /etc/netrt/netrt.json: above the host's maximum guarantee of 200mbit)"), "{host}");
+        assert_eq!(check(&["net.bridge=br0", "net.ip=192.0.2.5/24", "net.egress.min=150mbit"]), None);
+        let network = check(&["net.pool=lan", "net.ingress.min=150mbit"]).unwrap();
+        assert!(network.contains("net.ingress.min=\"150mbit\": above network lan's max_guarantee of 100mbit (max_guarantee of pool lan in /etc/netrt/netrt.json)"), "{network}");
+        let limit = check(&["net.pool=lan", "net.egress=600mbit"]).unwrap();
+        assert!(limit.contains("net.egress=\"600mbit\": above network lan's max_rate of 500mbit"), "{limit}");
+        assert_eq!(check(&["net.pool=lan", "net.egress=400mbit", "net.egress.min=50mbit"]), None);
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct PoolFile {
     pub static_addresses: Option<bool>,
     /// Whether a pod may ask for `net.ip=dhcp` on the pool's attachment.
     pub dhcp: Option<bool>,
+    /// The highest limit and guarantee a container on the pool may ask for.
+    pub max_rate: Option<String>,
+    pub max_guarantee: Option<String>,
 }
 
 /// The registry a node keeps its claims in.
@@ -151,6 +154,34 @@ pub struct Pool {
     pub exclude: Vec<Span>,
     /// Who may use the pool as a network, and what a pod may add in it.
     pub open: Openness,
+    /// The rates a container on the pool may ask for.
+    pub bounds: Bounds,
+}
+
+/// The highest limit and guarantee on a network (bit/s); None: no bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub max_rate_bps: Option<u64>,
+    pub max_guarantee_bps: Option<u64>,
+}
+
+impl Bounds {
+    /// Refuses a limit or guarantee above the pool's bounds.
+    pub fn check(&self, plan: &crate::request::plan::Plan, pool: &str, path: &str) -> Result<(), KeyError> {
+        let rates = plan.shapers().map(|s| (s.rate_bps, &s.rate_source, &s.rate_value, "max_rate", self.max_rate_bps));
+        let floors =
+            plan.guarantees().map(|g| (g.rate_bps, &g.source, &g.value, "max_guarantee", self.max_guarantee_bps));
+        for (rate, source, value, field, max) in rates.chain(floors) {
+            if let Some(max) = max.filter(|max| rate > *max) {
+                let reason = format!(
+                    "above network {pool}'s {field} of {} ({field} of pool {pool} in {path})",
+                    units::format_rate(max)
+                );
+                return Err(KeyError::new(source, value, reason));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The pods a pool is open to as a network, and what they may ask for in it.
@@ -511,7 +542,14 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
             .collect(),
     };
     let open = openness(&file)?;
-    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude, open })
+    let rate = |field: &str, text: &Option<String>| {
+        text.as_ref().map(|t| units::parse_rate(t).map_err(|e| format!("{field} {t:?}: {e}"))).transpose()
+    };
+    let bounds = Bounds {
+        max_rate_bps: rate("max_rate", &file.max_rate)?,
+        max_guarantee_bps: rate("max_guarantee", &file.max_guarantee)?,
+    };
+    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude, open, bounds })
 }
 
 /// Which pods may use the pool, and what they may add.
