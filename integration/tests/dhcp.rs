@@ -212,6 +212,37 @@ fn a_nak_at_renewal_removes_the_address() {
 }
 
 #[test]
+fn a_renewed_lease_is_held_to_the_policy() {
+    let lan = Lan::bridge("dr");
+    let bridge = lan.bridge.clone().unwrap();
+    let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", NO_PING);
+    let id = "nrt-dhcp-renpol";
+    let (container, _bundle) = start_with(id, &[("net.bridge", bridge.as_str()), ("net.ip", "dhcp")], &[]).unwrap();
+    let (address, _) = leased(&container, "eth0");
+    // The admin narrows the policy after the start: the next renewal
+    // finds the lease outside it.
+    let policy = std::env::temp_dir().join("netrt-it-dhcp-renew-policy.json");
+    std::fs::write(&policy, r#"{"policy": {"subnets": ["203.0.113.0/24"]}}"#).unwrap();
+    let renewed = ok(sh_output(&format!("NETRT_CONFIG={} {} renew --all", policy.display(), hook_binary().display())));
+    std::fs::remove_file(&policy).unwrap();
+    assert!(
+        renewed.contains(&format!(
+            "{id}: the renewed lease is refused (netrt: net.ip=\"dhcp\": the DHCP server offered {address}"
+        )) && renewed.contains("not allowed by the host's policy (policy.subnets"),
+        "{renewed}"
+    );
+    let addresses = ok(container.net_sh("ip -4 addr show eth0"));
+    assert!(!addresses.contains("inet "), "the address is gone: {addresses}");
+    assert!(
+        server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()),
+        "the lease is released: {:?}",
+        server.leases()
+    );
+    container.stop();
+    assert!(!record_exists(id));
+}
+
+#[test]
 fn twenty_containers_in_parallel_get_distinct_addresses() {
     let lan = Lan::bridge("d20");
     let bridge = lan.bridge.clone().unwrap();

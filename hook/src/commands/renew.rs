@@ -1,13 +1,15 @@
 //! `netrt-hook renew [--all]`, run by a timer (every 30 s where systemd
 //! runs): renews the leases past T1 (all of them with `--all`) from inside
 //! each container's namespace, moves the address's lifetime on, removes
-//! the address of a lease the server refuses, and collects containers
+//! the address of a lease the server refuses or the policy no longer
+//! allows, and collects containers
 //! that are gone (releasing their leases), as gc does. The exchanges run
 //! without the host lock, in parallel; each result is applied under it,
 //! to a record that must still be the same container's.
 
 use std::time::{Duration, Instant};
 
+use crate::config::policy::Policy;
 use crate::dhcp::client::{self, Failure};
 use crate::dhcp::lease::{Lease, Phase};
 use crate::error::{Error, Result};
@@ -34,6 +36,9 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
     let store = Store::system();
     crate::kernel::privilege::check()?;
     crate::kernel::privilege::drop_keeping(&crate::kernel::privilege::FOR_RELEASES)?;
+    // Renewed leases are held to the policy: one that cannot be read is an
+    // error, as at setup.
+    let policy = crate::config::load()?.policy;
     let runtime = runner::runtime()?;
     let host_ns = NetNs::current().map_err(Error::System)?;
     let records: Vec<Record> = {
@@ -84,7 +89,7 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
             if !same {
                 continue;
             }
-            let line = runtime.block_on(settle(&store, &mut current, lease, outcome))?;
+            let line = runtime.block_on(settle((&store, &policy), &mut current, lease, outcome))?;
             log::info(&line);
             lines.push(line);
         }
@@ -111,7 +116,12 @@ fn ask(record: &Record, lease: &Lease, phase: Phase) -> Outcome {
 
 /// Applies a renewal's outcome to the container and its record, under the
 /// host lock.
-async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outcome) -> Result<String> {
+async fn settle(
+    (store, policy): (&Store, &Policy),
+    record: &mut Record,
+    lease: &Lease,
+    outcome: Outcome,
+) -> Result<String> {
     let id = record.id.clone();
     let interface = || async {
         let ns = record.namespace().ok_or_else(|| Error::System(format!("the namespace of {id} is gone")))?;
@@ -126,6 +136,21 @@ async fn settle(store: &Store, record: &mut Record, lease: &Lease, outcome: Outc
     match outcome {
         Outcome::Renewed(new) => {
             let (socket, link) = interface().await?;
+            // Held to the policy like the first lease: the admin may have
+            // narrowed it since.
+            let attachment = record.plan.attachment.as_ref();
+            if let Some(refusal) = attachment.and_then(|a| policy.check_leased(a, &new.address).err()) {
+                crate::steps::lease::release(record, &new);
+                socket.delete_address(&link, &new.address).await.map_err(|e| Error::System(e.to_string()))?;
+                let reason = refusal.to_string();
+                let line = format!(
+                    "{id}: the renewed lease is refused ({reason}); its address is removed and the lease released"
+                );
+                log::error(&line);
+                record.dhcp = Some(Lease { refused: Some(reason), ..new });
+                store.update_complete(record)?;
+                return Ok(line);
+            }
             let lifetime = new.remaining(client::unix_now());
             socket
                 .put_leased_address(&link, &new.address, lifetime, true)
