@@ -245,3 +245,33 @@ fn a_failed_late_setup_stops_the_start_with_the_error_in_the_log() {
     assert!(!Path::new(&format!("/run/netrt/deferred/{id}.json")).exists());
     assert_same_host!(snapshot(&[]), before);
 }
+
+#[test]
+fn a_deferred_setup_is_not_applied_to_a_later_process_with_the_same_pid() {
+    let id = "netrt-it-wrap-recycled";
+    delete(id);
+    let before = snapshot(&[]);
+    let annotations = [("net.egress", "8mbit")];
+    let spec = BundleSpec { command: "sleep 300", ..BundleSpec::isolated(&annotations) };
+    let bundle = bundle_without_hooks(id, &spec);
+    let bundle_dir = bundle.dir.display().to_string();
+    must(netrt(&["create", "--bundle", &bundle_dir, id]), "netrt create");
+    // The deferred setup names its process by pid and start time.
+    let path = format!("/run/netrt/deferred/{id}.json");
+    let mut deferred: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let stat = fs::read_to_string(format!("/proc/{}/stat", pid_of(id))).unwrap();
+    let start_time: u64 = stat.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
+    assert_eq!(deferred["start_time"], start_time, "{deferred}");
+    // As if that process had gone and a later one had its pid.
+    deferred["start_time"] = json!(start_time + 1);
+    fs::write(&path, deferred.to_string()).unwrap();
+    let output = netrt(&["start", id]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "start must fail");
+    assert!(stderr.contains(&format!("the deferred setup of {id} is for process")), "{stderr}");
+    assert_eq!(status(id), "created", "the process was not started");
+    assert!(!record_exists(id), "nothing was set up");
+    delete(id);
+    assert!(!Path::new(&path).exists());
+    assert_same_host!(snapshot(&[]), before);
+}

@@ -28,8 +28,11 @@ pub fn gc() -> Result<Vec<String>> {
         let host_ns = NetNs::current().map_err(Error::System)?;
         let mut removed = vec![];
         for id in store.all_deferred()? {
-            let pid = store.deferred(&id)?.and_then(|state| oci::parse_state(&state).ok()).and_then(|c| c.pid);
-            if pid.is_none_or(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
+            let Some(deferred) = store.deferred(&id)? else { continue };
+            let pid = oci::parse_state(&deferred.state).ok().and_then(|c| c.pid);
+            // Gone: no such process, or another one under its pid.
+            let alive = pid.and_then(crate::kernel::process::start_time);
+            if alive.is_none() || deferred.start_time.is_some_and(|expected| alive != Some(expected)) {
                 store.remove_deferred(&id)?;
                 let line = format!("removed {id}: its deferred setup (the container never started)");
                 log::info(&line);

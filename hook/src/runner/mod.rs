@@ -18,6 +18,7 @@ use crate::kernel::names;
 use crate::kernel::netlink::{NetResult, Netlink};
 use crate::kernel::netns::{self, NetNs};
 use crate::kernel::privilege;
+use crate::kernel::process;
 use crate::kernel::sockets::{Side, Sockets};
 use crate::log;
 use crate::request::oci::{self, Container, Stage};
@@ -25,7 +26,7 @@ use crate::request::origin::{self, Origin};
 use crate::request::plan::{self, Plan};
 use crate::request::settings;
 use crate::state::journal::Journal;
-use crate::state::record::{self, Created, Record, Store};
+use crate::state::record::{self, Created, Deferred, Record, Store};
 use crate::steps::{self, Asked, Setup, Step, Who};
 
 /// When setup may happen.
@@ -61,10 +62,19 @@ pub fn apply_deferred(id: &str) -> Result<()> {
     if !store.deferred_path(id).exists() {
         return Ok(());
     }
-    let Some(state) = store.deferred(id)? else { return Ok(()) };
-    let result = oci::parse_state(&state).and_then(|container| {
+    let Some(deferred) = store.deferred(id)? else { return Ok(()) };
+    let result = oci::parse_state(&deferred.state).and_then(|container| {
         if container.id != id {
             return Err(Error::System(format!("the deferred state of {id} names container {}", container.id)));
+        }
+        // The process createRuntime saw, not a later one with its pid.
+        if let (Some(pid), Some(expected)) = (container.pid, deferred.start_time) {
+            if process::start_time(pid) != Some(expected) {
+                return Err(Error::System(format!(
+                    "the deferred setup of {id} is for process {pid} as it was at create; that process is gone \
+                     (its pid is free or another's), so nothing is set up"
+                )));
+            }
         }
         setup(&container, None)
     });
@@ -171,7 +181,8 @@ async fn set_up(found: &Found<'_>, request: Request, mut steps: Vec<Box<dyn Step
     if let Some(state) = defer {
         let links = Netlink::open_in(&found.namespace).map_err(refuse)?.links().await;
         if links.map_err(|e| refuse(e.to_string()))?.iter().all(|link| link.name == "lo") {
-            store.defer(id, state)?;
+            let start_time = process::start_time(found.pid);
+            store.defer(id, &Deferred { state: state.to_string(), start_time })?;
             log::info(&format!(
                 "setup of {id} waits for start: its network namespace has no interface besides loopback yet"
             ));

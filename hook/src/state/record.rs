@@ -119,6 +119,22 @@ impl Record {
     }
 }
 
+/// A setup put off until `start`: the OCI state createRuntime saw, and
+/// the start time of its process, so that a later process with the same
+/// pid is never set up in its place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub state: String,
+    pub start_time: Option<u64>,
+}
+
+impl Deferred {
+    /// A deferred file; one an earlier netrt wrote holds the state alone.
+    fn parse(text: String) -> Deferred {
+        serde_json::from_str(&text).unwrap_or(Deferred { state: text, start_time: None })
+    }
+}
+
 /// Refuses container ids that could not be a file name under `/run/netrt`.
 pub fn check_id(id: &str) -> Result<()> {
     let safe = !id.is_empty()
@@ -367,21 +383,23 @@ impl Store {
     }
 
     /// Keeps the OCI state of a setup that waits for the container's
-    /// network (see `netrt-hook apply-deferred`). Atomic, like the records.
-    pub fn defer(&self, id: &str, state: &str) -> Result<()> {
+    /// network (see `netrt-hook apply-deferred`), with the start time of
+    /// its process. Atomic, like the records.
+    pub fn defer(&self, id: &str, deferred: &Deferred) -> Result<()> {
         ensure_private_dir(&self.deferred_dir())?;
         let path = self.deferred_path(id);
         let temporary = path.with_extension("json.tmp");
-        fs::write(&temporary, state)
+        let text = serde_json::to_vec_pretty(deferred).expect("a deferred setup always serialises");
+        fs::write(&temporary, text)
             .and_then(|_| fs::rename(&temporary, &path))
             .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// The state a deferred setup kept, if any.
-    pub fn deferred(&self, id: &str) -> Result<Option<String>> {
+    /// The deferred setup of `id`, if any.
+    pub fn deferred(&self, id: &str) -> Result<Option<Deferred>> {
         let path = self.deferred_path(id);
         match fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
+            Ok(text) => Ok(Some(Deferred::parse(text))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::System(format!("cannot read {}: {e}", path.display()))),
         }
