@@ -21,6 +21,11 @@ use tokio::time::Instant;
 use super::store::{address_key, Claim, ClaimStore, Held, StoreError, StoreResult};
 use crate::config::pools::{number, Addressing, Etcd, Span};
 
+/// The pause after a round in which no member answered, doubling up to
+/// the last: an election takes about a second.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LAST_PAUSE: Duration = Duration::from_millis(400);
+
 /// How many addresses one read of claims covers while looking for a free one.
 const WINDOW: u128 = 1024;
 
@@ -163,8 +168,14 @@ impl EtcdStore {
         Ok(store)
     }
 
-    fn unreachable(&self) -> StoreError {
-        unreachable(self.timeout, &self.endpoints)
+    /// The registry did not answer; `last` is what the last member said.
+    fn unreachable(&self, last: Option<String>) -> StoreError {
+        match (unreachable(self.timeout, &self.endpoints), last) {
+            (StoreError::Unreachable(text), Some(last)) => {
+                StoreError::Unreachable(format!("{text}; the last member tried: {last}"))
+            }
+            (error, _) => error,
+        }
     }
 
     /// Sends a request to the current member, and on a failed connection
@@ -179,30 +190,45 @@ impl EtcdStore {
             deadline = deadline.min(budget);
         }
         let members = self.config.endpoints.len();
-        for attempt in 0..members {
-            if attempt > 0 {
-                self.member = (self.member + 1) % members;
-                let endpoint = [&self.config.endpoints[self.member]];
-                match tokio::time::timeout_at(deadline, Client::connect(endpoint, Some(self.options.clone()))).await {
-                    Ok(Ok(client)) => self.client = client,
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let mut last = None;
+            for attempt in 0..members {
+                if attempt > 0 {
+                    self.member = (self.member + 1) % members;
+                    let endpoint = [&self.config.endpoints[self.member]];
+                    let connect = Client::connect(endpoint, Some(self.options.clone()));
+                    match tokio::time::timeout_at(deadline, connect).await {
+                        Ok(Ok(client)) => self.client = client,
+                        Ok(Err(e)) => match tls_refusal(&e) {
+                            Some(refusal) => return Err(refusal),
+                            None => {
+                                last = Some(chain(&e));
+                                continue;
+                            }
+                        },
+                        Err(_) => return Err(self.unreachable(last)),
+                    }
+                }
+                match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
+                    Err(_) => return Err(self.unreachable(last)),
                     Ok(Err(e)) => match tls_refusal(&e) {
                         Some(refusal) => return Err(refusal),
-                        None => continue,
+                        None if no_answer(&e) => last = Some(chain(&e)),
+                        None => return Err(failed(e)),
                     },
-                    Err(_) => return Err(self.unreachable()),
+                    Ok(Ok(value)) => return Ok(value),
                 }
             }
-            match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
-                Err(_) => return Err(self.unreachable()),
-                Ok(Err(e)) => match tls_refusal(&e) {
-                    Some(refusal) => return Err(refusal),
-                    None if no_answer(&e) => continue,
-                    None => return Err(failed(e)),
-                },
-                Ok(Ok(value)) => return Ok(value),
+            // No member answered: all down, or the cluster between two
+            // leaders (etcd answers UNAVAILABLE while it elects one). Round
+            // again, a little later each time, until the deadline.
+            if Instant::now() + pause >= deadline {
+                return Err(self.unreachable(last));
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LAST_PAUSE);
         }
-        Err(self.unreachable())
     }
 
     fn pool_key(&self, pool: &str, rest: &str) -> String {
