@@ -590,13 +590,7 @@ impl Netlink {
             .map_err(|e| net_error(format!("listing the addresses of {}", link.name), e))?;
         Ok(messages
             .iter()
-            .filter_map(|m| {
-                let address = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                })?;
-                Some(Cidr { address, prefix: m.header.prefix_len })
-            })
+            .filter_map(|m| Some(Cidr { address: address_of(m)?, prefix: m.header.prefix_len }))
             .collect())
     }
 
@@ -609,13 +603,9 @@ impl Netlink {
         Ok(messages
             .iter()
             .filter_map(|m| {
-                let address = m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                })?;
                 let name =
                     links.iter().find(|l| l.index == m.header.index).map_or_else(String::new, |l| l.name.clone());
-                Some((address, name))
+                Some((address_of(m)?, name))
             })
             .collect())
     }
@@ -850,6 +840,14 @@ fn nla_value(nla: &DefaultNla) -> Vec<u8> {
     let mut value = vec![0u8; nla.value_len()];
     nla.emit_value(&mut value);
     value
+}
+
+/// The address an address message carries.
+fn address_of(message: &AddressMessage) -> Option<IpAddr> {
+    message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    })
 }
 
 /// A tc request's message for `link`: its parent and handle, its kind,
