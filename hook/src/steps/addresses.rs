@@ -26,12 +26,7 @@ impl Step for Addresses {
 
     async fn check(&mut self, setup: &mut Setup<'_>) -> Result<()> {
         if !setup.attachment().addresses.is_empty() {
-            setup.read_host_addresses().await?;
-        }
-        for cidr in &setup.attachment().addresses {
-            if let Some(interface) = setup.on_host(cidr.address) {
-                return Err(super::claims::on_the_host(setup.attachment(), cidr.address, interface).into());
-            }
+            setup.refuse_host_addresses().await?;
         }
         check_conflicts(setup.attachment(), &setup.id, setup.journal.store())
     }

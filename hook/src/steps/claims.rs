@@ -16,7 +16,6 @@ use crate::log;
 use crate::pools::any_store::{self, AnyStore};
 use crate::pools::claims::{self, Taken};
 use crate::pools::store::{Claim, ClaimStore, StoreError};
-use crate::request::attachment::Attachment;
 use crate::state::record::Store;
 
 pub struct Claims;
@@ -49,12 +48,7 @@ impl Step for Claims {
         setup.found.registry = Some(registry);
         // A static address the host itself has is refused; allocation
         // passes over them.
-        setup.read_host_addresses().await?;
-        for cidr in &setup.attachment().addresses {
-            if let Some(interface) = setup.on_host(cidr.address) {
-                return Err(on_the_host(setup.attachment(), cidr.address, interface).into());
-            }
-        }
+        setup.refuse_host_addresses().await?;
         setup.journal.record.pool_claims = true;
         Ok(())
     }
@@ -90,14 +84,6 @@ impl Step for Claims {
         setup.journal.record.plan = setup.plan.clone();
         Ok(claimed?)
     }
-}
-
-/// The refusal of an address the host has on `interface`.
-pub fn on_the_host(attachment: &Attachment, address: IpAddr, interface: &str) -> crate::error::KeyError {
-    attachment.refuse(
-        "net.ip",
-        format!("{address} is an address of the host itself (on {interface}); netrt never gives it to a container"),
-    )
 }
 
 /// The undo of a record's claims: releases the container's claims; if

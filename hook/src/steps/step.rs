@@ -104,7 +104,7 @@ pub struct Found {
     pub registry: Option<crate::pools::any_store::AnyStore>,
     /// The addresses of the host's own namespace and their interfaces,
     /// read once (see `Setup::host_addresses`).
-    pub host_addresses: Option<Vec<(std::net::IpAddr, String)>>,
+    pub host_addresses: Option<Vec<(std::net::IpAddr, u32)>>,
 }
 
 /// The host interface an attachment's traffic leaves by, where its
@@ -201,10 +201,26 @@ impl<'a> Setup<'a> {
         Ok(())
     }
 
-    /// The interface of the host that has `address`, once read.
-    pub fn on_host(&self, address: std::net::IpAddr) -> Option<&str> {
-        let read = self.found.host_addresses.as_ref()?;
-        read.iter().find(|(a, _)| *a == address).map(|(_, name)| name.as_str())
+    /// Refuses a static address of the attachment that the host has,
+    /// naming the host's interface that has it.
+    pub async fn refuse_host_addresses(&mut self) -> Result<()> {
+        self.read_host_addresses().await?;
+        let attachment = self.attachment();
+        let Some((address, index)) = self
+            .found
+            .host_addresses
+            .iter()
+            .flatten()
+            .find(|(a, _)| attachment.addresses.iter().any(|c| c.address == *a))
+            .copied()
+        else {
+            return Ok(());
+        };
+        let link = self.sockets.host.link_by_index(index).await.ok().flatten();
+        let interface = link.map_or_else(|| format!("interface {index}"), |l| l.name);
+        let reason =
+            format!("{address} is an address of the host itself (on {interface}); netrt never gives it to a container");
+        Err(self.attachment().refuse("net.ip", reason).into())
     }
 
     /// A refusal naming the plan's leading setting.

@@ -594,20 +594,12 @@ impl Netlink {
             .collect())
     }
 
-    /// Every address of the namespace, with the name of its interface.
-    pub async fn all_addresses(&self) -> NetResult<Vec<(IpAddr, String)>> {
+    /// Every address of the namespace, with the index of its interface.
+    pub async fn all_addresses(&self) -> NetResult<Vec<(IpAddr, u32)>> {
         let action = || "listing the addresses".to_string();
         let messages: Vec<AddressMessage> =
             self.handle.address().get().execute().try_collect().await.map_err(|e| net_error(action(), e))?;
-        let links = self.links().await?;
-        Ok(messages
-            .iter()
-            .filter_map(|m| {
-                let name =
-                    links.iter().find(|l| l.index == m.header.index).map_or_else(String::new, |l| l.name.clone());
-                Some((address_of(m)?, name))
-            })
-            .collect())
+        Ok(messages.iter().filter_map(|m| Some((address_of(m)?, m.header.index))).collect())
     }
 
     async fn ack(&self, payload: RouteNetlinkMessage, flags: u16) -> Result<(), rtnetlink::Error> {
