@@ -53,9 +53,6 @@ impl Default for Trust {
     }
 }
 
-/// Keys that shape: every container may give them.
-const LIMIT_KEYS: [&str; 8] = crate::request::plan::BANDWIDTH_KEYS;
-
 impl Trust {
     pub fn from_file(path: &str, file: TrustFile) -> Result<Trust> {
         let rule = |field: &str, value: Option<String>, default: Rule, allowed: &[Rule]| match value {
@@ -104,7 +101,8 @@ impl Trust {
         let setting = |key: &str| settings.get(key);
         let network = setting("net.pool");
         for (key, given) in settings {
-            if LIMIT_KEYS.contains(&key.as_str()) {
+            // Limits and guarantees: every container may ask for them.
+            if crate::request::plan::BANDWIDTH_KEYS.contains(&key.as_str()) {
                 continue;
             }
             if rule == Rule::Limits {

@@ -103,7 +103,7 @@ pub struct Found {
     /// The address registry the pool claims went to, open for a rollback.
     pub registry: Option<crate::pools::any_store::AnyStore>,
     /// The addresses of the host's own namespace and their interfaces,
-    /// read once (see `Setup::host_addresses`).
+    /// read once (see `Setup::read_host_addresses`).
     pub host_addresses: Option<Vec<(std::net::IpAddr, u32)>>,
 }
 
