@@ -1271,6 +1271,50 @@ impl Held {
     }
 }
 
+/// Traffic between two containers on the bridge never crosses the uplink's
+/// shaper: A to B with both guaranteed on an uplink declared at 100mbit,
+/// beside the same pair with no guarantee (no shaper on the uplink at all).
+fn bridge_bypass(bridge: &str, declare: &dyn Fn(&str)) {
+    declare("100mbit");
+    println!("\nBetween two containers on the bridge (iperf3, TCP, 5 s, median per-second goodput at B): with");
+    println!("10mbit guarantees each on the uplink declared at 100mbit, and without any guarantee, in one run.");
+    println!("Traffic between them stays on the bridge, so the uplink's capacity does not bound it.\n");
+    let mut rows = vec![];
+    for guaranteed in [true, false] {
+        let mut rates = vec![];
+        for _ in 0..3 {
+            let start = |i: u8| {
+                let mut annotations = json!({"net.bridge": bridge, "net.ip": format!("198.51.100.{}/24", 40 + i)});
+                if guaranteed {
+                    annotations["net.egress.min"] = json!("10mbit");
+                    annotations["net.ingress.min"] = json!("10mbit");
+                }
+                Held::start(&format!("nrt-bench-by{i}"), &annotations)
+            };
+            let (a, b) = (start(0), start(1));
+            let b_ns = name_netns_of(b.pid(), "nrtbenchby");
+            let a_ns = name_netns_of(a.pid(), "nrtbenchbya");
+            let per_second =
+                iperf(&b_ns.0, &a_ns.0, "198.51.100.41", false, false, 5).unwrap_or_else(|e| panic!("{e}"));
+            rates.push(median(&per_second[1..]));
+            drop((a_ns, b_ns));
+            a.release();
+            b.release();
+        }
+        rows.push(rates);
+    }
+    let show = |rates: &[f64]| rates.iter().map(|r| format!("{:.0}", r / 1e6)).collect::<Vec<_>>().join(" ");
+    println!("{:<44} {:>20}  median", "", "Mbit/s, 3 rounds");
+    println!(
+        "{:<44} {:>20}  {:.0}",
+        "A to B, both guaranteed (uplink at 100mbit)",
+        show(&rows[0]),
+        median(&rows[0]) / 1e6
+    );
+    println!("{:<44} {:>20}  {:.0}", "A to B, no guarantee (reference)", show(&rows[1]), median(&rows[1]) / 1e6);
+    println!("ratio: {:.2}", median(&rows[0]) / median(&rows[1]));
+}
+
 /// Guarantees on an uplink: the setup latency a guarantee adds, then the
 /// fairness table (each container's guarantee beside what it received)
 /// for 2, 4 and 8 containers sending at once, at 100mbit and 1gbit.
@@ -1318,6 +1362,8 @@ fn uplinks(iterations: usize) {
     );
     let added = |rows: &Timings| percentile(&rows.setup, 50) - percentile(&without.setup, 50);
     println!("\nadded by a guarantee (median): {:+.2} ms as the first on the uplink, {:+.2} ms beside another (goal: at most 1 ms)", added(&first), added(&joining));
+
+    bridge_bypass(&bridge, &declare);
 
     println!("\nFairness: n containers on the bridge send to the LAN at once for 6 s (iperf3, TCP, one flow each),");
     println!("each with its own guarantee; rates are the receivers' median per-second goodput after the first");
