@@ -144,6 +144,7 @@ pub fn containerd_add(text: &str, wrapper: &str) -> Result<Option<String>, Refus
         document.insert("version", toml_edit::value(version));
     }
     let path = cri_runtimes_path(version).expect("a known version");
+    let default_runtime = default_runtime_name(&document, path);
     let mut table = document.as_table_mut();
     for key in path {
         let item = table.entry(key).or_insert_with(|| {
@@ -154,13 +155,35 @@ pub fn containerd_add(text: &str, wrapper: &str) -> Result<Option<String>, Refus
         table = item.as_table_mut().ok_or_else(|| format!("{} is not a table", path.join(".")))?;
     }
     let wanted = containerd_handler(wrapper);
+    let default_missing = !table.contains_key(&default_runtime);
     if let Some(existing) = table.get(RUNTIME_NAME).and_then(Item::as_table) {
-        if existing.to_string() == wanted.to_string() {
+        if existing.to_string() == wanted.to_string() && !default_missing {
             return Ok(None);
         }
     }
+    // containerd's built-in handlers are replaced, not merged, by a file's
+    // `runtimes` table: without its default handler, the CRI plugin
+    // refuses to load and no pod on the node runs.
+    if default_missing {
+        let mut builtin = Table::new();
+        builtin.insert("runtime_type", toml_edit::value("io.containerd.runc.v2"));
+        table.insert(&default_runtime, Item::Table(builtin));
+    }
     table.insert(RUNTIME_NAME, Item::Table(wanted));
     Ok(Some(document.to_string()))
+}
+
+/// The handler the CRI plugin runs a pod with when it names none:
+/// `default_runtime_name` in the `containerd` table, "runc" when unset.
+fn default_runtime_name(document: &DocumentMut, path: [&str; 4]) -> String {
+    let mut item = document.as_item();
+    for key in &path[..3] {
+        match item.get(key) {
+            Some(inner) => item = inner,
+            None => return "runc".into(),
+        }
+    }
+    item.get("default_runtime_name").and_then(Item::as_str).unwrap_or("runc").to_string()
 }
 
 /// config.toml without the runtime handler `netrt`. None: it has none.
@@ -245,7 +268,11 @@ fn add(request: &Request, files: &Files) -> Result<Vec<String>, Refusal> {
     let current = &files.current;
     let text = current.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()).unwrap_or_default();
     let Some(new_text) = edit(request, &text, false).map_err(|why| refusal(config, why))? else {
-        return Ok(vec![format!("{shown}: already has {}; unchanged", describe(request.engine))]);
+        let mut lines = vec![format!("{shown}: already has {}; unchanged", describe(request.engine))];
+        if request.engine == Engine::Containerd {
+            lines.extend(what_pods_may_do());
+        }
+        return Ok(lines);
     };
     if let Some(dir) = config.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
         if !request.dry_run {
@@ -350,12 +377,23 @@ fn describe(engine: Engine) -> &'static str {
 }
 
 fn finish(request: &Request, mut lines: Vec<String>) -> Vec<String> {
+    if request.engine == Engine::Containerd && !request.remove {
+        lines.extend(what_pods_may_do());
+    }
     if request.dry_run {
         lines.push("(--dry-run: nothing was written)".into());
     } else {
         lines.push(request.engine.reload_hint().to_string());
     }
     lines
+}
+
+/// What pods will be allowed under netrt's configuration file as it is.
+fn what_pods_may_do() -> Vec<String> {
+    match netrt_hook::config::load() {
+        Ok(config) => config.trust.pods_summary(&config.pools),
+        Err(e) => vec![format!("cannot tell what pods may ask for: {e}")],
+    }
 }
 
 fn backup_path(config: &Path, suffix: &str) -> PathBuf {
@@ -481,6 +519,41 @@ root = "/var/lib/containerd"
         assert_eq!(containerd_add(&added, WRAPPER).unwrap(), None, "a second run changes nothing");
         assert_eq!(containerd_remove(&added).unwrap().unwrap(), DEBIAN_LIKE, "taking it out gives back the bytes");
         assert_eq!(containerd_remove(DEBIAN_LIKE).unwrap(), None);
+    }
+
+    /// Debian's /etc/containerd/config.toml as the package ships it.
+    const DEBIAN_SHIPPED: &str = r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"#;
+
+    #[test]
+    fn containerd_keeps_its_default_handler_where_the_file_has_none() {
+        let added = containerd_add(DEBIAN_SHIPPED, WRAPPER).unwrap().unwrap();
+        let document: DocumentMut = added.parse().unwrap();
+        let runtimes = &document["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        assert_eq!(runtimes["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"), "{added}");
+        assert_eq!(runtimes["netrt"]["options"]["BinaryName"].as_str(), Some(WRAPPER), "{added}");
+        assert_eq!(containerd_add(&added, WRAPPER).unwrap(), None, "a second run changes nothing");
+
+        // Another default handler named in the file is the one written.
+        let crun = format!(
+            "{DEBIAN_SHIPPED}    [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n      default_runtime_name = \"crun\"\n"
+        );
+        let added = containerd_add(&crun, WRAPPER).unwrap().unwrap();
+        let document: DocumentMut = added.parse().unwrap();
+        let runtimes = &document["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        assert!(runtimes.get("crun").is_some() && runtimes.get("runc").is_none(), "{added}");
+
+        // A file that has its default handler gets only netrt's.
+        let added = containerd_add(DEBIAN_LIKE, WRAPPER).unwrap().unwrap();
+        assert_eq!(added.matches("runtime_type").count(), 2, "{added}");
     }
 
     #[test]

@@ -91,6 +91,42 @@ impl Trust {
         format!("trust: {origin} may ask for {what} (trust.{field} \"{}\" in {})", rule.name(), self.path)
     }
 
+    /// What pods may ask for under this file, a line each: the rule, then
+    /// every network open to a pod (`netrt configure containerd` prints it).
+    pub fn pods_summary(&self, pools: &Pools) -> Vec<String> {
+        let rule = format!("trust.pods \"{}\" in {}", self.pods.name(), self.path);
+        let open: Vec<&Pool> = pools.pools.values().filter(|p| p.open.namespaces.is_some()).collect();
+        match self.pods {
+            Rule::Raw => vec![format!("pods may ask for every key, as local containers ({rule})")],
+            Rule::Limits => vec![format!("pods may ask for limits only ({rule})")],
+            Rule::Networks if open.is_empty() => vec![format!(
+                "pods may ask for limits only: no network is open to a pod ({rule}; a pool's namespaces opens it)"
+            )],
+            Rule::Networks => {
+                let mut lines =
+                    vec![format!("pods may ask for limits, and for these networks with net.pool ({rule}):")];
+                for pool in open {
+                    let namespaces = pool.open.namespaces.as_deref().unwrap_or_default();
+                    let who = if namespaces.iter().any(|n| n == "*") {
+                        "every namespace".to_string()
+                    } else {
+                        format!("namespaces {}", namespaces.join(", "))
+                    };
+                    let mut may = vec![];
+                    if pool.open.static_addresses {
+                        may.push("net.ip in its ranges");
+                    }
+                    if pool.open.dhcp {
+                        may.push("net.ip=dhcp");
+                    }
+                    let may = if may.is_empty() { String::new() } else { format!("; {}", may.join(", ")) };
+                    lines.push(format!("  {}: {who}{may}", pool.name));
+                }
+                lines
+            }
+        }
+    }
+
     /// Refuses a setting that a container of `origin` may not give.
     pub fn check(&self, origin: &Origin, settings: &Settings, pools: &Pools) -> Result<(), KeyError> {
         let rule = self.rule_for(origin);
@@ -222,6 +258,28 @@ mod tests {
         "shut": {"bridge": "br0", "subnets": ["203.0.113.0/24"]},
         "wide": {"parent": "eth1", "macvlan_mode": "private", "subnets": ["192.0.2.0/24"], "namespaces": ["*"], "dhcp": true}
     }}"#;
+
+    #[test]
+    fn what_pods_may_ask_for_is_summed_up_from_the_file() {
+        let (trust, pools) = config(NETWORKS);
+        assert_eq!(
+            trust.pods_summary(&pools),
+            [
+                "pods may ask for limits, and for these networks with net.pool (trust.pods \"networks\" in /etc/netrt/netrt.json):",
+                "  lan: namespaces team-a, team-b; net.ip in its ranges",
+                "  wide: every namespace; net.ip=dhcp",
+            ]
+        );
+        let (trust, pools) = config("{}");
+        assert_eq!(trust.pods_summary(&pools), ["pods may ask for limits only: no network is open to a pod (trust.pods \"networks\" in /etc/netrt/netrt.json; a pool's namespaces opens it)"]);
+        let (trust, pools) = config(&NETWORKS.replacen('{', r#"{"trust": {"pods": "limits"},"#, 1));
+        assert_eq!(
+            trust.pods_summary(&pools),
+            ["pods may ask for limits only (trust.pods \"limits\" in /etc/netrt/netrt.json)"]
+        );
+        let (trust, pools) = config(r#"{"trust": {"pods": "raw"}}"#);
+        assert!(trust.pods_summary(&pools)[0].starts_with("pods may ask for every key"));
+    }
 
     #[test]
     fn with_no_file_a_pod_gets_limits_and_a_local_container_everything() {
