@@ -118,6 +118,57 @@ pub fn busybox_tar() -> PathBuf {
     tar
 }
 
+/// An OCI image archive of busybox whose command is `command`, named
+/// `name` for `ctr images import` (no registry is reachable here). The
+/// layer is [`busybox_tar`]'s root filesystem, uncompressed.
+pub fn busybox_oci_archive(name: &str, command: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netrt-it-oci.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let add_blob = |bytes: &[u8]| -> (String, usize) {
+        let path = dir.join("blob");
+        fs::write(&path, bytes).unwrap();
+        let digest = sh(&format!("sha256sum {}", path.display())).split_whitespace().next().unwrap().to_string();
+        fs::rename(&path, blobs.join(&digest)).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    let rootfs = busybox_tar();
+    let (layer, layer_size) = add_blob(&fs::read(&rootfs).unwrap());
+    let _ = fs::remove_file(&rootfs);
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::json!({
+        "architecture": architecture, "os": "linux",
+        "config": {"Cmd": command, "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    });
+    let (config, config_size) = add_blob(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    let (manifest, manifest_size) = add_blob(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": manifest_size,
+            "platform": {"architecture": architecture, "os": "linux"},
+            "annotations": {"io.containerd.image.name": name},
+        }],
+    });
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion": "1.0.0"}"#).unwrap();
+    let archive = dir.with_extension("tar");
+    sh(&format!("tar -C {} -cf {} oci-layout index.json blobs", dir.display(), archive.display()));
+    fs::remove_dir_all(&dir).unwrap();
+    archive
+}
+
 /// dockerd, started by the test when none runs, stopped again on drop.
 pub struct Docker {
     daemon: Option<Child>,
