@@ -212,6 +212,70 @@ pub fn podman_hooks_file(hook: &str) -> String {
     include_str!("../../install/hooks.d/netrt.json").replace("\"@HOOK@\"", &path)
 }
 
+/// netrt.json with `trust.env` turned on or (`on` false) taken out, every
+/// other key kept in its order. None: it is already so. Some(None): the
+/// file would hold nothing else, so it goes.
+pub fn env_switch(text: Option<&str>, on: bool) -> Result<Option<Option<String>>, Refusal> {
+    let mut config = match text {
+        Some(text) => parse_json_object(text)?,
+        None => Map::new(),
+    };
+    let trust = config.entry("trust").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(trust) = trust else {
+        return Err("\"trust\" is not a JSON object".into());
+    };
+    let was = trust.get("env").cloned();
+    if on {
+        trust.insert("env".into(), Value::Bool(true));
+    } else {
+        trust.shift_remove("env");
+    }
+    if trust.is_empty() {
+        config.shift_remove("trust");
+    }
+    let unchanged = if on { was == Some(Value::Bool(true)) } else { was.is_none() };
+    if unchanged {
+        return Ok(None);
+    }
+    Ok(Some((!config.is_empty()).then(|| to_json(&config))))
+}
+
+/// `netrt configure docker --env` (and `--remove --env`): the switch in
+/// netrt's own configuration file `path`; returns the lines to print.
+pub fn apply_env(path: &Path, on: bool, dry_run: bool) -> Result<Vec<String>, Refusal> {
+    let shown = path.display();
+    let current = read_if_present(path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let changed = env_switch(current.as_deref(), on).map_err(|why| refusal(path, why))?;
+    let line = match (changed, on) {
+        (None, true) => format!("{shown}: trust.env is already true; unchanged"),
+        (None, false) => format!("{shown}: trust.env is not set (variables are refused); unchanged"),
+        (Some(text), _) => {
+            match text {
+                Some(text) => {
+                    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty() && !dir.exists()) {
+                        if !dry_run {
+                            fs::create_dir_all(dir)
+                                .map_err(|e| format!("netrt configure: cannot create {}: {e}", dir.display()))?;
+                        }
+                    }
+                    write_like(path, text.as_bytes(), dry_run)?
+                }
+                None => remove_file(path, dry_run)?,
+            }
+            if on {
+                format!(
+                    "{shown}: trust.env true: netrt now reads containers' NETRT_* variables. An image's ENV sets \
+                     them too, so any image run through netrt may ask for netrt's settings; turn it off with \
+                     netrt configure docker --remove --env once your Docker passes annotations (24 or later)"
+                )
+            } else {
+                format!("{shown}: trust.env taken out: containers' NETRT_* variables are refused again")
+            }
+        }
+    };
+    Ok(vec![if dry_run { format!("{line} (--dry-run: nothing was written)") } else { line }])
+}
+
 /// What `configure` was asked to do.
 pub struct Request {
     pub engine: Engine,
@@ -475,6 +539,22 @@ mod tests {
         assert_eq!(docker_remove(r#"{"debug": true}"#).unwrap(), None);
         let moved = docker_add(&added, "/opt/netrt/bin/netrt").unwrap().unwrap();
         assert!(moved.contains("/opt/netrt/bin/netrt") && !moved.contains(WRAPPER), "a new path replaces the old");
+    }
+
+    #[test]
+    fn the_variables_switch_keeps_the_rest_of_netrt_json() {
+        let on = env_switch(None, true).unwrap().unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&on).unwrap(), serde_json::json!({"trust": {"env": true}}));
+        assert_eq!(env_switch(Some(&on), true).unwrap(), None, "already on");
+        assert_eq!(env_switch(Some(&on), false).unwrap(), Some(None), "nothing else in it: the file goes");
+        let admin = r#"{"node": "a", "trust": {"pods": "limits"}, "pools": {}}"#;
+        let on = env_switch(Some(admin), true).unwrap().unwrap().unwrap();
+        let keys: Vec<&str> = on.lines().filter_map(|l| l.trim().split('"').nth(1)).collect();
+        assert_eq!(keys, ["node", "trust", "pods", "env", "pools"], "{on}");
+        let off = env_switch(Some(&on), false).unwrap().unwrap().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&off).unwrap(), serde_json::from_str::<Value>(admin).unwrap());
+        assert_eq!(env_switch(Some(admin), false).unwrap(), None, "not set: nothing to take out");
+        assert!(env_switch(Some(r#"{"trust": "all"}"#), true).unwrap_err().contains("\"trust\" is not a JSON object"));
     }
 
     #[test]

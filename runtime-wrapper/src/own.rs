@@ -39,6 +39,13 @@ enum OwnCommand {
         /// file has not changed since)
         #[arg(long)]
         remove: bool,
+        /// docker only: also turn on (with --remove: off) reading containers'
+        /// NETRT_* variables (trust.env in /etc/netrt/netrt.json), for Docker
+        /// before 24 and Compose 1.x, which cannot pass annotations. An
+        /// image's ENV sets variables too: any image may then ask for netrt's
+        /// settings
+        #[arg(long)]
+        env: bool,
     },
     /// Print a completion script for this shell, e.g. `source <(netrt completions bash)`
     Completions {
@@ -73,16 +80,25 @@ pub fn run(arguments: &[OsString]) -> Option<ExitCode> {
             clap_complete::generate(shell, &mut Own::command(), "netrt", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        OwnCommand::Configure { engine, config, dry_run, remove } => configure_engine(engine, config, dry_run, remove),
+        OwnCommand::Configure { engine, config, dry_run, remove, env } => {
+            configure_engine(engine, config, dry_run, remove, env)
+        }
     })
 }
 
-fn configure_engine(engine: EngineName, config: Option<PathBuf>, dry_run: bool, remove: bool) -> ExitCode {
+fn configure_engine(engine: EngineName, config: Option<PathBuf>, dry_run: bool, remove: bool, env: bool) -> ExitCode {
     let engine = match engine {
         EngineName::Docker => Engine::Docker,
         EngineName::Containerd => Engine::Containerd,
         EngineName::Podman => Engine::Podman,
     };
+    if env && engine != Engine::Docker {
+        eprintln!(
+            "netrt configure: --env is for docker (Docker before 24 and Compose 1.x pass settings only as \
+             variables); containerd and podman pass annotations"
+        );
+        return ExitCode::from(2);
+    }
     let wrapper = match crate::own_path() {
         Ok(path) => path,
         Err(e) => {
@@ -98,7 +114,14 @@ fn configure_engine(engine: EngineName, config: Option<PathBuf>, dry_run: bool, 
         remove,
         dry_run,
     };
-    match configure::apply(&request) {
+    let netrt_config = netrt_hook::config::file::config_path();
+    let applied = configure::apply(&request).and_then(|mut lines| {
+        if env {
+            lines.extend(configure::apply_env(&netrt_config, !remove, dry_run)?);
+        }
+        Ok(lines)
+    });
+    match applied {
         Ok(lines) => {
             lines.iter().for_each(|line| println!("{line}"));
             ExitCode::SUCCESS

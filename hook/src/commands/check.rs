@@ -14,6 +14,7 @@ pub fn check(words: &[String], origin: &Origin) -> Result<Vec<String>> {
     }
     let config = crate::config::load()?;
     let mut lines = vec![config.trust.describe(origin)];
+    config.trust.check_env(words)?;
     config.trust.check(origin, &settings, &config.pools)?;
     let plan = plan::build_with(&settings, &config.pools)?;
     config.policy.check_with(&plan, &config.pools)?;

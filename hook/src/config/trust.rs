@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::pools::{Pool, Pools};
 use crate::error::{Error, KeyError, Result};
 use crate::request::origin::Origin;
-use crate::request::settings::{Setting, Settings};
+use crate::request::plan::is_known_key;
+use crate::request::settings::{key_of_variable, Setting, Settings, ENV_PREFIX};
 
 /// The `trust` section as written.
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +17,7 @@ use crate::request::settings::{Setting, Settings};
 pub struct TrustFile {
     pub pods: Option<String>,
     pub local: Option<String>,
+    pub env: Option<bool>,
 }
 
 /// What a container of one origin may ask for.
@@ -43,13 +45,17 @@ impl Rule {
 pub struct Trust {
     pub pods: Rule,
     pub local: Rule,
+    /// Whether a local container's `NETRT_*` variables are read at all:
+    /// an image's `ENV` sets them too, so they are off unless the admin
+    /// turns them on (Docker before 24 has no other way to pass settings).
+    pub env: bool,
     /// The configuration file, for messages.
     pub path: String,
 }
 
 impl Default for Trust {
     fn default() -> Trust {
-        Trust { pods: Rule::Networks, local: Rule::Raw, path: super::file::CONFIG_PATH.into() }
+        Trust { pods: Rule::Networks, local: Rule::Raw, env: false, path: super::file::CONFIG_PATH.into() }
     }
 }
 
@@ -65,6 +71,7 @@ impl Trust {
         Ok(Trust {
             pods: rule("pods", file.pods, Rule::Networks, &[Rule::Networks, Rule::Limits, Rule::Raw])?,
             local: rule("local", file.local, Rule::Raw, &[Rule::Raw, Rule::Networks])?,
+            env: file.env.unwrap_or(false),
             path: path.to_string(),
         })
     }
@@ -88,7 +95,12 @@ impl Trust {
             Rule::Networks => "limits, and attachments only through a network (net.pool) open to it",
             Rule::Limits => "limits only",
         };
-        format!("trust: {origin} may ask for {what} (trust.{field} \"{}\" in {})", rule.name(), self.path)
+        let variables = match (origin, self.env) {
+            (Origin::Pod { .. }, _) => "its NETRT_* variables never count",
+            (Origin::Local, true) => "its NETRT_* variables are read (trust.env true)",
+            (Origin::Local, false) => "its NETRT_* variables are refused (trust.env false)",
+        };
+        format!("trust: {origin} may ask for {what} (trust.{field} \"{}\" in {}); {variables}", rule.name(), self.path)
     }
 
     /// What pods may ask for under this file, a line each: the rule, then
@@ -125,6 +137,31 @@ impl Trust {
                 lines
             }
         }
+    }
+
+    /// Refuses a local container's environment that carries a `NETRT_*`
+    /// variable while `trust.env` is off, naming the first one. (A pod's
+    /// variables are never read, so never refused either.)
+    pub fn check_env<'a>(&self, env: impl IntoIterator<Item = &'a String>) -> Result<(), KeyError> {
+        if self.env {
+            return Ok(());
+        }
+        let Some(entry) = env.into_iter().find(|entry| entry.starts_with(ENV_PREFIX)) else { return Ok(()) };
+        let (name, value) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        let instead = match key_of_variable(name).filter(|key| is_known_key(key)) {
+            Some(key) => format!("the annotation {key}"),
+            None => "a net.* annotation".to_string(),
+        };
+        Err(KeyError::new(
+            name,
+            value.trim(),
+            format!(
+                "netrt reads a container's NETRT_* variables only when trust.env is true in {}, and it is off \
+                 (an image's ENV sets variables too); give it as {instead}, or turn variables on with \
+                 netrt configure docker --env",
+                self.path
+            ),
+        ))
     }
 
     /// Refuses a setting that a container of `origin` may not give.
@@ -258,6 +295,29 @@ mod tests {
         "shut": {"bridge": "br0", "subnets": ["203.0.113.0/24"]},
         "wide": {"parent": "eth1", "macvlan_mode": "private", "subnets": ["192.0.2.0/24"], "namespaces": ["*"], "dhcp": true}
     }}"#;
+
+    #[test]
+    fn variables_are_read_only_when_the_admin_turns_them_on() {
+        let env = |entries: &[&str]| entries.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        let (off, _) = config("{}");
+        assert!(!off.env, "off by default");
+        assert_eq!(off.check_env(&env(&["PATH=/bin", "HOME=/"])), Ok(()));
+        let refused = off.check_env(&env(&["PATH=/bin", "NETRT_EGRESS= 10mbit"])).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "netrt: NETRT_EGRESS=\"10mbit\": netrt reads a container's NETRT_* variables only when trust.env is true in \
+             /etc/netrt/netrt.json, and it is off (an image's ENV sets variables too); give it as the annotation \
+             net.egress, or turn variables on with netrt configure docker --env"
+        );
+        let unknown = off.check_env(&env(&["NETRT_PARNET=eth0"])).unwrap_err().to_string();
+        assert!(
+            unknown.starts_with("netrt: NETRT_PARNET=\"eth0\": ") && unknown.contains("give it as a net.* annotation")
+        );
+        let (on, _) = config(r#"{"trust": {"env": true}}"#);
+        assert_eq!(on.check_env(&env(&["NETRT_EGRESS=10mbit"])), Ok(()));
+        let file: Result<ConfigFile, _> = serde_json::from_str(r#"{"trust": {"env": "yes"}}"#);
+        assert!(file.is_err(), "a switch is true or false");
+    }
 
     #[test]
     fn what_pods_may_ask_for_is_summed_up_from_the_file() {

@@ -198,8 +198,13 @@ fn guarantee(settings: &Settings, direction: Direction) -> Result<Option<Guarant
     Ok(Some(Guarantee { direction, rate_bps, source: setting.source.clone(), value: setting.value.clone() }))
 }
 
+/// Whether netrt knows `key` (`net.egress`, `net.bridge`, …).
+pub fn is_known_key(key: &str) -> bool {
+    BANDWIDTH_KEYS.contains(&key) || ATTACHMENT_KEYS.contains(&key)
+}
+
 fn check_known(key: &str, setting: &Setting) -> Result<(), KeyError> {
-    if BANDWIDTH_KEYS.contains(&key) || ATTACHMENT_KEYS.contains(&key) {
+    if is_known_key(key) {
         return Ok(());
     }
     let reason = match closest_key(key) {

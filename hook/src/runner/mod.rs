@@ -118,6 +118,7 @@ fn read_request(container: &Container) -> Result<Option<Request>> {
         return Ok(None);
     }
     let config = config::load()?;
+    config.trust.check_env(env)?;
     config.trust.check(&origin, &settings, &config.pools)?;
     let plan = plan::build_with(&settings, &config.pools)?;
     if plan.is_empty() {
