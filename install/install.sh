@@ -52,6 +52,8 @@ completion_files=("$prefix/share/bash-completion/completions/netrt" "$prefix/sha
 state_dir=$prefix/share/netrt
 manifest=$state_dir/install-manifest
 hook_file=$hooks_dir/netrt.json
+# netrt's own configuration file (trust.env for Docker before 24).
+netrt_config=${NETRT_CONFIG:-/etc/netrt/netrt.json}
 
 apt_install() {
     say "installing Debian packages $* (missing)"
@@ -92,8 +94,12 @@ if [[ $uninstall == yes ]]; then
     docker_config=$(manifest_get docker_config)
     backup=$docker_config.netrt-backup
     written_sum=$(manifest_get docker_written)
+    env_flag=()
+    [[ $(manifest_get docker_env) == yes ]] && env_flag=(--env)
     if [[ $(manifest_get docker_configured) == yes && -x $bin_dir/netrt ]]; then
-        "$bin_dir/netrt" configure docker --config "$docker_config" --remove | sed -n '1p' | while read -r line; do say "$line"; done
+        "$bin_dir/netrt" configure docker --config "$docker_config" --remove "${env_flag[@]}" | sed -n '1p;/trust.env/p' |
+            while read -r line; do say "$line"; done
+        env_flag=()
         reload_docker
     elif [[ -n $written_sum ]]; then
         # An install made before `netrt configure` existed.
@@ -113,6 +119,17 @@ if [[ $uninstall == yes ]]; then
             say "removed runtimes.netrt from $docker_config (changed since the install, so edited; the original is kept in $backup)"
         fi
         reload_docker
+    fi
+    if ((${#env_flag[@]})) && [[ -f $netrt_config ]]; then
+        # Docker's registration was the admin's: only the switch goes.
+        need_commands jq:jq
+        jq 'del(.trust.env) | if .trust == {} then del(.trust) else . end' "$netrt_config" >"$netrt_config.netrt-tmp"
+        if [[ $(jq -c . "$netrt_config.netrt-tmp") == "{}" ]]; then
+            rm -f "$netrt_config" "$netrt_config.netrt-tmp"
+        else
+            mv "$netrt_config.netrt-tmp" "$netrt_config"
+        fi
+        say "$netrt_config: trust.env taken out: containers' NETRT_* variables are refused again"
     fi
     if [[ -x $bin_dir/netrt && -e $hook_file ]]; then
         "$bin_dir/netrt" configure podman --config "$hook_file" --remove | sed -n '1p' | while read -r line; do say "$line"; done
@@ -215,13 +232,27 @@ say "$(head -n 1 <<<"$configured")"
 docker_written=$(manifest_get docker_written)
 docker_original=$(manifest_get docker_original)
 docker_configured=$(manifest_get docker_configured)
+docker_env=$(manifest_get docker_env)
 if command -v dockerd >/dev/null || [[ -d $(dirname "$docker_config") ]]; then
+    # Docker before 24 (Debian 12 has 20.10) and Compose 1.x pass settings
+    # only as NETRT_* variables, which netrt reads only with trust.env on.
+    env_flag=()
+    docker_major=$(dockerd --version 2>/dev/null | sed -n 's/^Docker version \([0-9]*\)\..*/\1/p')
+    if [[ -n $docker_major ]] && ((docker_major < 24)); then
+        env_flag=(--env)
+        note_new_dirs "$(dirname "$netrt_config")"
+    fi
     # netrt configure keeps every other key, and the original beside the
     # file for --uninstall (netrt configure docker --remove).
-    configured=$("$bin_dir/netrt" configure docker --config "$docker_config") ||
+    configured=$("$bin_dir/netrt" configure docker --config "$docker_config" "${env_flag[@]}") ||
         die "$docker_config could not be edited (see above); fix it and run again"
     first_line=$(head -n 1 <<<"$configured")
     say "$first_line"
+    if [[ $configured == *"trust.env true:"* ]]; then
+        docker_env=yes
+        changed=yes
+        say "Docker $docker_major is older than 24 and passes settings only as NETRT_* variables, so netrt now reads them (trust.env in $netrt_config); an image's ENV sets them too, so any image run with --runtime=netrt may ask for netrt's settings; turn it off with: netrt configure docker --remove --env"
+    fi
     if [[ $first_line != *unchanged ]]; then
         [[ -z $docker_written ]] && docker_configured=yes
         changed=yes
@@ -241,6 +272,7 @@ new_manifest=$(mktemp)
     [[ -n $docker_written ]] && echo "docker_written=$docker_written"
     [[ -n $docker_original ]] && echo "docker_original=$docker_original"
     [[ -n $docker_configured ]] && echo "docker_configured=$docker_configured"
+    [[ -n $docker_env ]] && echo "docker_env=$docker_env"
     sed '/^$/d; s/^/created_dir=/' <<<"$created_dirs" | sort -u
 } >"$new_manifest"
 if [[ -f $manifest ]] && cmp -s "$new_manifest" "$manifest"; then

@@ -100,6 +100,12 @@ fn environment_fallback_applies_and_annotations_win() {
     let annotations = [("net.ingress", "3mbit")];
     let mut spec = BundleSpec::new(Some(&netns), &annotations);
     spec.env = &["NETRT_INGRESS=1mbit", "NETRT_EGRESS=2mbit", "NETRT_EGRESS_BURST=32k"];
+    // Variables are read only where the admin turned them on.
+    let config = std::env::temp_dir().join("netrt-it-env-on.json");
+    std::fs::write(&config, r#"{"trust": {"env": true}}"#).unwrap();
+    let hook_env = [format!("NETRT_CONFIG={}", config.display())];
+    let hook_env: Vec<&str> = hook_env.iter().map(String::as_str).collect();
+    spec.hook_env = &hook_env;
     let bundle = Bundle::create("nrt-env", &spec);
     let container = Container::start("nrt-env", &bundle).expect("container starts");
     let host_veth = lab.host_veth.as_deref().unwrap();
@@ -110,6 +116,7 @@ fn environment_fallback_applies_and_annotations_win() {
         "NETRT_EGRESS and its burst apply: {on_ifb}"
     );
     container.stop();
+    let _ = std::fs::remove_file(&config);
 }
 
 #[test]

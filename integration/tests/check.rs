@@ -33,10 +33,26 @@ fn check_prints_the_plan_or_the_refusal_without_privileges_and_changes_nothing()
     let before = snapshot(&[]);
     let none = "NETRT_CONFIG=/nonexistent/netrt.json";
 
+    // NETRT_* variables: refused while trust.env is off (the default),
+    // settings like annotations once it is on.
     let (code, out, err) = text(&check(none, "net.egress=10mbit NETRT_INGRESS=5M"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("NETRT_INGRESS=\"5M\": netrt reads a container's NETRT_* variables only when trust.env is true"),
+        "{err}"
+    );
+    let dir = std::env::temp_dir().join("netrt-it-check");
+    std::fs::create_dir_all(&dir).unwrap();
+    sh(&format!("chmod 755 {}", dir.display()));
+    let env_on = dir.join("env.json");
+    std::fs::write(&env_on, r#"{"trust": {"env": true}}"#).unwrap();
+    sh(&format!("chmod 644 {}", env_on.display()));
+    let env_on = format!("NETRT_CONFIG={}", env_on.display());
+    let (code, out, err) = text(&check(&env_on, "net.egress=10mbit NETRT_INGRESS=5M"));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("egress: rate 10mbit (10000000 bit/s)"), "{out}");
     assert!(out.contains("ingress: rate 5mbit (5000000 bit/s)"), "NETRT_ variables are settings too: {out}");
+    assert!(out.contains("its NETRT_* variables are read (trust.env true)"), "{out}");
 
     let (code, out, err) = text(&check(none, "net.bridge=br0 net.ip=198.51.100.10/24 net.gateway=198.51.100.1"));
     assert_eq!(code, 0, "{out}{err}");
@@ -82,9 +98,6 @@ fn check_prints_the_plan_or_the_refusal_without_privileges_and_changes_nothing()
     assert!(err.contains("a pod's NETRT_* variables never count"), "{err}");
 
     // The admin's bounds apply to check as to setup.
-    let dir = std::env::temp_dir().join("netrt-it-check");
-    std::fs::create_dir_all(&dir).unwrap();
-    sh(&format!("chmod 755 {}", dir.display()));
     let policy = dir.join("netrt.json");
     std::fs::write(&policy, r#"{"policy": {"max_rate": "50mbit"}}"#).unwrap();
     sh(&format!("chmod 644 {}", policy.display()));

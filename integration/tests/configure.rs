@@ -164,3 +164,54 @@ fn containerd_runs_with_the_handler_and_remove_restores_debians_default() {
     assert_eq!(fs::read_to_string(&config).unwrap(), "version = 2\n[plugins\n");
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn docker_env_turns_variables_on_and_remove_turns_them_off() {
+    let dir = scratch("env");
+    let daemon = dir.join("daemon.json");
+    let netrt_json = dir.join("netrt/netrt.json");
+    let with_env = |arguments: &[&str]| -> Output {
+        Command::new(wrapper_binary())
+            .arg("configure")
+            .args(arguments)
+            .env("NETRT_CONFIG", &netrt_json)
+            .output()
+            .unwrap()
+    };
+    let daemon_arg = daemon.to_str().unwrap();
+    let added = with_env(&["docker", "--config", daemon_arg, "--env"]);
+    assert!(added.status.success(), "{}", text(&added));
+    assert!(text(&added).contains("trust.env true: netrt now reads containers' NETRT_* variables"), "{}", text(&added));
+    let config: Value = serde_json::from_slice(&fs::read(&netrt_json).unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"trust": {"env": true}}));
+    // The hook reads what configure wrote.
+    let check = Command::new(hook_binary())
+        .args(["check", "NETRT_EGRESS=10mbit"])
+        .env("NETRT_CONFIG", &netrt_json)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+
+    let again = with_env(&["docker", "--config", daemon_arg, "--env"]);
+    assert!(text(&again).contains("trust.env is already true; unchanged"), "{}", text(&again));
+
+    // An admin's keys stay; --remove --env takes the switch out, and the
+    // file once nothing else is in it.
+    fs::write(&netrt_json, r#"{"node": "a", "trust": {"env": true, "pods": "limits"}}"#).unwrap();
+    let removed = with_env(&["docker", "--config", daemon_arg, "--remove", "--env"]);
+    assert!(removed.status.success(), "{}", text(&removed));
+    let config: Value = serde_json::from_slice(&fs::read(&netrt_json).unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"node": "a", "trust": {"pods": "limits"}}));
+    assert!(!daemon.exists(), "daemon.json goes as before: there was none");
+    fs::write(&netrt_json, r#"{"trust": {"env": true}}"#).unwrap();
+    with_env(&["docker", "--config", daemon_arg, "--env"]);
+    let removed = with_env(&["docker", "--config", daemon_arg, "--remove", "--env"]);
+    assert!(text(&removed).contains("trust.env taken out"), "{}", text(&removed));
+    assert!(!netrt_json.exists(), "nothing else was in it");
+
+    let refused = with_env(&["containerd", "--config", dir.join("config.toml").to_str().unwrap(), "--env"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--env is for docker"), "{}", text(&refused));
+    assert!(!dir.join("config.toml").exists() && !netrt_json.exists(), "a refusal writes nothing");
+    let _ = fs::remove_dir_all(&dir);
+}

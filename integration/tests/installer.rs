@@ -31,6 +31,7 @@ fn install(paths: &Paths, extra: &[&str]) -> String {
             .arg(&paths.docker_config)
             .arg("--systemd-dir")
             .arg(paths.root.join("etc/systemd/system"))
+            .env("NETRT_CONFIG", paths.root.join("etc/netrt/netrt.json"))
             .args(extra)
             .output()
             .expect("install.sh runs");
@@ -99,6 +100,21 @@ fn install_twice_then_uninstall() {
     assert_eq!(daemon["data-root"], "/var/lib/docker");
     assert_eq!(daemon["runtimes"]["netrt"]["path"], paths.prefix.join("bin/netrt").display().to_string());
     assert_eq!(fs::read_to_string(paths.docker_config.with_extension("json.netrt-backup")).unwrap(), ADMIN_DAEMON_JSON);
+    // Docker before 24 passes settings only as variables: the installer
+    // turns them on, saying so with the risk and how to turn them off.
+    let netrt_json = paths.root.join("etc/netrt/netrt.json");
+    let major: u32 =
+        sh("dockerd --version").split_whitespace().nth(2).unwrap().split('.').next().unwrap().parse().unwrap();
+    if major < 24 {
+        let config: Value = serde_json::from_slice(&fs::read(&netrt_json).unwrap()).unwrap();
+        assert_eq!(config, serde_json::json!({"trust": {"env": true}}));
+        let said = output.lines().find(|l| l.contains("older than 24")).expect(&output);
+        assert!(
+            said.contains("an image's ENV sets them too") && said.contains("netrt configure docker --remove --env")
+        );
+    } else {
+        assert!(!netrt_json.exists(), "Docker {major} passes annotations: variables stay off");
+    }
     let man = sh_output(&format!("MANPATH={} man -w netrt-hook", paths.prefix.join("share/man").display()));
     require(Path::new("/usr/bin/man").exists(), "man is not installed (Debian's man-db; integration/run installs it)");
     assert!(String::from_utf8_lossy(&man.stdout).contains("netrt-hook.8"), "man finds the page");

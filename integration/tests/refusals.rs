@@ -35,7 +35,12 @@ fn bad_values_are_refused_naming_key_value_and_reason() {
             &[],
             r#"net.ingress.latency=\"25\": a duration needs a unit"#,
         ),
-        (&[], &["NETRT_EGRESS=10 mbit"], r#"netrt: NETRT_EGRESS=\"10 mbit\": unknown rate unit"#),
+        // Variables are off unless the admin turns them on (trust.env).
+        (
+            &[],
+            &["NETRT_EGRESS=10mbit"],
+            r#"netrt: NETRT_EGRESS=\"10mbit\": netrt reads a container's NETRT_* variables only when trust.env is true"#,
+        ),
         // Checked against the interface's frame size, still before any change.
         (
             &[("net.ingress", "1mbit"), ("net.ingress.burst", "1000")],
