@@ -147,12 +147,28 @@ fn a_restart_after_a_lost_poststop_is_set_up_cleanly() {
 fn a_stray_ifb_of_the_same_id_is_replaced() {
     let lab = Lab::bridged("stray");
     let ifb = ifb_name("nrt-stray");
-    sh(&format!("ip link add {ifb} type ifb"));
+    sh_quiet(&format!("ip link del {ifb}"));
+    // One netrt left (it carries the mark): replaced.
+    sh(&format!("ip link add {ifb} group {} type ifb", netrt_hook::kernel::names::OWN_GROUP));
     let annotations = [("net.egress", "2mbit")];
     let (container, _bundle) = lab.start("nrt-stray", &annotations);
     assert!(qdiscs(None, &ifb).contains("rate 2Mbit"));
     container.stop();
     assert!(!link_exists(None, &ifb));
+
+    // One without the mark is someone else's: it stays, and the container
+    // is refused, naming it.
+    sh(&format!("ip link add {ifb} type ifb"));
+    let netns = lab.netns_path();
+    let mut spec = BundleSpec::new(Some(&netns), &annotations);
+    spec.command = "true";
+    let error = refused(&lab, "nrt-stray", &spec);
+    assert!(
+        error.contains(&format!("the host has a device {ifb} (link group 0) under the name netrt gives this container's, without netrt's mark")),
+        "{error}"
+    );
+    assert!(link_exists(None, &ifb), "the device is left as it was");
+    sh(&format!("ip link del {ifb}"));
 }
 
 #[test]
@@ -229,4 +245,40 @@ fn a_record_cut_short_before_any_change_is_cleaned_up() {
         r#"echo '{{"ociVersion":"1.0.2","id":"nrt-cut","status":"stopped","bundle":"/nonexistent"}}' | {hook} poststop"#
     ));
     assert!(!std::path::Path::new(partial).exists(), "poststop removes it");
+}
+
+/// netrt's host devices carry its mark (their link group, set in the
+/// request that creates them); a device under one of netrt's names without
+/// it is someone else's and survives gc and teardown.
+#[test]
+fn a_device_under_netrts_name_without_its_mark_is_never_deleted() {
+    use netrt_hook::kernel::names::OWN_GROUP;
+    let group_of = |name: &str| sh(&format!("cat /sys/class/net/{name}/netdev_group")).trim().parse::<u32>().unwrap();
+    let hook = hook_binary().display().to_string();
+
+    // gc removes unrecorded devices under netrt's names only with the mark.
+    let (unmarked_veth, unmarked_ifb, marked_ifb) = ("nrtv00000000abc", "nrti00000000abe", "nrti00000000abd");
+    for name in [unmarked_veth, unmarked_ifb, marked_ifb] {
+        sh_quiet(&format!("ip link del {name}"));
+    }
+    sh(&format!("ip link add {unmarked_veth} type veth peer name nrtmarkpeer0"));
+    sh(&format!("ip link add {unmarked_ifb} type ifb"));
+    sh(&format!("ip link add {marked_ifb} group {OWN_GROUP} type ifb"));
+    let gc = sh(&format!("{hook} gc"));
+    assert!(gc.contains(&format!("removed ifb {marked_ifb}: no record names it")), "{gc}");
+    assert!(!link_exists(None, marked_ifb), "the marked one is gone");
+    assert!(link_exists(None, unmarked_veth) && link_exists(None, unmarked_ifb), "the unmarked ones stay: {gc}");
+    sh(&format!("ip link del {unmarked_veth}; ip link del {unmarked_ifb}"));
+
+    // Teardown: the container's ifb is marked; replaced by an unmarked ifb
+    // of the same name while the container runs, it is left alone.
+    let lab = Lab::bridged("mark");
+    let (container, _bundle) = lab.start("nrt-mark", &[("net.egress", "2mbit")]);
+    let ifb = ifb_name("nrt-mark");
+    assert_eq!(group_of(&ifb), OWN_GROUP, "netrt marks the ifb it makes");
+    sh(&format!("ip link del {ifb} && ip link add {ifb} type ifb"));
+    container.stop();
+    assert!(!record_exists("nrt-mark"), "teardown finished");
+    assert!(link_exists(None, &ifb), "the unmarked ifb under netrt's name stays");
+    sh(&format!("ip link del {ifb}"));
 }

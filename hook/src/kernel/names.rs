@@ -2,6 +2,25 @@
 //! devices: the ifb and host veth names, the host veth's MAC, the MAC of a
 //! DHCP attachment, and the ifb that carries an uplink's ingress.
 
+/// netrt's mark on the host devices it makes (its ifbs, the host ends of
+/// its veths, its VLAN sub-interfaces): their link group, set in the
+/// request that creates them, so no device of netrt's is ever unmarked.
+/// A device under one of netrt's names without the mark is someone
+/// else's, and netrt never deletes it.
+pub const OWN_GROUP: u32 = 0x6e72_746e;
+
+/// The link group ("nrtd") netrt's devices move to just before they are
+/// deleted together in one request, so that the kernel waits for one RCU
+/// grace period rather than one per device; still netrt's mark. Teardowns
+/// run under the host lock, so the group holds one container's devices,
+/// or also those of a teardown killed half-way, which are going anyway.
+pub const TEARDOWN_GROUP: u32 = 0x6e72_7464;
+
+/// Whether a device's link group is netrt's mark.
+pub fn is_marked(group: u32) -> bool {
+    group == OWN_GROUP || group == TEARDOWN_GROUP
+}
+
 /// Name of the ifb that carries a container's limit, from its id: `nrti`
 /// and 11 hex digits of the id's FNV-1a hash (interface names hold 15 bytes).
 pub fn ifb_name(container_id: &str) -> String {

@@ -141,7 +141,10 @@ async fn remove_unrecorded_devices(store: &Store, host_ns: &NetNs) -> Result<Vec
         .into_iter()
         .filter(|link| {
             let kind = names::own_device_kind(&link.name);
-            kind.is_some() && link.kind.as_deref() == kind && !recorded.contains(&link.name)
+            kind.is_some()
+                && link.kind.as_deref() == kind
+                && names::is_marked(link.group)
+                && !recorded.contains(&link.name)
         })
         .collect();
     if strays.is_empty() {

@@ -15,7 +15,7 @@ use crate::config::{self, Config};
 use crate::error::{Error, KeyError, Result};
 use crate::fault;
 use crate::kernel::names;
-use crate::kernel::netlink::{NetResult, Netlink};
+use crate::kernel::netlink::{NetError, NetResult, Netlink};
 use crate::kernel::netns::{self, NetNs};
 use crate::kernel::privilege;
 use crate::kernel::process;
@@ -293,13 +293,28 @@ fn describe_setup(id: &str, plan: &Plan, placement: Option<String>) -> String {
 /// record is gone. They would make the new setup fail. An ifb inside the
 /// container's namespace is one a failed earlier setup left in a namespace
 /// that lives on.
+/// A device under one of this container's names that lacks netrt's mark
+/// is someone else's: it stays, and the setup is refused.
 async fn remove_strays(sockets: &Sockets, id: &str) -> NetResult<()> {
     for stray in [
         Created::Ifb { side: Side::Host, name: names::ifb_name(id) },
         Created::Ifb { side: Side::Container, name: names::ifb_name(id) },
         Created::HostVeth { name: names::host_veth_name(id), index: None },
     ] {
-        undo::undo(&stray, sockets).await?;
+        undo::undo(&stray, sockets, undo::Marks::Checked).await?;
+    }
+    for name in [names::ifb_name(id), names::host_veth_name(id)] {
+        if let Some(link) = sockets.host.link_by_name(&name).await? {
+            return Err(NetError {
+                action: "checking the host".into(),
+                errno: None,
+                detail: format!(
+                    "the host has a device {} (link group {}) under the name netrt gives this container's, \
+                     without netrt's mark: it is not netrt's, so netrt leaves it; remove it to start the container",
+                    link.name, link.group
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -7,12 +7,13 @@
 
 use crate::error::{Error, Result};
 use crate::fault;
+use crate::kernel::names::{self, TEARDOWN_GROUP};
 use crate::kernel::netlink::{Link, NetError, NetResult, Netlink};
 use crate::kernel::netns::NetNs;
 use crate::kernel::sockets::{Side, Sockets};
 use crate::log;
 use crate::pools::any_store::AnyStore;
-use crate::state::record::{Created, Record, Store};
+use crate::state::record::{Created, Record, Store, MARKED_SINCE_VERSION};
 use crate::steps;
 
 /// Undoes everything a record lists and removes the record; when it
@@ -32,7 +33,8 @@ pub async fn replay(
     if let Some(lease) = &record.dhcp {
         steps::lease::release(record, lease);
     }
-    let failures = undo_all(&fault::undone(&record.created), &sockets, &vlans_in_use(&others)).await;
+    let marks = Marks::for_record(record);
+    let failures = undo_all(&fault::undone(&record.created), &sockets, &vlans_in_use(&others), marks).await;
     if let Some(e) = failures.first() {
         return Err(Error::System(e.to_string()));
     }
@@ -107,19 +109,60 @@ fn describe_host_object(object: &Created) -> Option<String> {
     }
 }
 
+/// Whether a host device must carry netrt's mark (`names::OWN_GROUP`) to
+/// be deleted: a record written before netrt marked its devices names
+/// unmarked ones, which its teardown must still remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marks {
+    Checked,
+    Unchecked,
+}
+
+impl Marks {
+    pub fn for_record(record: &Record) -> Marks {
+        if record.version >= MARKED_SINCE_VERSION {
+            Marks::Checked
+        } else {
+            Marks::Unchecked
+        }
+    }
+}
+
+/// A device netrt made, as a record lists it: where it is, its name, its
+/// index if known, the kinds it may be, and whether the mark is checked.
+struct Device {
+    side: Side,
+    name: String,
+    index: Option<u32>,
+    kinds: &'static [&'static str],
+    marked: bool,
+}
+
+fn device_of(object: &Created, marks: Marks) -> Option<Device> {
+    let (side, name, index, kinds): (Side, &String, Option<u32>, &'static [&'static str]) = match object {
+        Created::Ifb { side, name } => (*side, name, None, &["ifb"]),
+        Created::HostVeth { name, index } => (Side::Host, name, *index, &["veth"]),
+        Created::VlanLink { name, index } => (Side::Host, name, *index, &["vlan"]),
+        Created::ContainerLink { name, index } => (Side::Container, name, *index, &["macvlan", "veth"]),
+        _ => return None,
+    };
+    let marked = marks == Marks::Checked && side == Side::Host;
+    Some(Device { side, name: name.clone(), index, kinds, marked })
+}
+
 /// Removes one object netrt made, after checking it is still that object.
 /// Returns whether anything was removed; a missing object is not an error.
-pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
+pub async fn undo(object: &Created, sockets: &Sockets, marks: Marks) -> NetResult<bool> {
+    if let Some(device) = device_of(object, marks) {
+        let Some(on) = sockets.on(device.side) else { return Ok(false) };
+        return match find_named(on, &device).await? {
+            Some(link) => on.delete_link(&link).await,
+            None => Ok(false),
+        };
+    }
     let (side, index, name, root) = match object {
-        Created::Ifb { side, name } => {
-            let Some(on) = sockets.on(*side) else { return Ok(false) };
-            return delete_named(on, name, None, &["ifb"]).await;
-        }
-        Created::HostVeth { name, index } => return delete_named(&sockets.host, name, *index, &["veth"]).await,
-        Created::VlanLink { name, index } => return delete_named(&sockets.host, name, *index, &["vlan"]).await,
-        Created::ContainerLink { name, index } => {
-            let Some(on) = sockets.on(Side::Container) else { return Ok(false) };
-            return delete_named(on, name, *index, &["macvlan", "veth"]).await;
+        Created::Ifb { .. } | Created::HostVeth { .. } | Created::VlanLink { .. } | Created::ContainerLink { .. } => {
+            unreachable!("a device")
         }
         Created::DefaultRoute { ours, replaced } => {
             let Some(on) = sockets.on(Side::Container) else { return Ok(false) };
@@ -155,13 +198,6 @@ pub async fn undo(object: &Created, sockets: &Sockets) -> NetResult<bool> {
     }
 }
 
-/// The link group netrt's devices join for the moment of their deletion
-/// ("nrtd"), so that one request deletes them all (see `delete_together`).
-/// Teardowns run under the host lock, so the group holds one container's
-/// devices, or also those of a teardown that was killed half-way, which
-/// are going anyway.
-pub const TEARDOWN_GROUP: u32 = 0x6e72_7464;
-
 /// Undoes objects in reverse order, trying all, and returns the failures.
 /// Devices netrt made (its host veth and ifb, a VLAN sub-interface no other
 /// container uses, a macvlan or ifb in the container's namespace) are not
@@ -169,32 +205,22 @@ pub const TEARDOWN_GROUP: u32 = 0x6e72_7464;
 /// period, so they go together at the end, one request per namespace, and
 /// the qdiscs and filters on them go with them. A VLAN sub-interface named
 /// in `vlans_in_use` (by another container) is kept.
-pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[String]) -> Vec<NetError> {
+pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[String], marks: Marks) -> Vec<NetError> {
     let mut failures = vec![];
     let mut going: Vec<(Side, Link)> = vec![];
-    let own_device = |object: &Created| -> Option<(Side, String, Option<u32>, &'static [&'static str])> {
-        match object {
-            Created::Ifb { side, name } => Some((*side, name.clone(), None, &["ifb"])),
-            Created::HostVeth { name, index } => Some((Side::Host, name.clone(), *index, &["veth"])),
-            Created::VlanLink { name, index } if !vlans_in_use.contains(name) => {
-                Some((Side::Host, name.clone(), *index, &["vlan"]))
-            }
-            Created::ContainerLink { name, index } => {
-                Some((Side::Container, name.clone(), *index, &["macvlan", "veth"]))
-            }
-            _ => None,
-        }
+    let own_device = |object: &Created| -> Option<Device> {
+        device_of(object, marks)
+            .filter(|device| !matches!(object, Created::VlanLink { .. }) || !vlans_in_use.contains(&device.name))
     };
-    let devices: Vec<(Side, String)> =
-        objects.iter().filter_map(own_device).map(|(side, name, ..)| (side, name)).collect();
+    let devices: Vec<(Side, String)> = objects.iter().filter_map(own_device).map(|d| (d.side, d.name)).collect();
     for (undone, object) in objects.iter().rev().enumerate() {
         if undone > 0 {
             fault::kill_point("teardown", undone as u32);
         }
         let result = match (own_device(object), object) {
-            (Some((side, name, index, kinds)), _) => match sockets.on(side) {
+            (Some(device), _) => match sockets.on(device.side) {
                 Some(on) => {
-                    find_named(on, &name, index, kinds).await.map(|found| going.extend(found.map(|link| (side, link))))
+                    find_named(on, &device).await.map(|found| going.extend(found.map(|link| (device.side, link))))
                 }
                 None => Ok(()),
             },
@@ -204,7 +230,7 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
             {
                 Ok(())
             }
-            (None, _) => undo(object, sockets).await.map(|_| ()),
+            (None, _) => undo(object, sockets, marks).await.map(|_| ()),
         };
         if let Err(e) = result {
             failures.push(e);
@@ -221,7 +247,7 @@ pub async fn undo_all(objects: &[Created], sockets: &Sockets, vlans_in_use: &[St
     // The namespace may go only once what netrt put inside it is gone.
     if failures.is_empty() {
         for pin in objects.iter().filter(|object| matches!(object, Created::NetnsPin { .. })) {
-            if let Err(e) = undo(pin, sockets).await {
+            if let Err(e) = undo(pin, sockets, marks).await {
                 failures.push(e);
             }
         }
@@ -248,18 +274,22 @@ pub async fn delete_together(on: &Netlink, links: &[Link]) -> NetResult<()> {
     on.delete_group(TEARDOWN_GROUP).await.map(|_| ())
 }
 
-/// The link called `name`, if it is of one of `kinds` and, when `index` is
-/// given, still has that index.
-async fn find_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &[&str]) -> NetResult<Option<Link>> {
-    Ok(on.link_by_name(name).await?.filter(|link| {
-        link.kind.as_deref().is_some_and(|kind| kinds.contains(&kind)) && index.is_none_or(|index| index == link.index)
-    }))
-}
-
-/// Deletes the link `find_named` finds, if any.
-pub async fn delete_named(on: &Netlink, name: &str, index: Option<u32>, kinds: &[&str]) -> NetResult<bool> {
-    match find_named(on, name, index, kinds).await? {
-        Some(link) => on.delete_link(&link).await,
-        None => Ok(false),
+/// The device still there under its name, if it is of one of its kinds,
+/// still has its index when that is known, and carries netrt's mark when
+/// that is checked; a device that fails a check is not netrt's and stays.
+async fn find_named(on: &Netlink, device: &Device) -> NetResult<Option<Link>> {
+    let found = on.link_by_name(&device.name).await?.filter(|link| {
+        link.kind.as_deref().is_some_and(|kind| device.kinds.contains(&kind))
+            && device.index.is_none_or(|index| index == link.index)
+    });
+    if let Some(link) = found.as_ref().filter(|link| device.marked && !names::is_marked(link.group)) {
+        log::info(&format!(
+            "{} {} is not netrt's (it lacks netrt's mark, link group {:#x}): left as it is",
+            link.kind.as_deref().unwrap_or("device"),
+            link.name,
+            names::OWN_GROUP
+        ));
+        return Ok(None);
     }
+    Ok(found)
 }

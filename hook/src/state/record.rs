@@ -17,7 +17,9 @@ pub use crate::kernel::sockets::Side;
 use crate::request::plan::Plan;
 
 pub const RUN_DIR: &str = "/run/netrt";
-const RECORD_VERSION: u32 = 1;
+const RECORD_VERSION: u32 = 2;
+/// Records from this version on name host devices that carry netrt's mark.
+pub const MARKED_SINCE_VERSION: u32 = 2;
 
 /// One object netrt creates; enough to find it again and to check that it
 /// is still the one netrt made before removing it.

@@ -9,7 +9,7 @@
 //! The ifb is made first and removed last, so an ingress qdisc on an
 //! uplink without it is someone else's.
 
-use crate::kernel::names::uplink_ifb_name;
+use crate::kernel::names::{self, uplink_ifb_name};
 use crate::kernel::netlink::{Link, NetError, NetResult, Netlink, QdiscInfo};
 use crate::request::plan::Direction;
 
@@ -26,7 +26,7 @@ const IFB_QUEUE_PACKETS: u32 = 1000;
 pub fn orphan_ifbs(links: &[Link]) -> Vec<&Link> {
     links
         .iter()
-        .filter(|l| l.kind.as_deref() == Some("ifb"))
+        .filter(|l| l.kind.as_deref() == Some("ifb") && names::is_marked(l.group))
         .filter(|l| {
             l.name
                 .strip_prefix("nrtu")
@@ -126,8 +126,11 @@ pub async fn reconcile(
             if host.delete_ingress_qdisc(&uplink).await? {
                 changed()?;
             }
-            host.delete_link(&ifb).await?;
-            changed()?;
+            // Under netrt's name but without its mark: someone else's.
+            if names::is_marked(ifb.group) {
+                host.delete_link(&ifb).await?;
+                changed()?;
+            }
         }
         (None, None) => {}
     }
@@ -177,7 +180,7 @@ mod tests {
     use super::*;
 
     fn link(index: u32, name: &str, kind: &str) -> Link {
-        Link { index, name: name.into(), kind: Some(kind.into()), ..Link::default() }
+        Link { index, name: name.into(), kind: Some(kind.into()), group: names::OWN_GROUP, ..Link::default() }
     }
 
     #[test]
@@ -188,8 +191,9 @@ mod tests {
             link(9, "nrtu5", "ifb"),
             link(10, "nrtu5x", "ifb"),
             link(11, "nrtu3", "veth"),
+            Link { group: 0, ..link(12, "nrtu4", "ifb") },
         ];
         let orphans: Vec<&str> = orphan_ifbs(&links).iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(orphans, vec!["nrtu5"], "only netrt's name, an ifb, and no link with that index");
+        assert_eq!(orphans, vec!["nrtu5"], "only netrt's name and mark, an ifb, and no link with that index");
     }
 }

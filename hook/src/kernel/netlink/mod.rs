@@ -28,6 +28,7 @@ use rtnetlink::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::names;
 use crate::kernel::netns::NetNs;
 use crate::request::attachment::{Cidr, MacvlanMode};
 use crate::request::plan::Tbf;
@@ -91,6 +92,8 @@ pub struct Link {
     pub mtu: u32,
     /// IFLA_MASTER: the bridge a port is enslaved to.
     pub controller: Option<u32>,
+    /// IFLA_GROUP: the link group, where netrt's mark is (`names::OWN_GROUP`).
+    pub group: u32,
     /// For a VLAN sub-interface: its 802.1Q id.
     pub vlan_id: Option<u16>,
     /// For a bridge: whether VLAN filtering is on; None if the kernel does
@@ -114,6 +117,7 @@ impl Link {
                 LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(*id),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(index) => link.controller = Some(*index),
+                LinkAttribute::Group(group) => link.group = *group,
                 LinkAttribute::Address(mac) => link.mac = mac.clone(),
                 LinkAttribute::OperState(state) => link.operational = *state == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
@@ -251,7 +255,8 @@ impl Netlink {
 
     pub async fn add_ifb(&self, name: &str) -> NetResult<Link> {
         let action = format!("creating ifb device {name}");
-        self.handle.link().add(LinkIfb::new(name).build()).execute().await.map_err(|e| net_error(&action, e))?;
+        let message = LinkIfb::new(name).link_group(names::OWN_GROUP).build();
+        self.handle.link().add(message).execute().await.map_err(|e| net_error(&action, e))?;
         self.must_find(name, action).await
     }
 
@@ -403,6 +408,7 @@ impl Netlink {
         let peer = peer_shape.applied(LinkUnspec::new_with_name(peer_name).setns_by_fd(peer_ns.file().as_raw_fd()));
         let host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(rtnetlink::packet_route::link::InfoKind::Veth)
             .name(host_name.to_string())
+            .link_group(names::OWN_GROUP)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
         let action = format!("creating veth pair {host_name} (host) and {peer_name} (container)");
         self.handle.link().add(host_shape.applied(host).build()).execute().await.map_err(|e| net_error(&action, e))?;
@@ -436,7 +442,7 @@ impl Netlink {
     /// Creates the 802.1Q sub-interface `name` of `parent`, and brings it up.
     pub async fn add_vlan(&self, name: &str, parent: &Link, vlan_id: u16) -> NetResult<Link> {
         let action = format!("creating VLAN sub-interface {name}");
-        let message = LinkVlan::new(name, parent.index, vlan_id).up().build();
+        let message = LinkVlan::new(name, parent.index, vlan_id).up().link_group(names::OWN_GROUP).build();
         self.handle.link().add(message).execute().await.map_err(|e| {
             let mut e = net_error(&action, e);
             if e.errno == Some(libc::EOPNOTSUPP) {
