@@ -40,7 +40,8 @@ impl Certs {
              && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null \
              && printf 'extendedKeyUsage=clientAuth\\n' > client.ext \
              && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=netrt-node 2>/dev/null \
-             && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null"
+             && openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null \
+             && chmod 600 ca.key server.key client.key"
         ));
         Certs {
             ca: dir.join("ca.pem"),

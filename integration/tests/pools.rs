@@ -446,8 +446,13 @@ fn host_wide_pools_without_a_registry() {
 }
 
 #[test]
-fn etcd_user_authentication_with_a_password_file() {
-    let cluster = EtcdCluster::start("auth", 3, 23890, None);
+fn etcd_user_authentication_with_a_password_file_over_tls_and_credential_checks() {
+    // A password goes only over https to members whose certificate netrt
+    // checks. The members also ask for a client certificate; etcd takes
+    // the password's user over the certificate's name.
+    let certs_dir = std::env::temp_dir().join("netrt-it-etcd-auth-certs");
+    let certs = Certs::make(&certs_dir);
+    let cluster = EtcdCluster::start("auth", 3, 23890, Some(&certs));
     let prefix = "/it-auth/";
     for command in [
         "user add root:rootpw",
@@ -461,10 +466,15 @@ fn etcd_user_authentication_with_a_password_file() {
     }
     let dir = std::env::temp_dir().join("netrt-it-etcd-auth-secret");
     std::fs::create_dir_all(&dir).unwrap();
-    let (good, bad) = (dir.join("password"), dir.join("wrong"));
+    let (good, bad, open) = (dir.join("password"), dir.join("wrong"), dir.join("open"));
     std::fs::write(&good, "s3cret\n").unwrap();
     std::fs::write(&bad, "guess\n").unwrap();
-    let registry = |file: &std::path::Path| json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "10s", "user": "netrt", "password_file": file}});
+    std::fs::write(&open, "s3cret\n").unwrap();
+    sh(&format!("chmod 600 {} {}; chmod 644 {}", good.display(), bad.display(), open.display()));
+    let registry = |file: &std::path::Path| {
+        json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "10s", "user": "netrt",
+                        "password_file": file, "ca": certs.ca, "cert": certs.client_cert, "key": certs.client_key}})
+    };
     let node = Node::new("node-u", "nrtpUbr", &config("node-u", Some(registry(&good)), "lan", lan_pool("nrtpUbr")));
     let (u1, _bu1) = start_on(&node, "nrt-auth-u1", &[("net.pool", "lan")], None).expect("starts as etcd user netrt");
     let held = cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/"));
@@ -476,8 +486,35 @@ fn etcd_user_authentication_with_a_password_file() {
         refused.contains("net.pool=\"lan\": etcd refused") && refused.contains("authentication failed"),
         "{refused}"
     );
+
+    // Refused when the configuration is read, before anything is sent:
+    // a password over http, a password file others can read, a client key
+    // others can read. Each leaves the node as it was and etcd untouched.
+    let mut over_http = registry(&good);
+    over_http["etcd"]["endpoints"] = json!(["http://127.0.0.1:23890"]);
+    let open_password = registry(&open);
+    let open_key = dir.join("client.key");
+    std::fs::copy(&certs.client_key, &open_key).unwrap();
+    sh(&format!("chmod 644 {}", open_key.display()));
+    let mut with_open_key = registry(&good);
+    with_open_key["etcd"]["key"] = json!(open_key);
+    let cases = [
+        (over_http, "registry.etcd: user \"netrt\": a password goes only over https, and endpoint http://127.0.0.1:23890 is http".to_string()),
+        (open_password, format!("registry.etcd: password_file {}: mode 0644 lets group or others at it: a secret must be root's alone (chmod 600)", open.display())),
+        (with_open_key, format!("registry.etcd: key {}: mode 0644 lets group or others at it", open_key.display())),
+    ];
+    for (registry, expected) in cases {
+        let node = Node::new("node-c", "nrtpCbr", &config("node-c", Some(registry), "lan", lan_pool("nrtpCbr")));
+        let before = node.snapshot();
+        let refused = start_on(&node, "nrt-auth-c1", &[("net.pool", "lan")], None).err().expect("refused at load");
+        assert!(refused.contains(&expected), "expected {expected} in: {refused}");
+        assert_same_host!(node.snapshot(), before, "a refused configuration leaves nothing");
+    }
+    assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/node-c/")), "");
+
     u1.stop();
     assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}pools/lan/claims/")), "");
     assert_eq!(cluster.etcdctl(&format!("--user root:rootpw get --prefix {prefix}nodes/")), "");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&certs_dir);
 }

@@ -469,6 +469,21 @@ fn parse_etcd(file: EtcdFile) -> std::result::Result<Etcd, String> {
     if file.user.is_some() != file.password_file.is_some() {
         return Err("user and password_file go together".into());
     }
+    if let Some(user) = &file.user {
+        if let Some(plain) = file.endpoints.iter().find(|e| e.starts_with("http://")) {
+            return Err(format!("user {user:?}: a password goes only over https, and endpoint {plain} is http"));
+        }
+        if file.ca.is_none() {
+            return Err(format!(
+                "user {user:?}: a password goes only to members whose certificate netrt checks: name their ca"
+            ));
+        }
+    }
+    for (field, path) in [("key", &file.key), ("password_file", &file.password_file)] {
+        if let Some(path) = path {
+            check_secret(field, path)?;
+        }
+    }
     Ok(Etcd {
         endpoints: file.endpoints,
         prefix,
@@ -478,6 +493,32 @@ fn parse_etcd(file: EtcdFile) -> std::result::Result<Etcd, String> {
         key: file.key,
         user: file.user,
         password_file: file.password_file,
+    })
+}
+
+/// A file that holds a secret (a client key, a password) must be root's
+/// alone: anyone else who can read it can act as this node in etcd, and
+/// anyone who can write it can choose who the node talks to.
+fn check_secret(field: &str, path: &str) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // Said when the registry is used, as any file it cannot read.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{field} {path}: cannot be read ({e})")),
+    };
+    match secret_problem(meta.uid(), meta.mode()) {
+        Some(problem) => Err(format!("{field} {path}: {problem}")),
+        None => Ok(()),
+    }
+}
+
+fn secret_problem(uid: u32, mode: u32) -> Option<String> {
+    if uid != 0 {
+        return Some(format!("owned by uid {uid}, not root: a secret netrt uses must be root's (chown root)"));
+    }
+    (mode & 0o077 != 0).then(|| {
+        format!("mode {:04o} lets group or others at it: a secret must be root's alone (chmod 600)", mode & 0o7777)
     })
 }
 
@@ -721,6 +762,16 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_file_must_be_roots_alone() {
+        assert_eq!(secret_problem(0, 0o100600), None);
+        assert_eq!(secret_problem(0, 0o100400), None);
+        let open = secret_problem(0, 0o100644).unwrap();
+        assert!(open.starts_with("mode 0644 lets group or others at it"), "{open}");
+        assert!(secret_problem(0, 0o100660).is_some() && secret_problem(0, 0o100601).is_some());
+        assert!(secret_problem(1000, 0o100600).unwrap().starts_with("owned by uid 1000, not root"));
+    }
+
+    #[test]
     fn bad_pools_are_refused_naming_the_field() {
         for (json, needle) in [
             (r#"{"pools": {"a": {"subnets": ["198.51.100.0/24"]}}}"#, "needs bridge or parent"),
@@ -756,6 +807,14 @@ mod tests {
             (r#"{"registry": {"etcd": {"endpoints": ["10.0.0.5:2379"]}}}"#, "needs http"),
             (r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "timeout": "5"}}}"#, "timeout"),
             (r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "cert": "c"}}}"#, "go together"),
+            (
+                r#"{"registry": {"etcd": {"endpoints": ["https://a:1", "http://b:1"], "ca": "ca.pem", "user": "n", "password_file": "p"}}}"#,
+                "user \"n\": a password goes only over https, and endpoint http://b:1 is http",
+            ),
+            (
+                r#"{"registry": {"etcd": {"endpoints": ["https://a:1"], "user": "n", "password_file": "p"}}}"#,
+                "a password goes only to members whose certificate netrt checks: name their ca",
+            ),
         ] {
             let message = pools(json).unwrap_err().to_string();
             assert!(message.contains(needle), "{json}: {message}");
