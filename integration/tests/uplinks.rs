@@ -182,6 +182,36 @@ fn guarantees_hold_under_contention_in_both_directions_and_idle_capacity_is_lent
     assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before);
 }
 
+/// The reserve stays outside every guarantee: admission stops at capacity
+/// less reserve, and under contention the traffic without a guarantee (the
+/// default class, where the host's own goes) keeps at least the reserve.
+#[test]
+fn the_reserve_holds_for_traffic_without_a_guarantee() {
+    let setup = Setup::new("ur", r#"{"capacity": "100mbit", "reserve": "20mbit"}"#);
+    let before = snapshot(&[&setup.lan.peer_ns]);
+    let whole = setup.start("nrt-upres-x", 31, &[("net.egress.min", "100mbit")]).err().expect("refused");
+    assert!(
+        whole.contains(&format!(
+            "net.egress.min=\"100mbit\": uplink {} (capacity 100mbit, reserve 20mbit) has 0bit of 80mbit guaranteed egress already",
+            setup.uplink
+        )),
+        "{whole}"
+    );
+    assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before, "the refused container left nothing");
+    let (a, _ba) = setup.start("nrt-upres-a", 32, &[("net.egress.min", "80mbit")]).expect("up to capacity − reserve");
+    let (c, _bc) = setup.start("nrt-upres-c", 33, &[]).unwrap();
+    let status: Value = serde_json::from_slice(&setup.hook("status --uplinks --json").stdout).unwrap();
+    assert_eq!(status["uplinks"][0]["egress"]["reserve_bps"], 20_000_000, "{status}");
+    assert_eq!(status["uplinks"][0]["egress"]["admissible_bps"], 80_000_000, "{status}");
+    let rates = contend(&setup.lan.peer_ns, LAN_PEER4, &[&a, &c], false, 5);
+    println!("A (80mbit guaranteed) {:.1} Mbit/s, C (no guarantee) {:.1} Mbit/s", rates[0] / MBIT, rates[1] / MBIT);
+    assert!(of_guarantee(rates[0], 80.0) >= 0.95, "A got {:.1} Mbit/s", rates[0] / MBIT);
+    assert!(of_guarantee(rates[1], 20.0) >= 0.95, "the default class kept its reserve: {:.1} Mbit/s", rates[1] / MBIT);
+    a.stop();
+    c.stop();
+    assert_same_host!(snapshot(&[&setup.lan.peer_ns]), before);
+}
+
 #[test]
 fn admission_refuses_what_exceeds_the_capacity_unless_overcommitted() {
     let setup = Setup::new("ua", r#"{"capacity": "100mbit"}"#);
@@ -191,7 +221,7 @@ fn admission_refuses_what_exceeds_the_capacity_unless_overcommitted() {
     let refused = setup.start("nrt-upadm-b", 22, &[("net.egress.min", "30mbit")]).err().expect("refused");
     assert!(
         refused.contains(&format!(
-            "net.egress.min=\"30mbit\": uplink {} (capacity 100mbit) has 80mbit of 100mbit guaranteed egress already; 30mbit more would exceed it",
+            "net.egress.min=\"30mbit\": uplink {} (capacity 100mbit, reserve 5mbit) has 80mbit of 95mbit guaranteed egress already; 30mbit more would exceed it",
             setup.uplink
         )),
         "{refused}"
@@ -346,7 +376,7 @@ fn gc_removes_the_guarantee_of_a_container_whose_poststop_never_ran() {
     );
     let container = Container::start("nrt-up-gc", &bundle).unwrap();
     let table = String::from_utf8_lossy(&setup.hook("status --uplinks").stdout).into_owned();
-    assert!(table.contains("nrt-up-gc") && table.contains("300mbit/1gbit"), "{table}");
+    assert!(table.contains("nrt-up-gc") && table.contains("300mbit/950mbit"), "{table}");
     container.stop();
     assert!(qdiscs_of(&setup.uplink).contains("htb 6e72:"), "without poststop the shaper stays until gc");
     let gc = String::from_utf8_lossy(&setup.hook("gc").stdout).into_owned();

@@ -25,7 +25,9 @@ pub struct UplinkStatus {
 #[derive(Debug, Serialize)]
 pub struct DirectionStatus {
     pub capacity_bps: u64,
-    /// What the guarantees may add up to: capacity × overcommit.
+    /// Kept outside every guarantee, for traffic without one.
+    pub reserve_bps: u64,
+    /// What the guarantees may add up to: (capacity − reserve) × overcommit.
     pub admissible_bps: u64,
     pub guaranteed_bps: u64,
     /// Whether netrt's shaper is on the uplink in this direction.
@@ -104,6 +106,7 @@ fn direction_status(
         .collect();
     DirectionStatus {
         capacity_bps: uplink.capacity_bps,
+        reserve_bps: uplink.reserve_bps,
         admissible_bps: uplink.admissible_bps(),
         guaranteed_bps: share::guaranteed_bps(
             records.iter().filter_map(|r| r.uplink.as_ref()),
@@ -134,7 +137,7 @@ pub fn render_table(uplinks: &[UplinkStatus]) -> String {
             out += &format!(
                 "{head} {:<24} {:>10} {:>10} {:>10}\n",
                 "(others)",
-                "-",
+                format_rate(d.reserve_bps),
                 format_rate(d.capacity_bps),
                 rate(d.others_rate_bps)
             );

@@ -479,6 +479,11 @@ fn parse_etcd(file: EtcdFile) -> std::result::Result<Etcd, String> {
             ));
         }
     }
+    if file.key.is_some() {
+        if let Some(plain) = file.endpoints.iter().find(|e| e.starts_with("http://")) {
+            return Err(format!("key: a client certificate is used only over https, and endpoint {plain} is http"));
+        }
+    }
     for (field, path) in [("key", &file.key), ("password_file", &file.password_file)] {
         if let Some(path) = path {
             check_secret(field, path)?;
@@ -810,6 +815,10 @@ mod tests {
             (
                 r#"{"registry": {"etcd": {"endpoints": ["https://a:1", "http://b:1"], "ca": "ca.pem", "user": "n", "password_file": "p"}}}"#,
                 "user \"n\": a password goes only over https, and endpoint http://b:1 is http",
+            ),
+            (
+                r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "cert": "c", "key": "k"}}}"#,
+                "key: a client certificate is used only over https, and endpoint http://a:1 is http",
             ),
             (
                 r#"{"registry": {"etcd": {"endpoints": ["https://a:1"], "user": "n", "password_file": "p"}}}"#,

@@ -15,25 +15,40 @@ pub const PERMILLE: u64 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct UplinkFile {
     pub capacity: String,
+    pub reserve: Option<String>,
     pub overcommit: Option<f64>,
 }
+
+/// What an uplink keeps outside every guarantee when `reserve` is not
+/// given, for the host's own traffic: this share of its capacity.
+pub const DEFAULT_RESERVE_PERCENT: u64 = 5;
 
 /// A declared uplink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uplink {
     pub name: String,
     pub capacity_bps: u64,
+    /// Kept outside every guarantee, for the host's own traffic.
+    pub reserve_bps: u64,
     pub overcommit_permille: u64,
 }
 
 impl Uplink {
-    /// What the guarantees in one direction may add up to.
+    /// What the guarantees in one direction may add up to: the capacity
+    /// less the reserve, times the overcommit.
     pub fn admissible_bps(&self) -> u64 {
-        (self.capacity_bps as u128 * self.overcommit_permille as u128 / PERMILLE as u128) as u64
+        let promisable = self.capacity_bps - self.reserve_bps;
+        (promisable as u128 * self.overcommit_permille as u128 / PERMILLE as u128) as u64
     }
 
     pub fn describe(&self) -> String {
-        format!("uplink {} (capacity {}{})", self.name, units::format_rate(self.capacity_bps), self.overcommit_text())
+        format!(
+            "uplink {} (capacity {}, reserve {}{})",
+            self.name,
+            units::format_rate(self.capacity_bps),
+            units::format_rate(self.reserve_bps),
+            self.overcommit_text()
+        )
     }
 
     fn overcommit_text(&self) -> String {
@@ -72,7 +87,19 @@ impl Uplinks {
                 ));
             }
             let overcommit_permille = (overcommit * PERMILLE as f64).round() as u64;
-            by_name.insert(name.clone(), Uplink { name, capacity_bps, overcommit_permille });
+            let reserve_bps = match &declared.reserve {
+                None => capacity_bps * DEFAULT_RESERVE_PERCENT / 100,
+                Some(text) if text.trim() == "0" => 0,
+                Some(text) => units::parse_rate(text).map_err(|e| bad("reserve", text, &e))?,
+            };
+            if reserve_bps >= capacity_bps {
+                return Err(bad(
+                    "reserve",
+                    declared.reserve.as_deref().unwrap_or_default(),
+                    &format!("must be less than the capacity ({})", declared.capacity),
+                ));
+            }
+            by_name.insert(name.clone(), Uplink { name, capacity_bps, reserve_bps, overcommit_permille });
         }
         Ok(Uplinks { by_name })
     }
@@ -95,12 +122,21 @@ mod tests {
     }
 
     #[test]
-    fn capacity_and_overcommit_become_what_may_be_promised() {
-        let uplinks =
-            parse(r#"{"eth0": {"capacity": "1gbit"}, "eth1": {"capacity": "100mbit", "overcommit": 1.5}}"#).unwrap();
-        assert_eq!(uplinks.get("eth0").unwrap().admissible_bps(), 1_000_000_000);
-        assert_eq!(uplinks.get("eth1").unwrap().admissible_bps(), 150_000_000);
-        assert_eq!(uplinks.get("eth1").unwrap().describe(), "uplink eth1 (capacity 100mbit, overcommit 1.5)");
+    fn capacity_reserve_and_overcommit_become_what_may_be_promised() {
+        let uplinks = parse(
+            r#"{"eth0": {"capacity": "1gbit"}, "eth1": {"capacity": "100mbit", "overcommit": 1.5},
+                "eth2": {"capacity": "950mbit", "reserve": "50mbit"}, "eth3": {"capacity": "1gbit", "reserve": "0"}}"#,
+        )
+        .unwrap();
+        assert_eq!(uplinks.get("eth0").unwrap().reserve_bps, 50_000_000, "5 % by default");
+        assert_eq!(uplinks.get("eth0").unwrap().admissible_bps(), 950_000_000);
+        assert_eq!(uplinks.get("eth1").unwrap().admissible_bps(), 142_500_000, "(100 − 5) × 1.5");
+        assert_eq!(
+            uplinks.get("eth1").unwrap().describe(),
+            "uplink eth1 (capacity 100mbit, reserve 5mbit, overcommit 1.5)"
+        );
+        assert_eq!(uplinks.get("eth2").unwrap().admissible_bps(), 900_000_000);
+        assert_eq!(uplinks.get("eth3").unwrap().admissible_bps(), 1_000_000_000, "an admin may keep none");
     }
 
     #[test]
@@ -112,6 +148,11 @@ mod tests {
                 "uplinks.eth0.overcommit \"0\": must be from 0.1 to 10",
             ),
             (r#"{"an-interface-name-too-long": {"capacity": "1gbit"}}"#, "not an interface name"),
+            (
+                r#"{"eth0": {"capacity": "100mbit", "reserve": "100mbit"}}"#,
+                "uplinks.eth0.reserve \"100mbit\": must be less than the capacity (100mbit)",
+            ),
+            (r#"{"eth0": {"capacity": "100mbit", "reserve": "lots"}}"#, "uplinks.eth0.reserve \"lots\""),
         ] {
             let error = parse(json).unwrap_err().to_string();
             assert!(error.contains(said), "{json}: {error}");

@@ -15,7 +15,7 @@ use crate::log;
 use crate::request::oci;
 use crate::state::record::Store;
 use crate::uplinks::shaper;
-use crate::uplinks::share::Share;
+use crate::uplinks::share::{Capacity, Share};
 
 /// `netrt-hook gc`: undoes the records of containers whose namespace is
 /// gone (their poststop never ran) and returns one line per container.
@@ -93,10 +93,9 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
     for name in names {
         let shares: Vec<&Share> =
             records.iter().filter_map(|r| r.uplink.as_ref()).filter(|s| s.uplink == name).collect();
-        let recorded = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
-        let capacity_bps = uplinks.get(&name).map_or(recorded, |u| u.capacity_bps);
+        let capacity = uplinks.get(&name).map_or_else(|| Capacity::recorded(&shares), Capacity::of);
         let mut changes = 0;
-        let reconciled = shaper::reconcile(&host, &name, capacity_bps, &shares, &mut || {
+        let reconciled = shaper::reconcile(&host, &name, capacity, &shares, &mut || {
             changes += 1;
             Ok(())
         })
@@ -111,7 +110,7 @@ async fn reconcile_uplinks(store: &Store, host_ns: &NetNs) -> Result<Vec<String>
         // A tree that is in step still has its classifier rewritten.
         let rewrites = [crate::request::plan::Direction::Egress, crate::request::plan::Direction::Ingress]
             .iter()
-            .filter(|d| crate::uplinks::share::tree(capacity_bps, &shares, **d).is_some())
+            .filter(|d| crate::uplinks::share::tree(capacity, &shares, **d).is_some())
             .count();
         if changes > rewrites {
             let line = format!(

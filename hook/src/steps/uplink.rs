@@ -10,7 +10,7 @@ use crate::error::{Error, KeyError, Result};
 use crate::kernel::netlink::{Link, NetError, NetResult, Netlink};
 use crate::state::record::Store;
 use crate::uplinks::shaper;
-use crate::uplinks::share::Share;
+use crate::uplinks::share::{Capacity, Share};
 
 pub struct Uplink;
 
@@ -135,6 +135,7 @@ pub async fn reconcile(
         .filter(|s| s.uplink == share.uplink)
         .collect();
     shares.extend(own);
-    let capacity_bps = uplinks.get(&share.uplink).map_or(share.capacity_bps, |u| u.capacity_bps);
-    shaper::reconcile(host, &share.uplink, capacity_bps, &shares, changed).await
+    let recorded = Capacity { bps: share.capacity_bps, reserve_bps: share.reserve_bps };
+    let capacity = uplinks.get(&share.uplink).map_or(recorded, Capacity::of);
+    shaper::reconcile(host, &share.uplink, capacity, &shares, changed).await
 }

@@ -13,7 +13,7 @@ use crate::kernel::names::{self, uplink_ifb_name};
 use crate::kernel::netlink::{Link, NetError, NetResult, Netlink, QdiscInfo};
 use crate::request::plan::Direction;
 
-use super::share::{self, Share, Tree, DEFAULT_MINOR, MAJOR, ROOT_MINOR};
+use super::share::{self, Capacity, Share, Tree, DEFAULT_MINOR, MAJOR, ROOT_MINOR};
 
 const TC_H_ROOT: u32 = 0xffff_ffff;
 const TC_H_INGRESS: u32 = 0xffff_fff1;
@@ -80,12 +80,12 @@ fn refusal(uplink: &Link, foreign: &QdiscInfo) -> NetError {
 pub async fn reconcile(
     host: &Netlink,
     name: &str,
-    capacity_bps: u64,
+    capacity: Capacity,
     shares: &[&Share],
     changed: &mut dyn FnMut() -> NetResult<()>,
 ) -> NetResult<()> {
-    let egress = share::tree(capacity_bps, shares, Direction::Egress);
-    let ingress = share::tree(capacity_bps, shares, Direction::Ingress);
+    let egress = share::tree(capacity, shares, Direction::Egress);
+    let ingress = share::tree(capacity, shares, Direction::Ingress);
     // An uplink that is gone took its qdiscs with it; its ifb, if any, is
     // gc's to remove (see `orphan_ifbs`).
     let Some(uplink) = host.link_by_name(name).await? else { return Ok(()) };

@@ -48,13 +48,36 @@ pub struct Floor {
     pub ceil_bps: u64,
 }
 
+/// An uplink's capacity and the part of it kept outside every guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub bps: u64,
+    pub reserve_bps: u64,
+}
+
+impl Capacity {
+    pub fn of(uplink: &Uplink) -> Capacity {
+        Capacity { bps: uplink.capacity_bps, reserve_bps: uplink.reserve_bps }
+    }
+
+    /// What the shares recorded at admission, for an uplink the
+    /// configuration no longer declares.
+    pub fn recorded(shares: &[&Share]) -> Capacity {
+        let bps = shares.iter().map(|s| s.capacity_bps).max().unwrap_or(0);
+        let reserve_bps = shares.iter().map(|s| s.reserve_bps).max().unwrap_or(0);
+        Capacity { bps, reserve_bps }
+    }
+}
+
 /// What a container holds on its uplink; in its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Share {
     pub uplink: String,
-    /// The capacity at admission, for a teardown after the configuration
-    /// changed.
+    /// The capacity and reserve at admission, for a teardown after the
+    /// configuration changed (records before the reserve have none).
     pub capacity_bps: u64,
+    #[serde(default)]
+    pub reserve_bps: u64,
     pub minor: u16,
     /// The attached interface's MAC: None until it exists.
     pub mac: Option<[u8; 6]>,
@@ -122,6 +145,7 @@ pub fn admit(uplink: &Uplink, plan: &Plan, held: &[&Share]) -> Result<Share, Key
     Ok(Share {
         uplink: uplink.name.clone(),
         capacity_bps: uplink.capacity_bps,
+        reserve_bps: uplink.reserve_bps,
         minor,
         mac: None,
         egress: floor(Direction::Egress),
@@ -148,13 +172,20 @@ pub struct Tree {
 /// The tree `shares` make in `direction`; None if none has a guarantee
 /// there (then the direction has no shaper). A share whose interface does
 /// not exist yet holds its place in the sums but has no class.
-pub fn tree(capacity_bps: u64, shares: &[&Share], direction: Direction) -> Option<Tree> {
+pub fn tree(capacity: Capacity, shares: &[&Share], direction: Direction) -> Option<Tree> {
+    let capacity_bps = capacity.bps;
     let floors: Vec<(&Share, Floor)> = shares.iter().filter_map(|s| Some((*s, s.floor(direction)?))).collect();
     if floors.is_empty() {
         return None;
     }
     let guaranteed: u64 = floors.iter().map(|(_, f)| f.min_bps).sum();
-    let default_rate_bps = capacity_bps.saturating_sub(guaranteed).max(capacity_bps * DEFAULT_CLASS_MIN_PERCENT / 100);
+    // Everything without a guarantee (the host's own traffic among it)
+    // keeps at least the reserve, even where an overcommit let the
+    // guarantees add up to more than the rest.
+    let default_rate_bps = capacity_bps
+        .saturating_sub(guaranteed)
+        .max(capacity.reserve_bps)
+        .max(capacity_bps * DEFAULT_CLASS_MIN_PERCENT / 100);
     let mut leaves: Vec<Leaf> = floors
         .iter()
         .filter_map(|(share, floor)| Some(Leaf { minor: share.minor, mac: share.mac?, floor: *floor }))
@@ -234,8 +265,11 @@ mod tests {
     use crate::request::settings::from_words;
 
     fn uplink(capacity: &str, overcommit_permille: u64) -> Uplink {
-        Uplink { name: "eth1".into(), capacity_bps: units::parse_rate(capacity).unwrap(), overcommit_permille }
+        let capacity_bps = units::parse_rate(capacity).unwrap();
+        Uplink { name: "eth1".into(), capacity_bps, reserve_bps: capacity_bps / 20, overcommit_permille }
     }
+
+    const CAPACITY: Capacity = Capacity { bps: 100_000_000, reserve_bps: 0 };
 
     fn plan(words: &[&str]) -> Plan {
         let mut all = vec!["net.bridge=br0".to_string()];
@@ -247,6 +281,7 @@ mod tests {
         Share {
             uplink: "eth1".into(),
             capacity_bps: 100_000_000,
+            reserve_bps: 5_000_000,
             minor,
             mac: Some([2, 0, 0, 0, 0, mac_last]),
             egress: Some(Floor { min_bps: egress_min_mbit * 1_000_000, ceil_bps: 100_000_000 }),
@@ -283,14 +318,17 @@ mod tests {
             admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=50mbit"]), &held).unwrap_err().to_string();
         assert_eq!(
             refused,
-            "netrt: net.egress.min=\"50mbit\": uplink eth1 (capacity 100mbit) has 60mbit of 100mbit guaranteed egress already; \
-             50mbit more would exceed it"
+            "netrt: net.egress.min=\"50mbit\": uplink eth1 (capacity 100mbit, reserve 5mbit) has 60mbit of 95mbit \
+             guaranteed egress already; 50mbit more would exceed it"
         );
+        // The reserve stays outside: up to 95mbit, not a bit more.
+        assert!(admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=35mbit"]), &held).is_ok());
+        assert!(admit(&uplink("100mbit", 1000), &plan(&["net.egress.min=36mbit"]), &held).is_err());
         assert!(
             admit(&uplink("100mbit", 1500), &plan(&["net.egress.min=50mbit"]), &held).is_ok(),
             "overcommit 1.5 lets it in"
         );
-        let other_direction = admit(&uplink("100mbit", 1000), &plan(&["net.ingress.min=100mbit"]), &held).unwrap();
+        let other_direction = admit(&uplink("100mbit", 1000), &plan(&["net.ingress.min=95mbit"]), &held).unwrap();
         assert_eq!(other_direction.ingress.unwrap().ceil_bps, 100_000_000, "each direction is counted apart");
         let above = admit(&uplink("100mbit", 3000), &plan(&["net.ingress.min=200mbit"]), &[]).unwrap_err().to_string();
         assert!(above.contains("above the capacity of uplink eth1"), "{above}");
@@ -302,7 +340,7 @@ mod tests {
         pending.mac = None;
         let shares = [share(0x11, 2, 20), share(0x10, 1, 60), pending];
         let refs: Vec<&Share> = shares.iter().collect();
-        let tree = tree(100_000_000, &refs, Direction::Egress).unwrap();
+        let tree = tree(CAPACITY, &refs, Direction::Egress).unwrap();
         assert_eq!(tree.default_rate_bps, 10_000_000, "100 - 60 - 20 - 10 (the pending share counts)");
         assert_eq!(tree.leaves.iter().map(|l| l.minor).collect::<Vec<_>>(), vec![0x10, 0x11]);
         let classes = tree.classes();
@@ -310,21 +348,25 @@ mod tests {
         assert_eq!((classes[0].minor, classes[0].parent_minor), (ROOT_MINOR, None));
         assert_eq!(classes[2].rate_bytes_per_s, 7_500_000);
         assert!(classes.iter().skip(1).all(|c| c.parent_minor == Some(ROOT_MINOR)), "siblings borrow through the root");
-        assert!(super::tree(100_000_000, &refs, Direction::Ingress).is_none(), "no guarantee, no shaper");
+        assert!(super::tree(CAPACITY, &refs, Direction::Ingress).is_none(), "no guarantee, no shaper");
         let full = [share(0x10, 1, 100)];
         let full: Vec<&Share> = full.iter().collect();
         assert_eq!(
-            super::tree(100_000_000, &full, Direction::Egress).unwrap().default_rate_bps,
+            super::tree(CAPACITY, &full, Direction::Egress).unwrap().default_rate_bps,
             1_000_000,
             "never starved"
         );
+        // An overcommit let the guarantees reach the capacity: the default
+        // class still keeps the reserve.
+        let reserved = Capacity { bps: 100_000_000, reserve_bps: 5_000_000 };
+        assert_eq!(super::tree(reserved, &full, Direction::Egress).unwrap().default_rate_bps, 5_000_000);
     }
 
     #[test]
     fn the_program_sends_each_mac_to_its_class_in_either_direction() {
         let shares = [share(0x10, 1, 60), share(0x11, 2, 20)];
         let refs: Vec<&Share> = shares.iter().collect();
-        let tree = tree(100_000_000, &refs, Direction::Egress).unwrap();
+        let tree = tree(CAPACITY, &refs, Direction::Egress).unwrap();
         let frame = |destination: [u8; 6], source: [u8; 6]| {
             let mut f = destination.to_vec();
             f.extend(source);
