@@ -369,3 +369,50 @@ fn the_servers_mtu_applies_unless_net_mtu_is_given() {
     assert!(server.wait_for(Duration::from_secs(5), |leases| leases.is_empty()), "{:?}", server.leases());
     assert_same_host!(snapshot(&[&lan.peer_ns]), before);
 }
+
+/// A network open to pods with `"dhcp": true`: the LAN's server gives the
+/// address, but only one inside the network's subnets.
+#[test]
+fn a_pod_on_a_dhcp_network_takes_only_an_offer_inside_its_subnets() {
+    let lan = Lan::bridge("dn");
+    let bridge = lan.bridge.clone().unwrap();
+    let server = Dnsmasq::start(&lan.peer_ns, "eth0", "2m", NO_PING);
+    let dir = std::env::temp_dir().join("netrt-it-dhcp-network");
+    std::fs::create_dir_all(&dir).unwrap();
+    let network = |subnet: &str| {
+        let pool = serde_json::json!({"bridge": bridge, "subnets": [subnet], "namespaces": ["team-a"], "dhcp": true});
+        let path = dir.join(format!("{}.json", subnet.replace('/', "_")));
+        std::fs::write(&path, serde_json::json!({"node": "solo", "pools": {"lan": pool}}).to_string()).unwrap();
+        format!("NETRT_CONFIG={}", path.display())
+    };
+    let pod = [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri.sandbox-namespace", "team-a"),
+        ("net.pool", "lan"),
+        ("net.ip", "dhcp"),
+    ];
+    let before = snapshot(&[&lan.peer_ns]);
+    let inside = network("198.51.100.0/24");
+    let (container, _bundle) =
+        start_with("nrt-dhcp-net", &pod, &[inside.as_str()]).expect("an offer inside the network");
+    let (address, _) = leased(&container, "eth0");
+    assert!(in_range(&address), "{address}");
+    container.stop();
+    assert!(server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()), "{:?}", server.leases());
+
+    let elsewhere = network("203.0.113.0/24");
+    let error = start_with("nrt-dhcp-net", &pod, &[elsewhere.as_str()]).map(|_| ()).unwrap_err().replace('\\', "");
+    assert!(
+        error.contains("net.ip=\"dhcp\": the DHCP server offered 198.51.100.")
+            && error.contains("outside network lan's subnets (203.0.113.0/24)"),
+        "{error}"
+    );
+    assert!(
+        server.wait_for(Duration::from_secs(2), |leases| leases.is_empty()),
+        "the refused lease is released: {:?}",
+        server.leases()
+    );
+    assert_same_host!(snapshot(&[&lan.peer_ns]), before);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all("/var/lib/netrt/pools/lan");
+}

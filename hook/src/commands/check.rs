@@ -10,7 +10,11 @@ use crate::request::{plan, settings, units};
 pub fn check(words: &[String], origin: &Origin) -> Result<Vec<String>> {
     let settings = settings::from_words(words).map_err(Error::Input)?;
     if matches!(origin, Origin::Pod { .. }) && words.iter().any(|w| w.starts_with(settings::ENV_PREFIX)) {
-        return Err(Error::Input("a pod's NETRT_* variables never count: give its settings as annotations".into()));
+        return Err(Error::Input(
+            "a pod's NETRT_* variables never count (setup ignores them: its image and its author set them); \
+             give its settings as annotations"
+                .into(),
+        ));
     }
     let config = crate::config::load()?;
     let mut lines = vec![config.trust.describe(origin)];

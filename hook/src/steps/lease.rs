@@ -76,6 +76,24 @@ impl Step for Lease {
         let lease = held.lease.clone();
         let bound: Result<()> = async {
             setup.config.policy.check_leased(&attachment, &lease.address)?;
+            // On a network (a pool), the LAN's server gives the address, but
+            // only one inside the network's subnets.
+            if let Some(pool) = attachment.pool.as_deref().and_then(|name| setup.config.pools.get(name)) {
+                if !pool.subnets.iter().any(|subnet| subnet.covers(&lease.address)) {
+                    let subnets: Vec<String> = pool.subnets.iter().map(ToString::to_string).collect();
+                    return Err(attachment
+                        .refuse(
+                            "net.ip",
+                            format!(
+                                "the DHCP server offered {}, outside network {}'s subnets ({})",
+                                lease.address,
+                                pool.name,
+                                subnets.join(", ")
+                            ),
+                        )
+                        .into());
+                }
+            }
             setup.lead_step_done()?;
             let fail = |e: crate::kernel::netlink::NetError| attachment.refuse("net.ip", e.to_string());
             let container = setup.sockets.container();
