@@ -430,6 +430,10 @@ fn host_wide_pools_without_a_registry() {
     let refused =
         start("nrt-hpool-6", &[("net.bridge", &bridge), ("net.ip", "198.51.100.45/24")]).err().expect("reserved");
     assert!(refused.contains(&format!("198.51.100.45 is reserved (router) in pool {pool_name}")), "{refused}");
+    // A pool's gateway is never given either, even asked for without the pool.
+    let refused =
+        start("nrt-hpool-7", &[("net.bridge", &bridge), ("net.ip", "198.51.100.1/24")]).err().expect("the gateway");
+    assert!(refused.contains(&format!("198.51.100.1 is pool {pool_name}'s gateway")), "{refused}");
     let listed = ok(cli("pool list --json"));
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed[0]["families"][0]["free"], "0");
