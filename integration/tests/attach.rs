@@ -158,3 +158,37 @@ fn each_macvlan_mode_is_the_kernels() {
         assert_same_host!(snapshot(&[&lan.peer_ns]), before, "after the {mode} macvlan");
     }
 }
+
+/// A LAN host that still holds the container's addresses with another MAC
+/// (the address was on another host before) learns the container's MAC as
+/// soon as it starts, without asking: netrt announces each address (a
+/// gratuitous ARP, an unsolicited neighbour advertisement with override).
+#[test]
+fn a_lan_peer_learns_the_new_mac_of_an_address_without_asking() {
+    let lan = Lan::bridge("ann");
+    let bridge = lan.bridge.clone().unwrap();
+    let peer = &lan.peer_ns;
+    let old_mac = "02:00:00:00:be:ef";
+    for address in ["198.51.100.10", "2001:db8:ff::10"] {
+        sh(&format!("ip -n {peer} neigh replace {address} lladdr {old_mac} dev eth0 nud stale"));
+    }
+    let neighbour = |address: &str| sh(&format!("ip -n {peer} neigh show {address} dev eth0"));
+    assert!(neighbour("198.51.100.10").contains(old_mac), "{}", neighbour("198.51.100.10"));
+    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.10/24,2001:db8:ff::10/64")];
+    let (container, _bundle) = start_isolated("nrt-announce", &annotations);
+    // (Not from sysfs: after setns it still shows the host's interfaces.)
+    let link: serde_json::Value = serde_json::from_str(&ok(container.net_sh("ip -j link show eth0"))).unwrap();
+    let mac = link[0]["address"].as_str().unwrap().to_string();
+    // The peer sent nothing: the entries changed on the announcements alone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while ["198.51.100.10", "2001:db8:ff::10"].iter().any(|a| !neighbour(a).contains(&mac))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for address in ["198.51.100.10", "2001:db8:ff::10"] {
+        let entry = neighbour(address);
+        assert!(entry.contains(&mac) && !entry.contains(old_mac), "{address}: {entry} (container MAC {mac})");
+    }
+    container.stop();
+}

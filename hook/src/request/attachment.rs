@@ -267,7 +267,7 @@ impl Attachment {
         self.mac.is_none() && self.dhcp.is_some() && !self.is_passthru()
     }
 
-    fn is_passthru(&self) -> bool {
+    pub fn is_passthru(&self) -> bool {
         matches!(self.medium, Medium::Macvlan { mode: MacvlanMode::Passthru, .. })
     }
 }

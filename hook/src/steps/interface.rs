@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::kernel::netlink::{Link, Netlink};
 use crate::request::attachment::Attachment;
 
-use super::step::{Setup, WayOut};
+use super::step::{Placement, Setup, WayOut};
 
 /// The host interface `name` an attachment hangs from; netrt makes none.
 pub async fn host_link(host: &Netlink, name: &str, attachment: &Attachment) -> Result<Link> {
@@ -63,3 +63,29 @@ pub async fn bring_up(setup: &mut Setup<'_>, ifname: &str) -> Result<Link> {
     setup.lead_step_done()?;
     Ok(interface)
 }
+
+/// Waits, at most `OPERATIONAL_WAIT`, until the attached interface (and the
+/// host end of its veth) is operational: a frame sent before the kernel's
+/// link watch has seen the carrier is lost, and a bridge port forwards
+/// only from then on. For a veth or a macvlan the kernel handles that event
+/// at once, so the wait is short; past the bound, DHCP's retransmissions
+/// make up for a lost first message, and an announcement is only lost.
+pub async fn wait_operational(setup: &Setup<'_>, placement: &Placement) {
+    let (container, host) = (setup.sockets.container(), &setup.sockets.host);
+    let index = placement.interface().index;
+    let host_end = placement.host_veth().map(|veth| veth.index);
+    let deadline = std::time::Instant::now() + OPERATIONAL_WAIT;
+    loop {
+        let inside = matches!(container.link_by_index(index).await, Ok(Some(link)) if link.operational);
+        let outside = match host_end {
+            None => true,
+            Some(index) => matches!(host.link_by_index(index).await, Ok(Some(link)) if link.operational),
+        };
+        if (inside && outside) || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+    }
+}
+
+const OPERATIONAL_WAIT: std::time::Duration = std::time::Duration::from_millis(200);

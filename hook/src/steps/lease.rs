@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::interface::wait_operational;
 use super::step::{Asked, Setup, Step, Who};
 use crate::dhcp::client::{self as dhcp, Acquirer, Failure, PacketSocket, UdpChannel};
 use crate::dhcp::lease::Phase;
 use crate::error::Result;
-use crate::kernel::netlink::Netlink;
 use crate::kernel::netns::NetNs;
 use crate::log;
 use crate::request::attachment::{Attachment, Medium, MIN_MTU};
@@ -67,8 +67,7 @@ impl Step for Lease {
         // A frame sent before the kernel's link watch has seen the carrier
         // is lost (and a bridge port forwards only from then on): the
         // first DISCOVER waits for both ends to be operational, briefly.
-        let host_end = placement.host_veth().map(|veth| veth.index);
-        wait_operational(setup.sockets.container(), interface.index, &setup.sockets.host, host_end).await;
+        wait_operational(setup, &placement).await;
         let mtu = setup.found.mtu.expect("the attachment step found the MTU");
         let held = acquirer
             .acquire(interface.index, mac, timeout)
@@ -127,26 +126,6 @@ impl Step for Lease {
         setup.journal.write_ahead()
     }
 }
-
-/// Waits, at most `OPERATIONAL_WAIT`, until the interface (and the host
-/// end of its veth) is operational; past that, DHCP's retransmissions
-/// make up for a lost first message.
-async fn wait_operational(container: &Netlink, index: u32, host: &Netlink, host_end: Option<u32>) {
-    let deadline = std::time::Instant::now() + OPERATIONAL_WAIT;
-    loop {
-        let inside = matches!(container.link_by_index(index).await, Ok(Some(link)) if link.operational);
-        let outside = match host_end {
-            None => true,
-            Some(index) => matches!(host.link_by_index(index).await, Ok(Some(link)) if link.operational),
-        };
-        if (inside && outside) || std::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_micros(500)).await;
-    }
-}
-
-const OPERATIONAL_WAIT: Duration = Duration::from_millis(200);
 
 /// The refusal of a setup that got no lease.
 fn no_lease(attachment: &Attachment, ifname: &str, failure: Failure, timeout: Duration) -> crate::error::Error {

@@ -12,6 +12,7 @@
 //! the journal and rollback; a step never takes or drops the lock.
 
 pub mod addresses;
+pub mod announce;
 pub mod bridge;
 pub mod claims;
 mod interface;
@@ -28,13 +29,14 @@ pub use step::{Asked, Found, Placement, Setup, Stage, Step, WayOut, Who};
 pub type Wanted = fn(&Asked) -> Option<Box<dyn Step>>;
 
 /// The steps, in the order they apply; each says whether a plan asks for it.
-const STEPS: [Wanted; 8] = [
+const STEPS: [Wanted; 9] = [
     claims::wanted,
     pin::wanted,
     bridge::wanted,
     macvlan::wanted,
     lease::wanted,
     addresses::wanted,
+    announce::wanted,
     shaping::wanted,
     uplink::wanted,
 ];
@@ -60,14 +62,18 @@ mod tests {
     #[test]
     fn a_plan_gets_the_steps_it_asks_for_in_order() {
         assert_eq!(names(&["net.egress=1mbit"]), ["shaping"]);
-        assert_eq!(names(&["net.bridge=br0", "net.ip=198.51.100.5/24"]), ["bridge attachment", "addresses and routes"]);
+        assert_eq!(
+            names(&["net.bridge=br0", "net.ip=198.51.100.5/24"]),
+            ["bridge attachment", "addresses and routes", "announcement"]
+        );
+        assert_eq!(names(&["net.bridge=br0"]), ["bridge attachment", "addresses and routes"], "no address to announce");
         assert_eq!(
             names(&["net.bridge=br0", "net.ip=dhcp", "net.ingress=5mbit"]),
             ["namespace pin", "bridge attachment", "DHCP lease", "addresses and routes", "shaping"]
         );
         assert_eq!(
             names(&["net.parent=eth1", "net.vlan=7", "net.ip=198.51.100.5/24", "net.egress.min=10mbit"]),
-            ["namespace pin", "macvlan attachment", "addresses and routes", "uplink guarantee"]
+            ["namespace pin", "macvlan attachment", "addresses and routes", "announcement", "uplink guarantee"]
         );
     }
 }

@@ -274,6 +274,13 @@ impl Netlink {
         deleted(result, format!("deleting {}", link.name), &[libc::ENODEV])
     }
 
+    /// Sets `link`'s MAC to the one it has: the kernel then announces the
+    /// link's addresses where `arp_notify` and `ndisc_notify` are on.
+    pub async fn renew_mac(&self, link: &Link) -> NetResult<()> {
+        let message = LinkUnspec::new_with_index(link.index).address(link.mac.clone()).build();
+        self.handle.link().set(message).execute().await.map_err(|e| net_error(format!("announcing {}", link.name), e))
+    }
+
     /// Puts `link` into the link group `group`, to be deleted with the
     /// other members by `delete_group`.
     pub async fn set_group(&self, link: &Link, group: u32) -> NetResult<()> {
