@@ -243,11 +243,7 @@ fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_h
                 )
             }
             StatusFormat::Table => print!("{}", netrt_hook::commands::uplinks::render_table(&uplinks)),
-            StatusFormat::Prometheus => {
-                return Err(netrt_hook::error::Error::Input(
-                    "status --uplinks has no prometheus format; use --json".into(),
-                ))
-            }
+            StatusFormat::Prometheus => print!("{}", netrt_hook::commands::uplinks::render_prometheus(&uplinks)),
         }
         return Ok(());
     }
@@ -255,7 +251,17 @@ fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_h
     match format {
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&entries).expect("status serialises")),
         StatusFormat::Table => print!("{}", status::render_table(&entries)),
-        StatusFormat::Prometheus => print!("{}", status::render_prometheus(&entries)),
+        StatusFormat::Prometheus => {
+            print!("{}", status::render_prometheus(&entries));
+            // The uplinks too, unless one container was asked for; a file
+            // that cannot be read costs the uplinks only, said as a comment.
+            if id.is_none() {
+                match netrt_hook::commands::uplinks::collect() {
+                    Ok(uplinks) => print!("{}", netrt_hook::commands::uplinks::render_prometheus(&uplinks)),
+                    Err(e) => println!("# netrt: the uplinks could not be read: {}", e.to_string().replace('\n', " ")),
+                }
+            }
+        }
     }
     Ok(())
 }

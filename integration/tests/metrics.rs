@@ -103,3 +103,50 @@ fn the_parser_check_catches_what_promtool_would() {
     assert!(check_exposition("# HELP a x\n# TYPE a gauge\na{b=c} 1\n").is_err(), "unquoted label value");
     assert!(check_exposition("# HELP a x\n# TYPE a gauge\na one\n").is_err(), "not a number");
 }
+
+/// With a declared uplink and a guarantee on it, the output has the
+/// uplink's capacity, reserve, what may be and what is guaranteed, and the
+/// container's guarantee, and still passes promtool.
+#[test]
+fn the_prometheus_output_has_the_uplinks_and_their_guarantees() {
+    let lan = Lan::bridge("prmu");
+    let bridge = lan.bridge.clone().unwrap();
+    let uplink = "nrtprmul";
+    let config = std::env::temp_dir().join("netrt-it-metrics-uplinks.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"uplinks": {{"{uplink}": {{"capacity": "100mbit", "reserve": "10mbit"}}}}}}"#),
+    )
+    .unwrap();
+    let env = format!("NETRT_CONFIG={}", config.display());
+    let hook_env = [env.as_str()];
+    let annotations = [("net.bridge", bridge.as_str()), ("net.ip", "198.51.100.21/24"), ("net.egress.min", "20mbit")];
+    let bundle =
+        Bundle::create("nrt-prom-up", &BundleSpec { hook_env: &hook_env, ..BundleSpec::isolated(&annotations) });
+    let container = Container::start("nrt-prom-up", &bundle).expect("starts with a guarantee");
+    let text = sh(&format!("{env} {} status --format prometheus", hook_binary().display()));
+    check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for line in [
+        format!("netrt_uplink_capacity_bytes_per_second{{uplink=\"{uplink}\",direction=\"egress\"}} 12500000"),
+        format!("netrt_uplink_reserve_bytes_per_second{{uplink=\"{uplink}\",direction=\"egress\"}} 1250000"),
+        format!("netrt_uplink_admissible_bytes_per_second{{uplink=\"{uplink}\",direction=\"egress\"}} 11250000"),
+        format!("netrt_uplink_guaranteed_bytes_per_second{{uplink=\"{uplink}\",direction=\"egress\"}} 2500000"),
+        format!("netrt_uplink_guaranteed_bytes_per_second{{uplink=\"{uplink}\",direction=\"ingress\"}} 0"),
+        format!("netrt_guarantee_bytes_per_second{{uplink=\"{uplink}\",direction=\"egress\",container=\"nrt-prom-up\"}} 2500000"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; integration/run installs it)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
+    container.stop();
+    let _ = std::fs::remove_file(&config);
+}

@@ -347,12 +347,12 @@ pub fn render_prometheus(entries: &[Entry]) -> String {
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     *out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
 /// A label value as the exposition format quotes it.
-fn label(value: &str) -> String {
+pub(crate) fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -12,6 +12,7 @@ use crate::request::plan::Direction;
 use crate::request::units::format_rate;
 use crate::state::record::{Record, Store};
 
+use super::status::{family, label};
 use crate::uplinks::share::{self, MAJOR};
 
 #[derive(Debug, Serialize)]
@@ -119,6 +120,71 @@ fn direction_status(
     }
 }
 
+/// The uplinks in the Prometheus text format: per uplink and direction its
+/// capacity, reserve, what may be guaranteed and what is, and per
+/// container its guarantee and its class's live rate (bytes per second,
+/// as Prometheus counts).
+pub fn render_prometheus(uplinks: &[UplinkStatus]) -> String {
+    type Sample = fn(&DirectionStatus) -> u64;
+    let families: [(&str, &str, Sample); 5] = [
+        ("netrt_uplink_capacity_bytes_per_second", "The uplink's declared capacity.", |d| d.capacity_bps / 8),
+        ("netrt_uplink_reserve_bytes_per_second", "Kept outside every guarantee.", |d| d.reserve_bps / 8),
+        (
+            "netrt_uplink_admissible_bytes_per_second",
+            "What the guarantees may add up to: (capacity - reserve) x overcommit.",
+            |d| d.admissible_bps / 8,
+        ),
+        ("netrt_uplink_guaranteed_bytes_per_second", "What the guarantees add up to.", |d| d.guaranteed_bps / 8),
+        ("netrt_uplink_guarantees", "Containers with a guarantee on the uplink.", |d| d.containers.len() as u64),
+    ];
+    // A family without a sample is left out.
+    let mut out = String::new();
+    if uplinks.is_empty() {
+        return out;
+    }
+    for (name, help, sample) in families {
+        family(&mut out, name, "gauge", help);
+        for uplink in uplinks {
+            for (direction, d) in directions(uplink) {
+                out +=
+                    &format!("{name}{{uplink=\"{}\",direction=\"{direction}\"}} {}\n", label(&uplink.name), sample(d));
+            }
+        }
+    }
+    type ContainerSample = fn(&ContainerShare) -> Option<u64>;
+    let per_container: [(&str, &str, ContainerSample); 2] = [
+        ("netrt_guarantee_bytes_per_second", "A container's guarantee on its uplink.", |c| Some(c.min_bps / 8)),
+        ("netrt_guarantee_rate_bytes_per_second", "The live rate of a container's class.", |c| {
+            c.rate_bps.map(|r| r / 8)
+        }),
+    ];
+    for (name, help, sample) in per_container {
+        let any = uplinks.iter().flat_map(directions).any(|(_, d)| d.containers.iter().any(|c| sample(c).is_some()));
+        if !any {
+            continue;
+        }
+        family(&mut out, name, "gauge", help);
+        for uplink in uplinks {
+            for (direction, d) in directions(uplink) {
+                for container in &d.containers {
+                    if let Some(value) = sample(container) {
+                        out += &format!(
+                            "{name}{{uplink=\"{}\",direction=\"{direction}\",container=\"{}\"}} {value}\n",
+                            label(&uplink.name),
+                            label(&container.id)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn directions(uplink: &UplinkStatus) -> [(&'static str, &DirectionStatus); 2] {
+    [("egress", &uplink.egress), ("ingress", &uplink.ingress)]
+}
+
 pub fn render_table(uplinks: &[UplinkStatus]) -> String {
     let mut out = format!(
         "{:<16} {:<9} {:>10} {:>12} {:<24} {:>10} {:>10} {:>10}\n",
@@ -160,5 +226,47 @@ fn short_rate(bps: u64) -> String {
         "0".into()
     } else {
         format_rate(bps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uplinks_in_the_prometheus_format() {
+        let direction = |containers: Vec<ContainerShare>| DirectionStatus {
+            capacity_bps: 100_000_000,
+            reserve_bps: 5_000_000,
+            admissible_bps: 95_000_000,
+            guaranteed_bps: containers.iter().map(|c| c.min_bps).sum(),
+            shaped: !containers.is_empty(),
+            others_rate_bps: None,
+            containers,
+        };
+        let web =
+            ContainerShare { id: "web1".into(), min_bps: 60_000_000, ceil_bps: 100_000_000, rate_bps: Some(8_000) };
+        let uplinks = [UplinkStatus {
+            name: "eth1".into(),
+            overcommit: 1.0,
+            egress: direction(vec![web]),
+            ingress: direction(vec![]),
+        }];
+        let text = render_prometheus(&uplinks);
+        for line in [
+            "# TYPE netrt_uplink_capacity_bytes_per_second gauge",
+            "netrt_uplink_capacity_bytes_per_second{uplink=\"eth1\",direction=\"egress\"} 12500000",
+            "netrt_uplink_reserve_bytes_per_second{uplink=\"eth1\",direction=\"ingress\"} 625000",
+            "netrt_uplink_admissible_bytes_per_second{uplink=\"eth1\",direction=\"egress\"} 11875000",
+            "netrt_uplink_guaranteed_bytes_per_second{uplink=\"eth1\",direction=\"egress\"} 7500000",
+            "netrt_uplink_guaranteed_bytes_per_second{uplink=\"eth1\",direction=\"ingress\"} 0",
+            "netrt_uplink_guarantees{uplink=\"eth1\",direction=\"egress\"} 1",
+            "netrt_guarantee_bytes_per_second{uplink=\"eth1\",direction=\"egress\",container=\"web1\"} 7500000",
+            "netrt_guarantee_rate_bytes_per_second{uplink=\"eth1\",direction=\"egress\",container=\"web1\"} 1000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
+        }
+        assert_eq!(text.matches("# HELP ").count(), text.matches("# TYPE ").count());
+        assert_eq!(render_prometheus(&[]), "", "no uplink, no family");
     }
 }
