@@ -155,6 +155,13 @@ enum PoolCommand {
         #[arg(value_name = "ADDRESS|FIRST-LAST", required = true)]
         addresses: Vec<String>,
     },
+    /// Every node of the cluster's registry: alive (its liveness key, kept
+    /// by each of its runs that reach the registry and its renewal timer)
+    /// or gone
+    Nodes {
+        #[arg(long)]
+        json: bool,
+    },
     /// Release every claim of a node that is gone for good
     Release {
         /// The node's name, as its `node` setting (or host name) gave it
@@ -170,6 +177,7 @@ fn pool(command: PoolCommand) -> netrt_hook::error::Result<()> {
         PoolCommand::Show { name, json } => commands::show(&name, json)?,
         PoolCommand::Reserve { name, addresses, note } => commands::reserve(&name, &addresses, &note)?,
         PoolCommand::Unreserve { name, addresses } => commands::unreserve(&name, &addresses)?,
+        PoolCommand::Nodes { json } => commands::nodes(json)?,
         PoolCommand::Release { node } => commands::release_node(&node)?,
     };
     print!("{out}");

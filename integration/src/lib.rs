@@ -684,8 +684,9 @@ pub fn require(present: bool, what: &str) {
 ///   and every file below /run/netrt and /var/lib/netrt (records, address
 ///   claims, pins, deferred setups, pending releases, pool claims and their
 ///   index), with a symbolic link's target. Left out there: the host lock,
-///   and a pool's registration and allocation cursors (`addressing.json`,
-///   `last-4`, `last-6`), which outlive containers by design.
+///   the node's liveness lease (`liveness`), and a pool's registration and
+///   allocation cursors (`addressing.json`, `last-4`, `last-6`), which
+///   outlive containers by design.
 pub fn snapshot(namespaces: &[&str]) -> String {
     snapshot_on("", namespaces)
 }
@@ -724,7 +725,7 @@ ip -6 neigh show proxy | sed "s/^/proxy /"
 /// On the host: netrt's mounts and files (see `snapshot`).
 const OWN_MOUNTS_AND_FILES: &str = r#"
 awk "\$5 ~ /^\/run\/netrt/ {print \"mount\", \$5}" /proc/self/mountinfo | sort
-find /run/netrt /var/lib/netrt -mindepth 1 ! -type d ! -path /run/netrt/lock \
+find /run/netrt /var/lib/netrt -mindepth 1 ! -type d ! -path /run/netrt/lock ! -path /run/netrt/liveness \
     ! -name addressing.json ! -name last-4 ! -name last-6 -printf "file %p %y %l\n" 2>/dev/null | sort
 true
 "#;

@@ -522,3 +522,51 @@ fn etcd_user_authentication_with_a_password_file_over_tls_and_credential_checks(
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&certs_dir);
 }
+
+/// A node's liveness in the registry: a key on an etcd lease of
+/// `node_ttl`, kept by the node's runs that reach the registry (setup,
+/// teardown, gc) and by `renew` (its 30 s timer); without them it lapses,
+/// and `pool nodes` and `pool show` say so. The next run puts it back.
+#[test]
+fn a_nodes_liveness_lives_on_its_runs_and_lapses_without_them() {
+    let cluster = EtcdCluster::start("live", 1, 23910, None);
+    let prefix = "/it-live/";
+    let registry =
+        json!({"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix, "timeout": "5s", "node_ttl": "2s"}});
+    let node = Node::new("node-l", "nrtpLbr", &config("node-l", Some(registry), "lan", lan_pool("nrtpLbr")));
+    let before = node.snapshot();
+    let nodes = || -> Value { serde_json::from_str(&ok(node.hook("pool nodes --json"))).unwrap() };
+    let alive_key = || cluster.dump(&format!("{prefix}alive/"));
+
+    let (c1, _b1) = start_on(&node, "nrt-live-1", &[("net.pool", "lan")], None).expect("starts");
+    assert!(alive_key().contains(&format!("{prefix}alive/node-l")), "{}", alive_key());
+    let listed = nodes();
+    assert_eq!(listed[0]["node"], "node-l", "{listed}");
+    assert!(listed[0]["alive_since"].as_u64().is_some(), "alive: {listed}");
+    assert!(ok(node.hook("pool show lan")).contains("node node-l: alive"));
+
+    // No run for longer than node_ttl: the key goes with its lease. (Waited
+    // for as it happens; etcd expires leases within about a second.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alive_key().is_empty() {
+        assert!(Instant::now() < deadline, "the liveness key outlived its lease: {}", alive_key());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = nodes();
+    assert_eq!(listed, json!([{"node": "node-l", "alive_since": null}]), "gone, its claims still there");
+    assert!(ok(node.hook("pool show lan")).contains("node node-l: no liveness key"));
+
+    // The renewal timer's run puts it back, on a new lease.
+    let lease_before = node.sh("cat /run/netrt/liveness");
+    ok(node.hook("renew"));
+    assert!(alive_key().contains("node-l"), "renew refreshed the liveness");
+    assert_ne!(node.sh("cat /run/netrt/liveness").stdout, lease_before.stdout, "on a new lease");
+    // And a setup keeps it: the lease is renewed, not replaced.
+    let lease = node.sh("cat /run/netrt/liveness").stdout;
+    let (c2, _b2) = start_on(&node, "nrt-live-2", &[("net.pool", "lan")], None).expect("starts");
+    assert_eq!(node.sh("cat /run/netrt/liveness").stdout, lease, "renewed in one round trip");
+    c1.stop();
+    c2.stop();
+    assert_same_host!(node.snapshot(), before, "the liveness lease is the node's, not a container's");
+    assert_eq!(claims_in(&cluster, prefix), "");
+}

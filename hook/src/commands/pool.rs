@@ -163,12 +163,12 @@ struct ShownClaim {
 pub fn show(name: &str, json: bool) -> Result<String> {
     let pools = load()?;
     let pool = pool(&pools, name)?;
-    let claims = with_store(&pools, false, async |store| {
+    let (claims, nodes) = with_store(&pools, false, async |store| {
         let mut all = vec![];
         for subnet in &pool.subnets {
             all.extend(store.claims(&pool.name, subnet.address.is_ipv6(), None).await.map_err(system)?);
         }
-        Ok(all)
+        Ok((all, store.nodes().await.map_err(system)?))
     })?;
     let shown: Vec<ShownClaim> = claims
         .into_iter()
@@ -197,6 +197,38 @@ pub fn show(name: &str, json: bool) -> Result<String> {
             holder,
             c.since
         ));
+    }
+    // The liveness of the nodes that hold claims here (a cluster's registry).
+    let holders: std::collections::BTreeSet<&str> = shown.iter().filter_map(|c| c.node.as_deref()).collect();
+    for node in nodes.iter().filter(|n| holders.contains(n.node.as_str())) {
+        out.push_str(&format!("node {}: {}\n", node.node, describe_liveness(node.alive_since)));
+    }
+    Ok(out)
+}
+
+fn describe_liveness(alive_since: Option<u64>) -> String {
+    match alive_since {
+        Some(since) => format!("alive (liveness key since {})", format_time(since)),
+        None => "no liveness key: gone, cut off, or not refreshed within node_ttl".to_string(),
+    }
+}
+
+/// `pool nodes`: every node the registry knows, with its liveness.
+pub fn nodes(json: bool) -> Result<String> {
+    let pools = load()?;
+    if !matches!(pools.registry, crate::config::pools::Registry::Etcd(_)) {
+        return Err(Error::Input(format!(
+            "{}: no cluster registry (registry.etcd): host-wide pools have no nodes to list",
+            pools.path
+        )));
+    }
+    let nodes = with_store(&pools, false, async |store| store.nodes().await.map_err(system))?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&nodes).expect("serialises") + "\n");
+    }
+    let mut out = format!("{:<24} {}\n", "NODE", "LIVENESS");
+    for node in &nodes {
+        out.push_str(&format!("{:<24} {}\n", node.node, describe_liveness(node.alive_since)));
     }
     Ok(out)
 }

@@ -38,8 +38,14 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
     crate::kernel::privilege::drop_keeping(&crate::kernel::privilege::FOR_RELEASES)?;
     // Renewed leases are held to the policy: one that cannot be read is an
     // error, as at setup.
-    let policy = crate::config::load()?.policy;
+    let config = crate::config::load()?;
+    let policy = config.policy;
     let runtime = runner::runtime()?;
+    // The renewal timer's run is also this node's liveness in a cluster's
+    // registry; a registry that does not answer costs no renewal.
+    if let Some(line) = runtime.block_on(keep_node_alive(&store, &config.pools)) {
+        log::error(&line);
+    }
     let host_ns = NetNs::current().map_err(Error::System)?;
     let records: Vec<Record> = {
         let _lock = store.lock()?;
@@ -95,6 +101,26 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
         }
     }
     Ok(lines)
+}
+
+/// Refreshes this node's liveness where the registry is etcd; the line to
+/// log when it could not.
+async fn keep_node_alive(store: &Store, pools: &crate::config::pools::Pools) -> Option<String> {
+    if !matches!(pools.registry, crate::config::pools::Registry::Etcd(_)) {
+        return None;
+    }
+    // Under the host lock, as setup, teardown and gc refresh it: two runs
+    // that found the lease lapsed would each put the key on a lease of
+    // their own, and the node would keep renewing the one without the key.
+    let _lock = match store.lock() {
+        Ok(lock) => lock,
+        Err(e) => return Some(format!("this node's liveness was not refreshed: {e}")),
+    };
+    let refreshed = async {
+        let mut registry = crate::pools::any_store::open(pools, true).await?;
+        crate::steps::claims::keep_alive(store, &mut registry, &pools.node).await
+    };
+    refreshed.await.err().map(|e| format!("this node's liveness in the address registry was not refreshed: {e}"))
 }
 
 /// The renewal exchange, from inside the container's namespace.

@@ -32,6 +32,7 @@ pub struct EtcdFile {
     pub key: Option<String>,
     pub user: Option<String>,
     pub password_file: Option<String>,
+    pub node_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -79,7 +80,13 @@ pub struct Etcd {
     pub key: Option<String>,
     pub user: Option<String>,
     pub password_file: Option<String>,
+    /// How long a node's liveness key outlives its last refresh, in seconds.
+    pub node_ttl_s: i64,
 }
+
+/// A node's liveness lasts this long after its last refresh by default:
+/// three of the renewal timer's 30 s periods.
+pub const DEFAULT_NODE_TTL_S: i64 = 90;
 
 /// An inclusive span of addresses of one family, as numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -489,8 +496,17 @@ fn parse_etcd(file: EtcdFile) -> std::result::Result<Etcd, String> {
             check_secret(field, path)?;
         }
     }
+    let node_ttl_s = match file.node_ttl {
+        None => DEFAULT_NODE_TTL_S,
+        Some(t) => match units::parse_duration_us(&t) {
+            Ok(us) if (2_000_000..=3_600_000_000).contains(&us) => (us / 1_000_000) as i64,
+            Ok(_) => return Err(format!("node_ttl {t:?} must be between 2s and 1h")),
+            Err(e) => return Err(format!("node_ttl {t:?}: {e}")),
+        },
+    };
     Ok(Etcd {
         endpoints: file.endpoints,
+        node_ttl_s,
         prefix,
         timeout_ms,
         ca: file.ca,
@@ -811,6 +827,10 @@ mod tests {
             (r#"{"registry": {"etcd": {"endpoints": []}}}"#, "endpoints is empty"),
             (r#"{"registry": {"etcd": {"endpoints": ["10.0.0.5:2379"]}}}"#, "needs http"),
             (r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "timeout": "5"}}}"#, "timeout"),
+            (
+                r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "node_ttl": "1s"}}}"#,
+                "node_ttl \"1s\" must be between 2s and 1h",
+            ),
             (r#"{"registry": {"etcd": {"endpoints": ["http://a:1"], "cert": "c"}}}"#, "go together"),
             (
                 r#"{"registry": {"etcd": {"endpoints": ["https://a:1", "http://b:1"], "ca": "ca.pem", "user": "n", "password_file": "p"}}}"#,

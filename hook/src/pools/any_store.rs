@@ -1,7 +1,7 @@
 //! The claim store the configuration chose, host-wide files or etcd,
 //! behind one type that is itself a `ClaimStore`, and the one place that opens it.
 
-use super::etcd::EtcdStore;
+use super::etcd::{EtcdStore, Liveness, NodeLiveness};
 use super::host::HostStore;
 use super::store::{Claim, ClaimStore, Held, StoreResult};
 use crate::config::pools::{Addressing, Pools, Registry, Span};
@@ -69,6 +69,25 @@ impl ClaimStore for AnyStore {
         match self {
             AnyStore::Host(s) => s.may_have_claimed(),
             AnyStore::Etcd(s) => s.may_have_claimed(),
+        }
+    }
+}
+
+impl AnyStore {
+    /// Refreshes this node's liveness where the registry keeps it (etcd);
+    /// None for host-wide claims, which no other node could reclaim.
+    pub async fn refresh_liveness(&mut self, node: &str, lease: Option<i64>) -> StoreResult<Option<Liveness>> {
+        match self {
+            AnyStore::Host(_) => Ok(None),
+            AnyStore::Etcd(store) => store.refresh_liveness(node, lease).await.map(Some),
+        }
+    }
+
+    /// The nodes the registry knows, with their liveness (etcd only).
+    pub async fn nodes(&mut self) -> StoreResult<Vec<NodeLiveness>> {
+        match self {
+            AnyStore::Host(_) => Ok(vec![]),
+            AnyStore::Etcd(store) => store.nodes().await,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions, TlsOptions, Txn, TxnOp,
     TxnOpResponse,
 };
 use tokio::time::Instant;
@@ -182,7 +182,7 @@ impl EtcdStore {
     /// to the next ones, each once, all within the timeout (and budget).
     async fn request<T, F, Fut>(&mut self, make: F) -> StoreResult<T>
     where
-        F: Fn(etcd_client::KvClient) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let mut deadline = Instant::now() + self.timeout;
@@ -210,7 +210,7 @@ impl EtcdStore {
                         Err(_) => return Err(self.unreachable(last)),
                     }
                 }
-                match tokio::time::timeout_at(deadline, make(self.client.kv_client())).await {
+                match tokio::time::timeout_at(deadline, make(self.client.clone())).await {
                     Err(_) => return Err(self.unreachable(last)),
                     Ok(Err(e)) => match tls_refusal(&e) {
                         Some(refusal) => return Err(refusal),
@@ -229,6 +229,58 @@ impl EtcdStore {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LAST_PAUSE);
         }
+    }
+
+    /// Keeps this node's liveness key alive: renews `lease` (the one the
+    /// node's last run left) in one round trip, or, when there is none or
+    /// it has lapsed, puts the key anew on a lease of `node_ttl`.
+    pub async fn refresh_liveness(&mut self, node: &str, lease: Option<i64>) -> StoreResult<Liveness> {
+        if let Some(id) = lease {
+            let renewed = self
+                .request(move |mut client| async move {
+                    match client.lease_keep_alive(id).await {
+                        Ok(_) => Ok(true),
+                        // etcd no longer has the lease: it lapsed.
+                        Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            if renewed {
+                return Ok(Liveness { lease: id, lapsed: false });
+            }
+        }
+        let ttl = self.config.node_ttl_s;
+        let granted = self.request(move |mut client| async move { client.lease_grant(ttl, None).await }).await?;
+        let id = granted.id();
+        let key = format!("{}alive/{node}", self.prefix);
+        let value = serde_json::json!({ "since": super::store::now() }).to_string();
+        self.request(|mut client| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { client.put(key, value, Some(PutOptions::new().with_lease(id))).await }
+        })
+        .await?;
+        Ok(Liveness { lease: id, lapsed: lease.is_some() })
+    }
+
+    /// Every node the registry knows (by a liveness key or a claim), with
+    /// the time its liveness key was put, if it has one.
+    pub async fn nodes(&mut self) -> StoreResult<Vec<NodeLiveness>> {
+        let alive_prefix = format!("{}alive/", self.prefix);
+        let alive = self.range(alive_prefix.clone(), prefix_end(&alive_prefix), GetOptions::new()).await?;
+        let nodes_prefix = format!("{}nodes/", self.prefix);
+        let holders =
+            self.range(nodes_prefix.clone(), prefix_end(&nodes_prefix), GetOptions::new().with_keys_only()).await?;
+        let mut all: std::collections::BTreeMap<String, Option<u64>> = holders
+            .iter()
+            .filter_map(|(key, _)| key.strip_prefix(&nodes_prefix)?.split('/').next().map(|n| (n.to_string(), None)))
+            .collect();
+        for (key, value) in alive {
+            let node = key.strip_prefix(&alive_prefix).unwrap_or(&key).to_string();
+            let since = serde_json::from_str::<serde_json::Value>(&value).ok().and_then(|v| v["since"].as_u64());
+            all.insert(node, Some(since.unwrap_or(0)));
+        }
+        Ok(all.into_iter().map(|(node, alive_since)| NodeLiveness { node, alive_since }).collect())
     }
 
     fn pool_key(&self, pool: &str, rest: &str) -> String {
@@ -271,6 +323,29 @@ impl EtcdStore {
     fn span_keys(&self, pool: &str, span: Span) -> (String, String) {
         (self.claim_key(pool, span.v6, span.first), format!("{}\0", self.claim_key(pool, span.v6, span.last)))
     }
+}
+
+/// A node's liveness after a refresh: its lease, and whether the lease of
+/// its last run had lapsed (its key was gone meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub lease: i64,
+    pub lapsed: bool,
+}
+
+/// A node the registry knows, and since when its liveness key is there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeLiveness {
+    pub node: String,
+    /// None: no liveness key (the node is gone, or never refreshed it).
+    pub alive_since: Option<u64>,
+}
+
+/// The key just after every key that starts with `prefix`.
+fn prefix_end(prefix: &str) -> String {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().expect("a prefix is not empty") += 1;
+    String::from_utf8(end).expect("the prefix ends in ASCII")
 }
 
 fn parse_held(pool: &str, raw: String) -> StoreResult<Held> {

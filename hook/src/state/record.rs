@@ -375,6 +375,25 @@ impl Store {
         remove_if_present(&self.pending_dir().join(id))
     }
 
+    fn liveness_path(&self) -> PathBuf {
+        self.dir.join("liveness")
+    }
+
+    /// The etcd lease this node's liveness key lives on, as the last run
+    /// that refreshed it left it; outlives containers, as the lock does.
+    pub fn liveness_lease(&self) -> Option<i64> {
+        fs::read_to_string(self.liveness_path()).ok()?.trim().parse().ok()
+    }
+
+    pub fn set_liveness_lease(&self, lease: i64) -> Result<()> {
+        ensure_private_dir(&self.dir)?;
+        let path = self.liveness_path();
+        let temporary = self.dir.join("liveness.tmp");
+        fs::write(&temporary, lease.to_string())
+            .and_then(|_| fs::rename(&temporary, &path))
+            .map_err(|e| Error::System(format!("cannot write {}: {e}", path.display())))
+    }
+
     fn deferred_dir(&self) -> PathBuf {
         self.dir.join("deferred")
     }

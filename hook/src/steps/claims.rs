@@ -42,9 +42,9 @@ impl Step for Claims {
         let store = setup.journal.store();
         let mut registry =
             any_store::open(&setup.config.pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
-        settle_pending(store, &mut registry, &setup.config.pools.node)
-            .await
-            .map_err(|e| attachment.refuse(lead, e.to_string()))?;
+        let node = &setup.config.pools.node;
+        keep_alive(store, &mut registry, node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+        settle_pending(store, &mut registry, node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
         setup.found.registry = Some(registry);
         // A static address the host itself has is refused; allocation
         // passes over them.
@@ -111,6 +111,9 @@ pub async fn release(store: &Store, id: &str) {
     };
     match any_store::open(&pools, true).await {
         Ok(mut registry) => {
+            if let Err(e) = keep_alive(store, &mut registry, &pools.node).await {
+                log::error(&format!("this node's liveness was not refreshed: {e}"));
+            }
             if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
                 log::error(&format!("releases left pending wait longer: {e}"));
             }
@@ -123,6 +126,24 @@ pub async fn release(store: &Store, id: &str) {
             let _ = store.add_pending_release(id);
         }
     }
+}
+
+/// Keeps this node's liveness in the registry (etcd: a key on a lease of
+/// `node_ttl`), as every run that reaches the registry does. A lapsed
+/// lease means the node was cut off or asleep for longer than that: said,
+/// since other nodes may have taken its addresses meanwhile.
+pub async fn keep_alive(store: &Store, registry: &mut AnyStore, node: &str) -> std::result::Result<(), StoreError> {
+    let Some(liveness) = registry.refresh_liveness(node, store.liveness_lease()).await? else { return Ok(()) };
+    if liveness.lapsed {
+        log::error(&format!(
+            "node {node}'s liveness in the address registry had lapsed (its key was gone): it was cut off or \
+             asleep for longer than node_ttl; it is alive again"
+        ));
+    }
+    if store.liveness_lease() != Some(liveness.lease) {
+        store.set_liveness_lease(liveness.lease).map_err(|e| StoreError::Failed(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Carries out the releases earlier runs could not; returns what it did.
@@ -150,6 +171,7 @@ pub async fn collect(store: &Store, pools: &Pools) -> Result<Vec<String>> {
     }
     let registry_error = |e: StoreError| crate::error::Error::System(format!("pool claims not collected: {e}"));
     let mut registry = any_store::open(pools, false).await.map_err(registry_error)?;
+    keep_alive(store, &mut registry, &pools.node).await.map_err(registry_error)?;
     let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
     let exists = |id: &str| store.exists(id);
     lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
