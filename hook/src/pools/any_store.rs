@@ -83,6 +83,15 @@ impl AnyStore {
         }
     }
 
+    /// How often this node's liveness needs a refresh: a third of its
+    /// `node_ttl`; None where the registry keeps none.
+    pub fn liveness_interval(&self) -> Option<std::time::Duration> {
+        match self {
+            AnyStore::Host(_) => None,
+            AnyStore::Etcd(store) => Some(std::time::Duration::from_millis(store.node_ttl_ms() / 3)),
+        }
+    }
+
     /// The nodes the registry knows, with their liveness (etcd only).
     pub async fn nodes(&mut self) -> StoreResult<Vec<NodeLiveness>> {
         match self {

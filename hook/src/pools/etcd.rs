@@ -263,6 +263,10 @@ impl EtcdStore {
         Ok(Liveness { lease: id, lapsed: lease.is_some() })
     }
 
+    pub fn node_ttl_ms(&self) -> u64 {
+        self.config.node_ttl_s as u64 * 1000
+    }
+
     /// Every node the registry knows (by a liveness key or a claim), with
     /// the time its liveness key was put, if it has one.
     pub async fn nodes(&mut self) -> StoreResult<Vec<NodeLiveness>> {

@@ -385,6 +385,11 @@ impl Store {
         fs::read_to_string(self.liveness_path()).ok()?.trim().parse().ok()
     }
 
+    /// How long ago a run last refreshed this node's liveness.
+    pub fn liveness_age(&self) -> Option<std::time::Duration> {
+        fs::metadata(self.liveness_path()).ok()?.modified().ok()?.elapsed().ok()
+    }
+
     pub fn set_liveness_lease(&self, lease: i64) -> Result<()> {
         ensure_private_dir(&self.dir)?;
         let path = self.liveness_path();

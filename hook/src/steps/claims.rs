@@ -133,6 +133,12 @@ pub async fn release(store: &Store, id: &str) {
 /// lease means the node was cut off or asleep for longer than that: said,
 /// since other nodes may have taken its addresses meanwhile.
 pub async fn keep_alive(store: &Store, registry: &mut AnyStore, node: &str) -> std::result::Result<(), StoreError> {
+    // Refreshed a third of node_ttl ago or less: nothing to ask. A lease
+    // renewed then has two thirds of its time left.
+    let Some(interval) = registry.liveness_interval() else { return Ok(()) };
+    if store.liveness_age().is_some_and(|age| age < interval) {
+        return Ok(());
+    }
     let Some(liveness) = registry.refresh_liveness(node, store.liveness_lease()).await? else { return Ok(()) };
     if liveness.lapsed {
         log::error(&format!(
@@ -140,10 +146,8 @@ pub async fn keep_alive(store: &Store, registry: &mut AnyStore, node: &str) -> s
              asleep for longer than node_ttl; it is alive again"
         ));
     }
-    if store.liveness_lease() != Some(liveness.lease) {
-        store.set_liveness_lease(liveness.lease).map_err(|e| StoreError::Failed(e.to_string()))?;
-    }
-    Ok(())
+    // Written on every refresh: its age is the time since the last one.
+    store.set_liveness_lease(liveness.lease).map_err(|e| StoreError::Failed(e.to_string()))
 }
 
 /// Carries out the releases earlier runs could not; returns what it did.
