@@ -55,6 +55,22 @@ fn check_exposition(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `promtool check metrics` passes `text` with nothing to say.
+fn promtool_check(text: &str) {
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    require(promtool.is_ok(), "promtool is not installed (Debian's prometheus package; integration/run installs it)");
+    let mut promtool = promtool.unwrap();
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
+}
+
 #[test]
 fn the_prometheus_output_counts_real_traffic_and_is_valid() {
     let lab = Lab::bridged("prom");
@@ -78,18 +94,7 @@ fn the_prometheus_output_counts_real_traffic_and_is_valid() {
         "the egress shaper counted iperf3's bytes:\n{text}"
     );
 
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    require(promtool.is_ok(), "promtool is not installed (Debian's prometheus package; integration/run installs it)");
-    let mut promtool = promtool.unwrap();
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
+    promtool_check(&text);
     container.stop();
     let after = sh(&format!("{hook} status --format prometheus"));
     assert!(!after.contains(id), "a stopped container is gone from the metrics:\n{after}");
@@ -136,17 +141,7 @@ fn the_prometheus_output_has_the_uplinks_and_their_guarantees() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing in:\n{text}");
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; integration/run installs it)");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
+    promtool_check(&text);
     container.stop();
     let _ = std::fs::remove_file(&config);
 }
