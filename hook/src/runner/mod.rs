@@ -292,19 +292,16 @@ fn describe_setup(id: &str, plan: &Plan, placement: Option<String>) -> String {
 /// Host devices with this container's names are leftovers of a run whose
 /// record is gone. They would make the new setup fail. An ifb inside the
 /// container's namespace is one a failed earlier setup left in a namespace
-/// that lives on.
-/// A device under one of this container's names that lacks netrt's mark
-/// is someone else's: it stays, and the setup is refused.
+/// that lives on. A host device under one of this container's names that
+/// is not netrt's (no mark, another kind) stays, and the setup is refused.
 async fn remove_strays(sockets: &Sockets, id: &str) -> NetResult<()> {
+    let inside = Created::Ifb { side: Side::Container, name: names::ifb_name(id) };
+    undo::remove_stray(&inside, sockets).await?;
     for stray in [
         Created::Ifb { side: Side::Host, name: names::ifb_name(id) },
-        Created::Ifb { side: Side::Container, name: names::ifb_name(id) },
         Created::HostVeth { name: names::host_veth_name(id), index: None },
     ] {
-        undo::undo(&stray, sockets, undo::Marks::Checked).await?;
-    }
-    for name in [names::ifb_name(id), names::host_veth_name(id)] {
-        if let Some(link) = sockets.host.link_by_name(&name).await? {
+        if let Some(link) = undo::remove_stray(&stray, sockets).await? {
             return Err(NetError {
                 action: "checking the host".into(),
                 errno: None,

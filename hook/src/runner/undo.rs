@@ -274,22 +274,51 @@ pub async fn delete_together(on: &Netlink, links: &[Link]) -> NetResult<()> {
     on.delete_group(TEARDOWN_GROUP).await.map(|_| ())
 }
 
-/// The device still there under its name, if it is of one of its kinds,
-/// still has its index when that is known, and carries netrt's mark when
-/// that is checked; a device that fails a check is not netrt's and stays.
+/// What is under a device's name.
+enum Named {
+    Absent,
+    /// The device: of one of its kinds, with its index when that is
+    /// known, and with netrt's mark when that is checked.
+    Own(Link),
+    /// Something that fails a check: not netrt's, so it stays.
+    Foreign(Link),
+}
+
+async fn look_up(on: &Netlink, device: &Device) -> NetResult<Named> {
+    let Some(link) = on.link_by_name(&device.name).await? else { return Ok(Named::Absent) };
+    let same = link.kind.as_deref().is_some_and(|kind| device.kinds.contains(&kind))
+        && device.index.is_none_or(|index| index == link.index);
+    Ok(if same && (!device.marked || names::is_marked(link.group)) { Named::Own(link) } else { Named::Foreign(link) })
+}
+
+/// The device still there under its name, if it is netrt's (see `Named`).
 async fn find_named(on: &Netlink, device: &Device) -> NetResult<Option<Link>> {
-    let found = on.link_by_name(&device.name).await?.filter(|link| {
-        link.kind.as_deref().is_some_and(|kind| device.kinds.contains(&kind))
-            && device.index.is_none_or(|index| index == link.index)
-    });
-    if let Some(link) = found.as_ref().filter(|link| device.marked && !names::is_marked(link.group)) {
-        log::info(&format!(
-            "{} {} is not netrt's (it lacks netrt's mark, link group {:#x}): left as it is",
-            link.kind.as_deref().unwrap_or("device"),
-            link.name,
-            names::OWN_GROUP
-        ));
-        return Ok(None);
+    Ok(match look_up(on, device).await? {
+        Named::Own(link) => Some(link),
+        Named::Absent => None,
+        Named::Foreign(link) => {
+            if device.marked && !names::is_marked(link.group) {
+                log::info(&format!(
+                    "{} {} is not netrt's (it lacks netrt's mark, link group {:#x}): left as it is",
+                    link.kind.as_deref().unwrap_or("device"),
+                    link.name,
+                    names::OWN_GROUP
+                ));
+            }
+            None
+        }
+    })
+}
+
+/// Deletes `object`, a device a run of netrt may have left under the name
+/// a new setup needs, if it is netrt's (its mark checked); returns what is
+/// under the name and is not netrt's, which stays. One lookup a name.
+pub async fn remove_stray(object: &Created, sockets: &Sockets) -> NetResult<Option<Link>> {
+    let device = device_of(object, Marks::Checked).expect("a stray is a device");
+    let Some(on) = sockets.on(device.side) else { return Ok(None) };
+    match look_up(on, &device).await? {
+        Named::Own(link) => on.delete_link(&link).await.map(|_| None),
+        Named::Absent => Ok(None),
+        Named::Foreign(link) => Ok(Some(link)),
     }
-    Ok(found)
 }
