@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod kernel;
 pub mod log;
 pub mod pools;
+pub mod probe;
 pub mod request;
 pub mod runner;
 pub mod state;

@@ -157,6 +157,11 @@ struct ShownClaim {
     container: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reserved: Option<String>,
+    /// The MAC that answered for it on the LAN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    was: Option<String>,
     since: String,
 }
 
@@ -177,6 +182,8 @@ pub fn show(name: &str, json: bool) -> Result<String> {
             node: h.claim.node,
             container: h.claim.container,
             reserved: h.claim.reserved,
+            wire: h.claim.wire,
+            was: h.claim.was,
             since: format_time(h.claim.since),
         })
         .collect();
@@ -185,10 +192,14 @@ pub fn show(name: &str, json: bool) -> Result<String> {
     }
     let mut out = format!("{:<26} {:<16} {:<28} {}\n", "ADDRESS", "NODE", "CONTAINER", "SINCE");
     for c in &shown {
-        let holder = match &c.reserved {
-            Some(note) if note.is_empty() => "reserved".to_string(),
-            Some(note) => format!("reserved: {note}"),
-            None => c.container.clone().unwrap_or_default(),
+        let holder = match (&c.reserved, &c.wire) {
+            (_, Some(mac)) => match &c.was {
+                Some(was) => format!("in use on the wire by {mac} (was {was})"),
+                None => format!("in use on the wire by {mac}"),
+            },
+            (Some(note), _) if note.is_empty() => "reserved".to_string(),
+            (Some(note), _) => format!("reserved: {note}"),
+            (None, _) => c.container.clone().unwrap_or_default(),
         };
         out.push_str(&format!(
             "{:<26} {:<16} {:<28} {}\n",
@@ -275,7 +286,8 @@ pub fn unreserve(name: &str, items: &[String]) -> Result<String> {
         let mut freed = 0usize;
         for span in &spans {
             for held in store.claims(&pool.name, span.v6, Some(*span)).await.map_err(system)? {
-                if held.claim.reserved.is_some() {
+                // A reservation, or a mark of an address found in use on the wire.
+                if held.claim.reserved.is_some() || held.claim.wire.is_some() {
                     store.delete(&held).await.map_err(system)?;
                     freed += 1;
                 }

@@ -33,6 +33,7 @@ pub struct EtcdFile {
     pub user: Option<String>,
     pub password_file: Option<String>,
     pub node_ttl: Option<String>,
+    pub reclaim_after: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -60,6 +61,9 @@ pub struct PoolFile {
     /// The highest limit and guarantee a container on the pool may ask for.
     pub max_rate: Option<String>,
     pub max_guarantee: Option<String>,
+    /// How long the LAN is asked whether anything holds an address before
+    /// a container gets it; "0": not asked.
+    pub probe: Option<String>,
 }
 
 /// The registry a node keeps its claims in.
@@ -82,7 +86,13 @@ pub struct Etcd {
     pub password_file: Option<String>,
     /// How long a node's liveness key outlives its last refresh, in seconds.
     pub node_ttl_s: i64,
+    /// How long a node's liveness must have been gone before other nodes
+    /// take its addresses back; None: never.
+    pub reclaim_after_s: Option<u64>,
 }
+
+/// The longest a pool's probe may take: a setup waits for it.
+pub const MAX_PROBE_MS: u64 = 2_000;
 
 /// A node's liveness lasts this long after its last refresh by default:
 /// three of the renewal timer's 30 s periods.
@@ -163,6 +173,8 @@ pub struct Pool {
     pub open: Openness,
     /// The rates a container on the pool may ask for.
     pub bounds: Bounds,
+    /// How long the LAN is asked about an address before it is given; 0: not.
+    pub probe_ms: u32,
 }
 
 /// The highest limit and guarantee on a network (bit/s); None: no bound.
@@ -504,9 +516,18 @@ fn parse_etcd(file: EtcdFile) -> std::result::Result<Etcd, String> {
             Err(e) => return Err(format!("node_ttl {t:?}: {e}")),
         },
     };
+    let reclaim_after_s = match file.reclaim_after.as_deref() {
+        None | Some("0") | Some("off") => None,
+        Some(t) => match units::parse_duration_us(t) {
+            Ok(us) if (1_000_000..=30 * 86_400_000_000).contains(&us) => Some(us / 1_000_000),
+            Ok(_) => return Err(format!("reclaim_after {t:?} must be between 1s and 30 days (or \"off\")")),
+            Err(e) => return Err(format!("reclaim_after {t:?}: {e}")),
+        },
+    };
     Ok(Etcd {
         endpoints: file.endpoints,
         node_ttl_s,
+        reclaim_after_s,
         prefix,
         timeout_ms,
         ca: file.ca,
@@ -611,7 +632,15 @@ fn parse_pool(name: &str, file: PoolFile) -> std::result::Result<Pool, String> {
         max_rate_bps: rate("max_rate", &file.max_rate)?,
         max_guarantee_bps: rate("max_guarantee", &file.max_guarantee)?,
     };
-    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude, open, bounds })
+    let probe_ms = match file.probe.as_deref() {
+        None | Some("0") => 0,
+        Some(t) => match units::parse_duration_us(t) {
+            Ok(us) if us <= MAX_PROBE_MS * 1000 => (us / 1000) as u32,
+            Ok(_) => return Err(format!("probe {t:?} is longer than 2s (how long a setup waits for the LAN)")),
+            Err(e) => return Err(format!("probe {t:?}: {e}")),
+        },
+    };
+    Ok(Pool { name: name.to_string(), attachment, subnets, ranges, gateways, exclude, open, bounds, probe_ms })
 }
 
 /// Which pods may use the pool, and what they may add.

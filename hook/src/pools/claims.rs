@@ -164,6 +164,30 @@ async fn allocate<S: ClaimStore>(
     Ok(None)
 }
 
+/// An address allocation gave to container `id` answered on the LAN: the
+/// container's claim becomes a mark naming the MAC that answered (no
+/// container gets the address until an admin unreserves it), and the next
+/// free address of the family is claimed instead; None when the pool has
+/// none left.
+pub async fn replace_on_wire<S: ClaimStore>(
+    store: &mut S,
+    pool: &Pool,
+    (node, id): (&str, &str),
+    (address, mac): (IpAddr, &str),
+    on_host: &dyn Fn(IpAddr) -> bool,
+) -> StoreResult<Option<IpAddr>> {
+    let v6 = address.is_ipv6();
+    let span = Span { v6, first: number(address), last: number(address) };
+    for held in store.claims(&pool.name, v6, Some(span)).await? {
+        if held.claim.node.as_deref() == Some(node) && held.claim.container.as_deref() == Some(id) {
+            store.delete(&held).await?;
+        }
+    }
+    // Taken meanwhile by someone else, it is theirs to probe.
+    store.create(&pool.name, &Claim::on_wire(address, mac, None), false).await?;
+    allocate(store, pool, (v6, on_host), node, id).await
+}
+
 /// Releases every claim of container `id` of this node; returns what was
 /// released.
 pub async fn release<S: ClaimStore>(store: &mut S, node: &str, id: &str) -> StoreResult<Vec<Held>> {

@@ -18,23 +18,46 @@ pub struct Claim {
     /// A reservation's note (may be empty): no container may get it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved: Option<String>,
+    /// The MAC that answered for the address on the LAN: something outside
+    /// netrt uses it, and no container may get it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<String>,
+    /// Whose claim it was before it was found in use on the wire, if anyone's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<String>,
     /// Seconds since the epoch.
     pub since: u64,
 }
 
 impl Claim {
     pub fn for_container(address: IpAddr, node: &str, container: &str) -> Claim {
-        Claim { address, node: Some(node.into()), container: Some(container.into()), reserved: None, since: now() }
+        Claim {
+            address,
+            node: Some(node.into()),
+            container: Some(container.into()),
+            reserved: None,
+            wire: None,
+            was: None,
+            since: now(),
+        }
     }
 
     pub fn reservation(address: IpAddr, note: &str) -> Claim {
-        Claim { address, node: None, container: None, reserved: Some(note.into()), since: now() }
+        Claim { address, node: None, container: None, reserved: Some(note.into()), wire: None, was: None, since: now() }
+    }
+
+    /// The mark of an address found in use on the wire by `mac`; `was`
+    /// names whose claim it replaces.
+    pub fn on_wire(address: IpAddr, mac: &str, was: Option<String>) -> Claim {
+        Claim { address, node: None, container: None, reserved: None, wire: Some(mac.into()), was, since: now() }
     }
 
     /// Whether both are claims of the same container.
     pub fn same_holder(&self, other: &Claim) -> bool {
         self.reserved.is_none()
             && other.reserved.is_none()
+            && self.wire.is_none()
+            && other.wire.is_none()
             && self.node == other.node
             && self.container == other.container
     }
@@ -45,6 +68,9 @@ impl Claim {
 
     /// Who holds it, as refusals and `pool show` say it.
     pub fn holder(&self) -> String {
+        if let Some(mac) = &self.wire {
+            return format!("in use on the wire by {mac}");
+        }
         match (&self.reserved, &self.container, &self.node) {
             (Some(note), _, _) if note.is_empty() => "reserved".into(),
             (Some(note), _, _) => format!("reserved ({note})"),

@@ -324,7 +324,7 @@ impl Store {
     }
 
     /// Removes the claim of `address` if `id` holds it.
-    fn release(&self, address: &IpAddr, id: &str) -> Result<()> {
+    pub fn release(&self, address: &IpAddr, id: &str) -> Result<()> {
         if self.holder_of(address)?.as_deref() != Some(id) {
             return Ok(());
         }

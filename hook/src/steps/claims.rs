@@ -66,6 +66,7 @@ impl Step for Claims {
         let host: Vec<IpAddr> = setup.found.host_addresses.iter().flatten().map(|(a, _)| *a).collect();
         let on_host = |address: IpAddr| host.contains(&address);
         let attachment = setup.plan.attachment.as_mut().expect("pooled plans have an attachment");
+        let asked: Vec<IpAddr> = attachment.addresses.iter().map(|cidr| cidr.address).collect();
         let claimed = claims::claim(
             registry,
             &setup.config.pools,
@@ -75,6 +76,8 @@ impl Step for Claims {
         )
         .await;
         fault::kill_point("claim", 1);
+        setup.found.allocated =
+            attachment.addresses.iter().map(|cidr| cidr.address).filter(|a| !asked.contains(a)).collect();
         if claimed.is_err() && !registry.may_have_claimed() {
             // Refused before any claim was sent: nothing to release, now
             // or later.

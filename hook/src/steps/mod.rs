@@ -19,6 +19,7 @@ mod interface;
 pub mod lease;
 pub mod macvlan;
 pub mod pin;
+pub mod probe;
 pub mod shaping;
 pub mod step;
 pub mod uplink;
@@ -29,11 +30,12 @@ pub use step::{Asked, Found, Placement, Setup, Stage, Step, WayOut, Who};
 pub type Wanted = fn(&Asked) -> Option<Box<dyn Step>>;
 
 /// The steps, in the order they apply; each says whether a plan asks for it.
-const STEPS: [Wanted; 9] = [
+const STEPS: [Wanted; 10] = [
     claims::wanted,
     pin::wanted,
     bridge::wanted,
     macvlan::wanted,
+    probe::wanted,
     lease::wanted,
     addresses::wanted,
     announce::wanted,

@@ -105,6 +105,8 @@ pub struct Found {
     /// The addresses of the host's own namespace and their interfaces,
     /// read once (see `Setup::read_host_addresses`).
     pub host_addresses: Option<Vec<(std::net::IpAddr, u32)>>,
+    /// The addresses pool allocation gave (not asked for by the container).
+    pub allocated: Vec<std::net::IpAddr>,
 }
 
 /// The host interface an attachment's traffic leaves by, where its

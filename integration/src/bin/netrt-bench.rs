@@ -1055,6 +1055,7 @@ fn registry_request_costs(cluster: &netrt_integration::cluster::EtcdCluster, ite
         user: None,
         password_file: None,
         node_ttl_s: netrt_hook::config::pools::DEFAULT_NODE_TTL_S,
+        reclaim_after_s: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (mut connect, mut read, mut write) = (vec![], vec![], vec![]);

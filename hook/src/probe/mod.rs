@@ -1,0 +1,178 @@
+//! Asking the LAN whether anything holds an address, before netrt gives it
+//! (from inside the container's namespace, on the attached interface) or
+//! takes it back from a dead node (from the host, on the pool's bridge or
+//! parent). Many addresses are probed at once: every probe goes out, a
+//! second round halfway through the probe time (a lost frame is not taken
+//! for silence), and every answer until the time is up is kept.
+//!
+//! The socket is a packet socket; opening it needs CAP_NET_RAW, so setup
+//! opens it before it drops its capabilities. Nothing is changed on the
+//! interface: no address, no multicast membership, no promiscuity.
+
+pub mod frames;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+pub use frames::{format_mac, Mac};
+
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_OUTGOING: u8 = 4;
+/// How many probes go out before the socket is read again: answers to a
+/// large batch would overflow its receive buffer.
+pub const BATCH: usize = 256;
+
+pub struct Prober {
+    fd: OwnedFd,
+}
+
+/// What a probe heard: each address that answered, and the MAC that did.
+pub type Heard = BTreeMap<IpAddr, Mac>;
+
+impl Prober {
+    /// A packet socket in the calling thread's network namespace; it
+    /// receives nothing until `probe` binds it to an interface.
+    pub fn open() -> io::Result<Prober> {
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Prober { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn bind(&self, ifindex: u32) -> io::Result<()> {
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = ETH_P_ALL.to_be();
+        address.sll_ifindex = ifindex as i32;
+        let result = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Probes `targets` from interface `ifindex` (whose MAC is `mac`) for
+    /// `time`, at most `BATCH` at once; returns those that answered.
+    pub fn probe(&self, ifindex: u32, mac: Mac, targets: &[IpAddr], time: Duration) -> io::Result<Heard> {
+        self.bind(ifindex)?;
+        let mut heard = Heard::new();
+        for batch in targets.chunks(BATCH) {
+            self.probe_batch(mac, batch, time, &mut heard)?;
+        }
+        Ok(heard)
+    }
+
+    fn probe_batch(&self, mac: Mac, targets: &[IpAddr], time: Duration, heard: &mut Heard) -> io::Result<()> {
+        let start = Instant::now();
+        let (halfway, end) = (start + time / 2, start + time);
+        self.send_all(mac, targets, heard)?;
+        let mut second_round_sent = false;
+        loop {
+            if targets.iter().all(|t| heard.contains_key(t)) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            if !second_round_sent && now >= halfway {
+                self.send_all(mac, targets, heard)?;
+                second_round_sent = true;
+            }
+            let until = if second_round_sent { end } else { halfway };
+            if !wait(self.fd.as_raw_fd(), libc::POLLIN, until)? {
+                continue;
+            }
+            self.read_answers(mac, targets, heard)?;
+        }
+    }
+
+    /// A probe for each target not heard yet.
+    fn send_all(&self, mac: Mac, targets: &[IpAddr], heard: &Heard) -> io::Result<()> {
+        for target in targets.iter().filter(|t| !heard.contains_key(t)) {
+            let frame = frames::probe(mac, *target);
+            loop {
+                let sent = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+                if sent >= 0 {
+                    break;
+                }
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    // The device's queue is full: wait for room briefly.
+                    io::ErrorKind::WouldBlock => {
+                        wait(self.fd.as_raw_fd(), libc::POLLOUT, Instant::now() + Duration::from_millis(10))?;
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_answers(&self, mac: Mac, targets: &[IpAddr], heard: &mut Heard) -> io::Result<()> {
+        let mut buffer = [0u8; 1600];
+        loop {
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut length = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            let read = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    0,
+                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                    &mut length,
+                )
+            };
+            if read < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(e),
+                };
+            }
+            if from.sll_pkttype == PACKET_OUTGOING {
+                continue;
+            }
+            if let Some((address, holder)) = frames::answer(&buffer[..read as usize], mac) {
+                if targets.contains(&address) {
+                    heard.entry(address).or_insert(holder);
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is ready for `events` or `until` has passed.
+fn wait(fd: i32, events: i16, until: Instant) -> io::Result<bool> {
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut poll = libc::pollfd { fd, events, revents: 0 };
+        let millis = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        match unsafe { libc::poll(&mut poll, 1, millis) } {
+            n if n > 0 => return Ok(true),
+            0 => continue,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
