@@ -234,10 +234,14 @@ impl Node {
         let config_path = dir.join("netrt.json");
         fs::write(&config_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
         sh_quiet(&format!("ip link del {bridge}"));
-        // The bridge's MAC is set, as netrt asks of a bridge its containers join.
+        // The bridge's MAC is set, as netrt asks of a bridge its containers
+        // join; one per node (two hosts never share one: a probe from one
+        // must reach the other).
+        let tag = name.bytes().chain(bridge.bytes()).fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
         sh(&format!(
-            "ip link add {bridge} type bridge && ip link set {bridge} address 02:00:00:00:{:02x}:01 up",
-            name.len() + bridge.len()
+            "ip link add {bridge} type bridge && ip link set {bridge} address 02:00:00:{:02x}:{:02x}:01 up",
+            tag >> 8,
+            tag & 0xff
         ));
         Node { name: name.to_string(), dir, config: config_path, bridge: bridge.to_string() }
     }

@@ -1,8 +1,14 @@
 //! What the LAN itself says about addresses: a pool that probes before use
 //! never gives a container an address something on the wire answers for
 //! (ARP probes, IPv6 duplicate address detection), through real runc, with
-//! a LAN peer in a namespace of the test's that is not netrt's.
+//! a LAN peer in a namespace of the test's that is not netrt's; and the
+//! addresses of a node whose liveness is gone come back only where the LAN
+//! is silent, while a node that comes back keeps what is still its own
+//! (nodes as mount namespaces of this machine on one real etcd).
 
+use std::time::{Duration, Instant};
+
+use netrt_integration::cluster::{EtcdCluster, Node, Wire};
 use netrt_integration::*;
 use serde_json::{json, Value};
 
@@ -98,4 +104,128 @@ fn probe_before_use_passes_over_and_refuses_addresses_in_use_on_the_wire() {
     assert_same_host!(snapshot(&[&peer]), before);
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn start_on(
+    node: &Node,
+    id: &str,
+    annotations: &[(&str, &str)],
+    poststop: bool,
+) -> Result<(Container, Bundle), String> {
+    let env = node.hook_env();
+    let hook_env = [env.as_str()];
+    let mut spec = BundleSpec { poststop, ..BundleSpec::isolated(annotations) };
+    spec.hook_env = &hook_env;
+    let bundle = Bundle::create(id, &spec);
+    Container::start_on(&node.enter(), id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
+}
+
+fn node_config(node: &str, cluster: &EtcdCluster, bridge: &str) -> Value {
+    json!({"node": node,
+           "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": "/it-reclaim/", "timeout": "5s",
+                                 "node_ttl": "2s", "reclaim_after": "1s"}},
+           "pools": {"lan": {"bridge": bridge, "subnets": ["198.51.100.0/24", "2001:db8:5::/64"],
+                             "ranges": ["198.51.100.100-198.51.100.199", "2001:db8:5::100-2001:db8:5::1ff"],
+                             "gateways": ["198.51.100.1"]}}})
+}
+
+#[test]
+fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_its_own() {
+    let cluster = EtcdCluster::start("reclaim", 1, 23930, None);
+    let prefix = "/it-reclaim/";
+    let a = Node::new("node-ra", "nrtrAbr", &node_config("node-ra", &cluster, "nrtrAbr"));
+    let b = Node::new("node-rb", "nrtrBbr", &node_config("node-rb", &cluster, "nrtrBbr"));
+    let _wire = Wire::join("nrtrw", &a, &b);
+    let both = || a.snapshot() + &b.snapshot();
+    let before = both();
+    let pooled = [("net.pool", "lan")];
+    // On node A: one container whose poststop never runs (it dies with its
+    // node), two that live on, unseen by the registry.
+    let (gone, _b0) = start_on(&a, "nrt-ra-gone", &pooled, false).unwrap();
+    let (kept, _b1) = start_on(&a, "nrt-ra-kept", &pooled, true).unwrap();
+    let (lost, _b2) = start_on(&a, "nrt-ra-lost", &pooled, true).unwrap();
+    let kept_mac = {
+        let links: Value = serde_json::from_slice(&kept.net_sh("ip -j link show eth0").stdout).unwrap();
+        links[0]["address"].as_str().unwrap().to_string()
+    };
+    gone.stop();
+    // Node A stops running netrt: its liveness key goes with its lease.
+    let alive_a = || cluster.dump(&format!("{prefix}alive/node-ra"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alive_a().is_empty() {
+        assert!(Instant::now() < deadline, "node A's liveness outlived its lease");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // B's renewal run (the timer's; gc reclaims the same way, but the
+    // nodes here share one kernel, and B's gc would take A's containers'
+    // host devices for its own strays) notes A dead first; reclaim waits
+    // reclaim_after from then.
+    let first = ok(b.hook("renew"));
+    assert!(!first.contains("reclaimed") && !first.contains("kept"), "{first}");
+    assert!(ok(b.hook("pool show lan")).contains("node node-ra: dead"), "noted dead");
+    std::thread::sleep(Duration::from_millis(1100));
+    // Killed after its first reclaim, then run again: every address is
+    // acted on once, none twice and none lost.
+    let killed = sh_output(&format!(
+        "{} env NETRT_CONFIG={} NETRT_FAULT_KILL=reclaim:1 {} renew",
+        b.enter(),
+        b.config.display(),
+        fault_hook_binary().display()
+    ));
+    assert!(!killed.status.success(), "the fault build killed the run mid-reclaim");
+    assert_eq!(cluster.dump(&format!("{prefix}nodes/node-ra/")).lines().count(), 10, "one of six acted on");
+    let second = ok(b.hook("renew"));
+    let shown: Value = serde_json::from_str(&ok(b.hook("pool show lan --json"))).unwrap();
+    let claims: Vec<(String, String)> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["address"].as_str().unwrap().to_string(), c["wire"].as_str().unwrap_or("-").to_string()))
+        .collect();
+    // The dead container's addresses are free; the living ones answered
+    // and are marked in use on the wire with their MACs.
+    let marked: Vec<&str> = claims.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(marked, ["198.51.100.101", "198.51.100.102", "2001:db8:5::101", "2001:db8:5::102"], "{shown}\n{second}");
+    assert!(claims.iter().all(|(_, mac)| mac != "-"), "{shown}\n{second}");
+    assert_eq!(claims[0].1, kept_mac, "{shown}");
+    assert!(second.contains("kept 198.51.100.101 of pool lan from dead node node-ra"), "{second}");
+    assert_eq!(cluster.dump(&format!("{prefix}nodes/node-ra/")), "", "node A holds nothing in the registry");
+    // A new container on B gets a reclaimed address.
+    let (b1, _bb1) = start_on(&b, "nrt-rb-1", &pooled, true).unwrap();
+    let b4 = {
+        let out = String::from_utf8_lossy(&b1.net_sh("ip -o -4 addr show eth0").stdout).into_owned();
+        out.split_whitespace().nth(3).unwrap().split('/').next().unwrap().to_string()
+    };
+    assert!(["198.51.100.100", "198.51.100.103"].contains(&b4.as_str()), "{b4}");
+    // The admin lifts the mark of .102 and gives it to a container on B by
+    // hand while A's container still has it: A, back, finds the conflict.
+    ok(b.hook("pool unreserve lan 198.51.100.102"));
+    let (b2, _bb2) =
+        start_on(&b, "nrt-rb-2", &[("net.bridge", "nrtrBbr"), ("net.ip", "198.51.100.102/24")], true).unwrap();
+    ok(a.hook("renew"));
+    assert!(!alive_a().is_empty(), "A is alive again");
+    let status: Value = serde_json::from_str(&ok(a.hook("status --json"))).unwrap();
+    let entry = |id: &str| status.as_array().unwrap().iter().find(|e| e["id"] == id).cloned().unwrap();
+    assert_eq!(entry("nrt-ra-kept").get("conflicts"), None, "its own address came back to it: {status}");
+    let conflicts = entry("nrt-ra-lost")["conflicts"].clone();
+    assert!(
+        conflicts[0]
+            .as_str()
+            .unwrap()
+            .starts_with("198.51.100.102 of pool lan is held by container nrt-rb-2 on node node-rb"),
+        "{conflicts}"
+    );
+    let metrics = ok(a.hook("status --format prometheus"));
+    assert!(metrics.contains("netrt_address_conflicts 1\n"), "{metrics}");
+    let shown = ok(b.hook("pool show lan"));
+    assert!(shown.contains("node node-ra: alive"), "{shown}");
+    assert!(!shown.contains("in use on the wire by ") || !shown.contains("198.51.100.101 "), "{shown}");
+    // Everything goes: the containers, A's record of the dead one (gc).
+    for c in [kept, lost, b1, b2] {
+        c.stop();
+    }
+    ok(a.hook("gc"));
+    ok(b.hook("pool unreserve lan 198.51.100.100-198.51.100.199 2001:db8:5::100-2001:db8:5::1ff"));
+    assert_eq!(cluster.dump(&format!("{prefix}pools/lan/claims/")) + &cluster.dump(&format!("{prefix}nodes/")), "");
+    assert_same_host!(both(), before);
 }

@@ -212,15 +212,19 @@ pub fn show(name: &str, json: bool) -> Result<String> {
     // The liveness of the nodes that hold claims here (a cluster's registry).
     let holders: std::collections::BTreeSet<&str> = shown.iter().filter_map(|c| c.node.as_deref()).collect();
     for node in nodes.iter().filter(|n| holders.contains(n.node.as_str())) {
-        out.push_str(&format!("node {}: {}\n", node.node, describe_liveness(node.alive_since)));
+        out.push_str(&format!("node {}: {}\n", node.node, describe_liveness(node)));
     }
     Ok(out)
 }
 
-fn describe_liveness(alive_since: Option<u64>) -> String {
-    match alive_since {
-        Some(since) => format!("alive (liveness key since {})", format_time(since)),
-        None => "no liveness key: gone, cut off, or not refreshed within node_ttl".to_string(),
+fn describe_liveness(node: &crate::pools::etcd::NodeLiveness) -> String {
+    match (node.alive_since, node.dead_since) {
+        (Some(since), _) => format!("alive (liveness key since {})", format_time(since)),
+        (None, Some(since)) => format!(
+            "dead: no liveness key, seen gone by another node since {} (reclaim counts from then)",
+            format_time(since)
+        ),
+        (None, None) => "no liveness key: gone, cut off, or not refreshed within node_ttl".to_string(),
     }
 }
 
@@ -239,7 +243,7 @@ pub fn nodes(json: bool) -> Result<String> {
     }
     let mut out = format!("{:<24} {}\n", "NODE", "LIVENESS");
     for node in &nodes {
-        out.push_str(&format!("{:<24} {}\n", node.node, describe_liveness(node.alive_since)));
+        out.push_str(&format!("{:<24} {}\n", node.node, describe_liveness(node)));
     }
     Ok(out)
 }

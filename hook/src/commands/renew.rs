@@ -35,24 +35,27 @@ enum Outcome {
 pub fn renew(all: bool) -> Result<Vec<String>> {
     let store = Store::system();
     crate::kernel::privilege::check()?;
-    crate::kernel::privilege::drop_keeping(&crate::kernel::privilege::FOR_RELEASES)?;
     // Renewed leases are held to the policy: one that cannot be read is an
     // error, as at setup.
     let config = crate::config::load()?;
+    // Reclaim probes the LAN: its packet socket is opened before the drop.
+    let prober = crate::pools::reclaim::prober_for(&config.pools);
+    crate::kernel::privilege::drop_keeping(&crate::kernel::privilege::FOR_RELEASES)?;
     let policy = config.policy;
     let runtime = runner::runtime()?;
     // The renewal timer's run is also this node's liveness in a cluster's
     // registry; a registry that does not answer costs no renewal.
-    if let Some(line) = runtime.block_on(keep_node_alive(&store, &config.pools)) {
-        log::error(&line);
-    }
     let host_ns = NetNs::current().map_err(Error::System)?;
+    let mut lines = vec![];
+    match runtime.block_on(keep_node_alive(&store, &config.pools, prober.as_ref(), &host_ns)) {
+        Ok(reclaimed) => lines.extend(reclaimed),
+        Err(line) => log::error(&line),
+    }
     let records: Vec<Record> = {
         let _lock = store.lock()?;
         store.all()?
     };
     let now = client::unix_now();
-    let mut lines = vec![];
     let mut due = vec![];
     for record in records.into_iter().filter(|r| r.complete) {
         let Some(lease) = record.dhcp.clone() else { continue };
@@ -105,22 +108,29 @@ pub fn renew(all: bool) -> Result<Vec<String>> {
 
 /// Refreshes this node's liveness where the registry is etcd; the line to
 /// log when it could not.
-async fn keep_node_alive(store: &Store, pools: &crate::config::pools::Pools) -> Option<String> {
+async fn keep_node_alive(
+    store: &Store,
+    pools: &crate::config::pools::Pools,
+    prober: Option<&crate::probe::Prober>,
+    host_ns: &NetNs,
+) -> std::result::Result<Vec<String>, String> {
     if !matches!(pools.registry, crate::config::pools::Registry::Etcd(_)) {
-        return None;
+        return Ok(vec![]);
     }
-    // Under the host lock, as setup, teardown and gc refresh it: two runs
-    // that found the lease lapsed would each put the key on a lease of
-    // their own, and the node would keep renewing the one without the key.
-    let _lock = match store.lock() {
-        Ok(lock) => lock,
-        Err(e) => return Some(format!("this node's liveness was not refreshed: {e}")),
+    let mut registry = {
+        // Under the host lock, as setup, teardown and gc refresh it: two runs
+        // that found the lease lapsed would each put the key on a lease of
+        // their own, and the node would keep renewing the one without the key.
+        let _lock = store.lock().map_err(|e| format!("this node's liveness was not refreshed: {e}"))?;
+        let refreshed = async {
+            let mut registry = crate::pools::any_store::open(pools, false).await?;
+            crate::steps::claims::keep_alive(store, &mut registry, pools).await.map(|_| registry)
+        };
+        refreshed.await.map_err(|e| format!("this node's liveness in the address registry was not refreshed: {e}"))?
     };
-    let refreshed = async {
-        let mut registry = crate::pools::any_store::open(pools, true).await?;
-        crate::steps::claims::keep_alive(store, &mut registry, &pools.node).await
-    };
-    refreshed.await.err().map(|e| format!("this node's liveness in the address registry was not refreshed: {e}"))
+    let Some(prober) = prober else { return Ok(vec![]) };
+    let host = Netlink::open_in(host_ns)?;
+    Ok(crate::steps::claims::reclaim_logged(&mut registry, pools, prober, &host).await)
 }
 
 /// The renewal exchange, from inside the container's namespace.

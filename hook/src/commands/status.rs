@@ -37,6 +37,10 @@ pub struct Entry {
     pub uplink: Option<crate::uplinks::share::Share>,
     pub vlan: Option<u16>,
     pub limits: Vec<Limit>,
+    /// Its addresses another node holds now: found when this node came
+    /// back after its liveness in the registry lapsed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,6 +221,7 @@ async fn entry(record: &Record, host_view: &View) -> Entry {
         uplink: record.uplink.clone(),
         vlan: record.plan.attachment.as_ref().and_then(|a| a.vlan),
         limits,
+        conflicts: record.conflicts.clone(),
     }
 }
 
@@ -292,6 +297,9 @@ pub fn render_table(entries: &[Entry]) -> String {
                 let addresses = if shown.is_empty() { "-".to_string() } else { shown.join(", ") };
                 out +=
                     &format!("{:<20} {:<32} {:<26} {}\n", short(&entry.id), interface_of(entry), attachment, addresses);
+                for conflict in &entry.conflicts {
+                    out += &format!("{:<20} CONFLICT: {conflict}\n", "");
+                }
                 if let Some(lease) = entry.dhcp.as_ref().filter(|l| !l.dns.is_empty() || l.domain.is_some()) {
                     let dns = if lease.dns.is_empty() { "-".to_string() } else { lease.dns.join(", ") };
                     out += &format!("{:<20} dns {dns}; domain {}\n", "", lease.domain.as_deref().unwrap_or("-"));
@@ -309,6 +317,13 @@ pub fn render_prometheus(entries: &[Entry]) -> String {
     let mut out = String::new();
     family(&mut out, "netrt_containers", "gauge", "Containers netrt manages on this host.");
     out += &format!("netrt_containers {}\n", entries.len());
+    family(
+        &mut out,
+        "netrt_address_conflicts",
+        "gauge",
+        "Addresses of this node's containers that another node holds in the registry now.",
+    );
+    out += &format!("netrt_address_conflicts {}\n", entries.iter().map(|e| e.conflicts.len()).sum::<usize>());
     type Sample = fn(&Limit) -> Option<u64>;
     let families: [(&str, &str, &str, Sample); 8] = [
         (
@@ -404,6 +419,7 @@ mod tests {
             pooled: vec![],
             dhcp: None,
             uplink: None,
+            conflicts: vec![],
             vlan: None,
             limits: vec![limit(Direction::Egress, true), limit(Direction::Ingress, false)],
         };
@@ -424,6 +440,7 @@ mod tests {
         assert!(text.contains("# TYPE netrt_sent_bytes_total counter\n"), "{text}");
         let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(families, text.lines().filter(|l| l.starts_with("# HELP ")).count());
-        assert_eq!(families, 9);
+        assert_eq!(families, 10);
+        assert!(text.contains("netrt_address_conflicts 0\n"), "{text}");
     }
 }

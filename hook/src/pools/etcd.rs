@@ -7,7 +7,9 @@
 //! `pools/NAME/addressing` and `pools/NAME/registered-by` (the first node's),
 //! `pools/NAME/claims/4/c6336464` (one per address, sorted like addresses),
 //! `pools/NAME/last/4` (allocation's cursor), and
-//! `nodes/NODE/CONTAINER/NAME/4/c6336464` (the same claim, found by holder).
+//! `nodes/NODE/CONTAINER/NAME/4/c6336464` (the same claim, found by holder),
+//! `alive/NODE` (the node's liveness, on a lease of `node_ttl`), and
+//! `dead/NODE` (since when other nodes have seen its liveness gone).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -255,12 +257,100 @@ impl EtcdStore {
         let id = granted.id();
         let key = format!("{}alive/{node}", self.prefix);
         let value = serde_json::json!({ "since": super::store::now() }).to_string();
+        // Back: no node counts it dead any more.
+        let txn = Txn::new().and_then([
+            TxnOp::put(key, value, Some(PutOptions::new().with_lease(id))),
+            TxnOp::delete(self.dead_key(node), None),
+        ]);
         self.request(|mut client| {
-            let (key, value) = (key.clone(), value.clone());
-            async move { client.put(key, value, Some(PutOptions::new().with_lease(id))).await }
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
         })
         .await?;
         Ok(Liveness { lease: id, lapsed: lease.is_some() })
+    }
+
+    fn dead_key(&self, node: &str) -> String {
+        format!("{}dead/{node}", self.prefix)
+    }
+
+    fn alive_key(&self, node: &str) -> String {
+        format!("{}alive/{node}", self.prefix)
+    }
+
+    /// Notes that `node`'s liveness is gone, unless it is back or noted
+    /// already; returns since when it is noted gone (None: it is alive).
+    pub async fn note_dead(&mut self, node: &str) -> StoreResult<Option<u64>> {
+        let (alive, dead) = (self.alive_key(node), self.dead_key(node));
+        let since = super::store::now();
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(alive.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(dead.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::put(dead.clone(), serde_json::json!({ "since": since }).to_string(), None)])
+            .or_else([TxnOp::get(alive, None), TxnOp::get(dead, None)]);
+        let response = self
+            .request(|mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
+        if response.succeeded() {
+            return Ok(Some(since));
+        }
+        let values: Vec<Option<String>> = response
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                _ => None,
+            })
+            .collect();
+        if values.first().cloned().flatten().is_some() {
+            return Ok(None);
+        }
+        let noted = values.get(1).cloned().flatten().unwrap_or_default();
+        Ok(Some(since_of(&noted).unwrap_or(since)))
+    }
+
+    /// Releases a dead node's claim, or turns it into a mark of an address
+    /// in use on the wire: only if the claim is still exactly `held` and
+    /// the node is still without liveness (one transaction, so two nodes
+    /// reclaiming at once act on a claim once). False: not done.
+    pub async fn reclaim(&mut self, held: &Held, node: &str, mark: Option<&Claim>) -> StoreResult<bool> {
+        let key = self.claim_key(&held.pool, held.claim.address.is_ipv6(), number(held.claim.address));
+        // etcd takes one change per key in a transaction: the mark replaces
+        // the claim in place.
+        let mut changes = vec![match mark {
+            Some(mark) => TxnOp::put(key.clone(), mark.to_json(), None),
+            None => TxnOp::delete(key.clone(), None),
+        }];
+        changes.extend(self.index_key(&held.pool, &held.claim).map(|i| TxnOp::delete(i, None)));
+        let txn = Txn::new()
+            .when([
+                Compare::value(key, CompareOp::Equal, held.raw.clone()),
+                Compare::create_revision(self.alive_key(node), CompareOp::Equal, 0),
+            ])
+            .and_then(changes);
+        let response = self
+            .request(|mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    /// Forgets that `node` was seen dead (it holds nothing any more).
+    pub async fn forget_dead(&mut self, node: &str) -> StoreResult<()> {
+        let key = self.dead_key(node);
+        self.request(|mut kv| {
+            let key = key.clone();
+            async move { kv.delete(key, None).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     pub fn node_ttl_ms(&self) -> u64 {
@@ -275,16 +365,27 @@ impl EtcdStore {
         let nodes_prefix = format!("{}nodes/", self.prefix);
         let holders =
             self.range(nodes_prefix.clone(), prefix_end(&nodes_prefix), GetOptions::new().with_keys_only()).await?;
-        let mut all: std::collections::BTreeMap<String, Option<u64>> = holders
+        let dead_prefix = format!("{}dead/", self.prefix);
+        let dead = self.range(dead_prefix.clone(), prefix_end(&dead_prefix), GetOptions::new()).await?;
+        let mut all: std::collections::BTreeMap<String, NodeLiveness> = holders
             .iter()
-            .filter_map(|(key, _)| key.strip_prefix(&nodes_prefix)?.split('/').next().map(|n| (n.to_string(), None)))
+            .filter_map(|(key, _)| key.strip_prefix(&nodes_prefix)?.split('/').next())
+            .map(|n| (n.to_string(), NodeLiveness { node: n.to_string(), alive_since: None, dead_since: None }))
             .collect();
-        for (key, value) in alive {
-            let node = key.strip_prefix(&alive_prefix).unwrap_or(&key).to_string();
-            let since = serde_json::from_str::<serde_json::Value>(&value).ok().and_then(|v| v["since"].as_u64());
-            all.insert(node, Some(since.unwrap_or(0)));
+        for (prefix, entries, alive) in [(&alive_prefix, alive, true), (&dead_prefix, dead, false)] {
+            for (key, value) in entries {
+                let node = key.strip_prefix(prefix.as_str()).unwrap_or(&key).to_string();
+                let entry =
+                    all.entry(node.clone()).or_insert(NodeLiveness { node, alive_since: None, dead_since: None });
+                let since = Some(since_of(&value).unwrap_or(0));
+                if alive {
+                    entry.alive_since = since;
+                } else {
+                    entry.dead_since = since;
+                }
+            }
         }
-        Ok(all.into_iter().map(|(node, alive_since)| NodeLiveness { node, alive_since }).collect())
+        Ok(all.into_values().collect())
     }
 
     fn pool_key(&self, pool: &str, rest: &str) -> String {
@@ -343,6 +444,14 @@ pub struct NodeLiveness {
     pub node: String,
     /// None: no liveness key (the node is gone, or never refreshed it).
     pub alive_since: Option<u64>,
+    /// Since when another node has seen its liveness gone (reclaim counts
+    /// from then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_since: Option<u64>,
+}
+
+fn since_of(value: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(value).ok()?["since"].as_u64()
 }
 
 /// The key just after every key that starts with `prefix`.

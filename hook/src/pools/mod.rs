@@ -7,4 +7,5 @@ pub mod any_store;
 pub mod claims;
 pub mod etcd;
 pub mod host;
+pub mod reclaim;
 pub mod store;

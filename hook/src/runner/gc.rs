@@ -22,6 +22,8 @@ use crate::uplinks::share::{Capacity, Share};
 pub fn gc() -> Result<Vec<String>> {
     let store = Store::system();
     privilege::check()?;
+    // Reclaim probes the LAN: its packet socket is opened before the drop.
+    let prober = crate::config::load().ok().and_then(|c| crate::pools::reclaim::prober_for(&c.pools));
     privilege::drop_keeping(&privilege::FOR_RELEASES)?;
     super::runtime()?.block_on(async {
         let _lock = store.lock()?;
@@ -48,7 +50,9 @@ pub fn gc() -> Result<Vec<String>> {
         removed.extend(reconcile_uplinks(&store, &host_ns).await?);
         removed.extend(remove_unrecorded_devices(&store, &host_ns).await?);
         let pools = crate::config::load()?.pools;
-        removed.extend(crate::steps::claims::collect(&store, &pools).await?);
+        let host = Netlink::open_in(&host_ns).map_err(Error::System)?;
+        let reclaiming = prober.as_ref().map(|prober| (prober, &host));
+        removed.extend(crate::steps::claims::collect(&store, &pools, reclaiming).await?);
         for address in store.remove_orphan_claims()? {
             let line = format!("removed the claim of {address}: no record holds it");
             log::info(&line);

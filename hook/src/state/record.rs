@@ -76,6 +76,10 @@ pub struct Record {
     /// the uplink's shaper changes.
     #[serde(default)]
     pub uplink: Option<crate::uplinks::share::Share>,
+    /// Its addresses another node holds now (found when this node came
+    /// back after its liveness lapsed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
     /// False until setup has finished: kept in the file's name, not in it.
     #[serde(skip)]
     pub complete: bool,
@@ -116,6 +120,7 @@ impl Record {
             pool_claims: false,
             dhcp: None,
             uplink: None,
+            conflicts: vec![],
             complete: false,
         }
     }

@@ -43,7 +43,9 @@ impl Step for Claims {
         let mut registry =
             any_store::open(&setup.config.pools, true).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
         let node = &setup.config.pools.node;
-        keep_alive(store, &mut registry, node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
+        keep_alive(store, &mut registry, &setup.config.pools)
+            .await
+            .map_err(|e| attachment.refuse(lead, e.to_string()))?;
         settle_pending(store, &mut registry, node).await.map_err(|e| attachment.refuse(lead, e.to_string()))?;
         setup.found.registry = Some(registry);
         // A static address the host itself has is refused; allocation
@@ -114,7 +116,7 @@ pub async fn release(store: &Store, id: &str) {
     };
     match any_store::open(&pools, true).await {
         Ok(mut registry) => {
-            if let Err(e) = keep_alive(store, &mut registry, &pools.node).await {
+            if let Err(e) = keep_alive(store, &mut registry, &pools).await {
                 log::error(&format!("this node's liveness was not refreshed: {e}"));
             }
             if let Err(e) = settle_pending(store, &mut registry, &pools.node).await {
@@ -134,8 +136,10 @@ pub async fn release(store: &Store, id: &str) {
 /// Keeps this node's liveness in the registry (etcd: a key on a lease of
 /// `node_ttl`), as every run that reaches the registry does. A lapsed
 /// lease means the node was cut off or asleep for longer than that: said,
-/// since other nodes may have taken its addresses meanwhile.
-pub async fn keep_alive(store: &Store, registry: &mut AnyStore, node: &str) -> std::result::Result<(), StoreError> {
+/// and its running containers' claims are checked (`fence`) before this
+/// run makes any claim, since other nodes may have taken them meanwhile.
+pub async fn keep_alive(store: &Store, registry: &mut AnyStore, pools: &Pools) -> std::result::Result<(), StoreError> {
+    let node = pools.node.as_str();
     // Refreshed a third of node_ttl ago or less: nothing to ask. A lease
     // renewed then has two thirds of its time left.
     let Some(interval) = registry.liveness_interval() else { return Ok(()) };
@@ -148,9 +152,62 @@ pub async fn keep_alive(store: &Store, registry: &mut AnyStore, node: &str) -> s
             "node {node}'s liveness in the address registry had lapsed (its key was gone): it was cut off or \
              asleep for longer than node_ttl; it is alive again"
         ));
+        fence(store, registry, pools).await?;
     }
     // Written on every refresh: its age is the time since the last one.
     store.set_liveness_lease(liveness.lease).map_err(|e| StoreError::Failed(e.to_string()))
+}
+
+/// Fencing, once this node finds its liveness had lapsed: every claim of
+/// its running containers is read again. One still its own is kept; one
+/// gone is made again; one a reclaim kept as in use on the wire because
+/// this very container answered is taken back; one that another holds now
+/// is a conflict: logged, and kept in the container's record (for
+/// `status` and the metrics). A running container's address never changes.
+pub async fn fence(store: &Store, registry: &mut AnyStore, pools: &Pools) -> std::result::Result<(), StoreError> {
+    let failed = |e: crate::error::Error| StoreError::Failed(e.to_string());
+    let node = pools.node.as_str();
+    for mut record in store.all().map_err(failed)? {
+        if !record.complete || !record.pool_claims || crate::kernel::netns::is_gone(&record.netns_path, record.netns) {
+            continue;
+        }
+        let mut conflicts = vec![];
+        for address in record.addresses().collect::<Vec<_>>() {
+            let Some(pool) = pools.pool_of(address) else { continue };
+            let ours = Claim::for_container(address, node, &record.id);
+            let n = crate::config::pools::number(address);
+            let span = crate::config::pools::Span { v6: address.is_ipv6(), first: n, last: n };
+            let mut holder = registry.claims(&pool.name, address.is_ipv6(), Some(span)).await?.into_iter().next();
+            if let Some(kept) = holder.take_if(|h| h.claim.wire.is_some() && h.claim.was == Some(ours.holder())) {
+                registry.delete(&kept).await?;
+            }
+            let holder = match holder {
+                Some(held) => Some(held),
+                None => registry.create(&pool.name, &ours, false).await?,
+            };
+            match holder {
+                Some(held) if !held.claim.same_holder(&ours) => conflicts.push(format!(
+                    "{address} of pool {} is held by {} since {}",
+                    pool.name,
+                    held.claim.holder(),
+                    crate::pools::store::format_time(held.claim.since)
+                )),
+                _ => {}
+            }
+        }
+        for conflict in &conflicts {
+            log::error(&format!(
+                "address conflict: container {} on node {node} has {conflict}; the container keeps running \
+                 (netrt never changes a running container's address): stop one of them",
+                record.id
+            ));
+        }
+        if conflicts != record.conflicts {
+            record.conflicts = conflicts;
+            store.update_complete(&record).map_err(failed)?;
+        }
+    }
+    Ok(())
 }
 
 /// Carries out the releases earlier runs could not; returns what it did.
@@ -169,19 +226,47 @@ pub async fn settle_pending(
     Ok(lines)
 }
 
-/// gc's part for pools: releases left pending, and the claims of this
-/// node's containers that have no record (their setup was killed, or
-/// their record was removed by hand). Only where pools are defined.
-pub async fn collect(store: &Store, pools: &Pools) -> Result<Vec<String>> {
+/// gc's part for pools: releases left pending, the claims of this node's
+/// containers that have no record (their setup was killed, or their
+/// record was removed by hand), and, with a `prober`, what dead nodes hold
+/// (see `pools::reclaim`). Only where pools are defined.
+pub async fn collect(store: &Store, pools: &Pools, reclaiming: Option<Reclaiming<'_>>) -> Result<Vec<String>> {
     if pools.pools.is_empty() && store.pending_releases()?.is_empty() {
         return Ok(vec![]);
     }
     let registry_error = |e: StoreError| crate::error::Error::System(format!("pool claims not collected: {e}"));
     let mut registry = any_store::open(pools, false).await.map_err(registry_error)?;
-    keep_alive(store, &mut registry, &pools.node).await.map_err(registry_error)?;
+    keep_alive(store, &mut registry, pools).await.map_err(registry_error)?;
     let mut lines = settle_pending(store, &mut registry, &pools.node).await.map_err(registry_error)?;
     let exists = |id: &str| store.exists(id);
     lines.extend(claims::release_gone(&mut registry, &pools.node, &exists).await.map_err(registry_error)?);
     lines.iter().for_each(|line| log::info(line));
+    if let Some((prober, host)) = reclaiming {
+        lines.extend(reclaim_logged(&mut registry, pools, prober, host).await);
+    }
     Ok(lines)
+}
+
+/// What reclaim probes with: the packet socket, and the host's netlink.
+pub type Reclaiming<'a> = (&'a crate::probe::Prober, &'a crate::kernel::netlink::Netlink);
+
+/// Reclaims what dead nodes hold; a failure is logged (the next gc or
+/// renew goes on where it stopped), never the caller's.
+pub async fn reclaim_logged(
+    registry: &mut AnyStore,
+    pools: &Pools,
+    prober: &crate::probe::Prober,
+    host: &crate::kernel::netlink::Netlink,
+) -> Vec<String> {
+    match crate::pools::reclaim::reclaim(registry, pools, prober, host).await {
+        Ok(lines) => {
+            lines.iter().for_each(|line| log::info(line));
+            lines
+        }
+        Err(e) => {
+            let line = format!("dead nodes' addresses were not all reclaimed: {e}");
+            log::error(&line);
+            vec![line]
+        }
+    }
 }
