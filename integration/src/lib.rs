@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 pub mod cluster;
 pub mod dhcp;
 pub mod engines;
+pub mod lan;
 
 /// Runs a shell command; panics with its output if it fails.
 pub fn sh(command: &str) -> String {
