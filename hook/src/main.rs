@@ -268,6 +268,12 @@ fn show_status(id: Option<&str>, uplinks: bool, format: StatusFormat) -> netrt_h
                     Ok(uplinks) => print!("{}", netrt_hook::commands::uplinks::render_prometheus(&uplinks)),
                     Err(e) => println!("# netrt: the uplinks could not be read: {}", e.to_string().replace('\n', " ")),
                 }
+                // The pools and the registry's nodes: a registry that does
+                // not answer costs only them, said the same way.
+                match netrt_hook::commands::pool::render_prometheus() {
+                    Ok(pools) => print!("{pools}"),
+                    Err(e) => println!("# netrt: the pools could not be read: {}", e.to_string().replace('\n', " ")),
+                }
             }
         }
     }

@@ -103,6 +103,11 @@ fn two_hosts_share_a_pool_and_a_dead_or_cut_off_host_loses_nothing_on_the_wire()
         "{status}"
     );
     assert!(a.run("$HOOK status --format prometheus").ok().contains("netrt_address_conflicts 1\n"));
+    let shown = b.run("$HOOK pool show lan").ok();
+    assert!(
+        shown.contains(&format!("conflict: container a2 on node host-a has {a2} of pool lan is held by container b2")),
+        "{shown}"
+    );
     let claim = lan.dump(&format!("{PREFIX}pools/lan/claims/4/c0000264"));
     assert!(claim.contains("\"container\":\"a1\"") && claim.contains("\"node\":\"host-a\""), "{claim}");
 
@@ -122,8 +127,10 @@ fn two_hosts_share_a_pool_and_a_dead_or_cut_off_host_loses_nothing_on_the_wire()
     for id in ["b1", "b2", "b3"] {
         b.run(&format!("stop {id}")).ok();
     }
-    let left = lan.dump(&format!("{PREFIX}pools/lan/claims/")) + &lan.dump(&format!("{PREFIX}nodes/host-b/"));
-    assert_eq!(left.trim(), "", "B's containers hold nothing; A's are reclaimed or B's");
+    let left = lan.dump(&format!("{PREFIX}pools/lan/claims/"))
+        + &lan.dump(&format!("{PREFIX}nodes/"))
+        + &lan.dump(&format!("{PREFIX}conflicts/"));
+    assert_eq!(left.trim(), "", "B's containers hold nothing, A's are reclaimed, its conflict forgotten");
     let after_b = b.run("settled_snapshot").ok();
     assert_eq!(after_b, before_b, "host B is as before");
 }

@@ -74,6 +74,19 @@ fn probe_before_use_passes_over_and_refuses_addresses_in_use_on_the_wire() {
     assert_eq!(marks, [("198.51.100.60", peer_mac.as_str()), ("2001:db8:ff::60", peer_mac.as_str())], "{shown}");
     let table = ok(cli(&format!("pool show {pool_name}")));
     assert!(table.contains(&format!("in use on the wire by {peer_mac}")), "{table}");
+    // The metrics count them, per pool and family, and pass promtool.
+    let metrics = ok(cli("status --format prometheus"));
+    for line in [
+        format!("netrt_pool_in_use_on_the_wire_addresses{{pool=\"{pool_name}\",family=\"ipv4\"}} 1\n"),
+        format!("netrt_pool_claimed_addresses{{pool=\"{pool_name}\",family=\"ipv6\"}} 2\n"),
+        format!("netrt_pool_free_addresses{{pool=\"{pool_name}\",family=\"ipv4\"}} 2\n"),
+        format!("netrt_pool_size_addresses{{pool=\"{pool_name}\",family=\"ipv4\"}} 4\n"),
+    ] {
+        assert!(metrics.contains(&line), "{line}{metrics}");
+    }
+    let checked =
+        sh_output(&format!("{env} {} status --format prometheus | promtool check metrics", hook_binary().display()));
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 
     // An address the container asks for, in use on the wire: refused,
     // naming the MAC that answered, in both families; nothing is left.
@@ -163,6 +176,8 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     let first = ok(b.hook("renew"));
     assert!(!first.contains("reclaimed") && !first.contains("kept"), "{first}");
     assert!(ok(b.hook("pool show lan")).contains("node node-ra: dead"), "noted dead");
+    let metrics = ok(b.hook("status --format prometheus"));
+    assert!(metrics.contains("netrt_node_alive{node=\"node-ra\"} 0\n"), "{metrics}");
     std::thread::sleep(Duration::from_millis(1100));
     // Killed after its first reclaim, then run again: every address is
     // acted on once, none twice and none lost.
@@ -217,8 +232,15 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     );
     let metrics = ok(a.hook("status --format prometheus"));
     assert!(metrics.contains("netrt_address_conflicts 1\n"), "{metrics}");
+    assert!(metrics.contains("netrt_node_alive{node=\"node-ra\"} 1\n"), "{metrics}");
     let shown = ok(b.hook("pool show lan"));
     assert!(shown.contains("node node-ra: alive"), "{shown}");
+    assert!(
+        shown.contains(
+            "conflict: container nrt-ra-lost on node node-ra has 198.51.100.102 of pool lan is held by container nrt-rb-2 on node node-rb"
+        ),
+        "{shown}"
+    );
     assert!(!shown.contains("in use on the wire by ") || !shown.contains("198.51.100.101 "), "{shown}");
     // Everything goes: the containers, A's record of the dead one (gc).
     for c in [kept, lost, b1, b2] {
@@ -226,6 +248,12 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     }
     ok(a.hook("gc"));
     ok(b.hook("pool unreserve lan 198.51.100.100-198.51.100.199 2001:db8:5::100-2001:db8:5::1ff"));
-    assert_eq!(cluster.dump(&format!("{prefix}pools/lan/claims/")) + &cluster.dump(&format!("{prefix}nodes/")), "");
+    assert_eq!(
+        cluster.dump(&format!("{prefix}pools/lan/claims/"))
+            + &cluster.dump(&format!("{prefix}nodes/"))
+            + &cluster.dump(&format!("{prefix}conflicts/")),
+        "",
+        "no claim, and no conflict once its container is gone"
+    );
     assert_same_host!(both(), before);
 }

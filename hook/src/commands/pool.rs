@@ -43,21 +43,25 @@ fn system(e: impl std::fmt::Display) -> Error {
 }
 
 #[derive(Serialize)]
-struct FamilyUse {
-    family: &'static str,
-    size: String,
-    used: u128,
-    free: String,
+pub struct FamilyUse {
+    pub family: &'static str,
+    pub size: String,
+    /// Claims in the family: containers', reservations and marks.
+    pub used: u128,
+    pub free: String,
+    pub reserved: u128,
+    /// Addresses found in use on the wire by something outside netrt.
+    pub in_use_on_the_wire: u128,
 }
 
 #[derive(Serialize)]
-struct PoolUse {
-    name: String,
+pub struct PoolUse {
+    pub name: String,
     attachment: String,
     subnets: Vec<String>,
     ranges: Vec<String>,
     gateways: Vec<String>,
-    families: Vec<FamilyUse>,
+    pub families: Vec<FamilyUse>,
 }
 
 /// Addresses of `span` that allocation skips (gateways, exclusions).
@@ -79,49 +83,52 @@ fn skipped_in(pool: &Pool, span: &Span) -> u128 {
     gateways + excluded
 }
 
-pub fn list(json: bool) -> Result<String> {
-    let pools = load()?;
-    let uses = with_store(&pools, false, async |store| {
-        let mut uses = vec![];
-        for pool in pools.pools.values() {
-            let mut families = vec![];
-            for subnet in &pool.subnets {
-                let v6 = subnet.address.is_ipv6();
-                let used = store.count(&pool.name, v6).await.map_err(system)?;
-                let mut in_ranges = 0u128;
-                let mut skipped = 0u128;
-                for span in pool.ranges_of(v6) {
-                    in_ranges += store.claims(&pool.name, v6, Some(*span)).await.map_err(system)?.len() as u128;
-                    skipped += skipped_in(pool, span);
-                }
-                let size = pool.size(v6);
-                families.push(FamilyUse {
-                    family: if v6 { "ipv6" } else { "ipv4" },
-                    size: size.to_string(),
-                    used,
-                    free: size.saturating_sub(in_ranges + skipped).to_string(),
-                });
-            }
-            let a = &pool.attachment;
-            let mut attachment = match (&a.bridge, &a.parent) {
-                (Some(bridge), _) => format!("bridge {bridge}"),
-                (_, Some(parent)) => format!("macvlan on {parent}"),
-                _ => String::new(),
-            };
-            if let Some(vlan) = a.vlan {
-                attachment.push_str(&format!(", VLAN {vlan}"));
-            }
-            uses.push(PoolUse {
-                name: pool.name.clone(),
-                attachment,
-                subnets: pool.subnets.iter().map(|s| s.to_string()).collect(),
-                ranges: pool.ranges.iter().map(Span::to_string).collect(),
-                gateways: pool.gateways.iter().map(|g| g.to_string()).collect(),
-                families,
+/// Each pool's use, per family, as the registry has it.
+pub async fn usage(pools: &Pools, store: &mut AnyStore) -> Result<Vec<PoolUse>> {
+    let mut uses = vec![];
+    for pool in pools.pools.values() {
+        let mut families = vec![];
+        for subnet in &pool.subnets {
+            let v6 = subnet.address.is_ipv6();
+            let claims = store.claims(&pool.name, v6, None).await.map_err(system)?;
+            let ranges: Vec<&Span> = pool.ranges_of(v6).collect();
+            let in_ranges =
+                claims.iter().filter(|h| ranges.iter().any(|r| claims::is_in(r, h.claim.address))).count() as u128;
+            let skipped: u128 = ranges.iter().map(|span| skipped_in(pool, span)).sum();
+            let size = pool.size(v6);
+            families.push(FamilyUse {
+                family: if v6 { "ipv6" } else { "ipv4" },
+                size: size.to_string(),
+                used: claims.len() as u128,
+                free: size.saturating_sub(in_ranges + skipped).to_string(),
+                reserved: claims.iter().filter(|h| h.claim.reserved.is_some()).count() as u128,
+                in_use_on_the_wire: claims.iter().filter(|h| h.claim.wire.is_some()).count() as u128,
             });
         }
-        Ok(uses)
-    })?;
+        let a = &pool.attachment;
+        let mut attachment = match (&a.bridge, &a.parent) {
+            (Some(bridge), _) => format!("bridge {bridge}"),
+            (_, Some(parent)) => format!("macvlan on {parent}"),
+            _ => String::new(),
+        };
+        if let Some(vlan) = a.vlan {
+            attachment.push_str(&format!(", VLAN {vlan}"));
+        }
+        uses.push(PoolUse {
+            name: pool.name.clone(),
+            attachment,
+            subnets: pool.subnets.iter().map(|s| s.to_string()).collect(),
+            ranges: pool.ranges.iter().map(Span::to_string).collect(),
+            gateways: pool.gateways.iter().map(|g| g.to_string()).collect(),
+            families,
+        });
+    }
+    Ok(uses)
+}
+
+pub fn list(json: bool) -> Result<String> {
+    let pools = load()?;
+    let uses = with_store(&pools, false, async |store| usage(&pools, store).await)?;
     if json {
         return Ok(serde_json::to_string_pretty(&uses).expect("serialises") + "\n");
     }
@@ -173,8 +180,10 @@ pub fn show(name: &str, json: bool) -> Result<String> {
         for subnet in &pool.subnets {
             all.extend(store.claims(&pool.name, subnet.address.is_ipv6(), None).await.map_err(system)?);
         }
-        Ok((all, store.nodes().await.map_err(system)?))
+        let conflicts = store.conflicts(&pool.name).await.map_err(system)?;
+        Ok((all, (store.nodes().await.map_err(system)?, conflicts)))
     })?;
+    let (nodes, conflicts) = nodes;
     let shown: Vec<ShownClaim> = claims
         .into_iter()
         .map(|h| ShownClaim {
@@ -209,6 +218,9 @@ pub fn show(name: &str, json: bool) -> Result<String> {
             c.since
         ));
     }
+    for (node, container, conflict) in &conflicts {
+        out.push_str(&format!("conflict: container {container} on node {node} has {conflict}\n"));
+    }
     // The liveness of the nodes that hold claims here (a cluster's registry).
     let holders: std::collections::BTreeSet<&str> = shown.iter().filter_map(|c| c.node.as_deref()).collect();
     for node in nodes.iter().filter(|n| holders.contains(n.node.as_str())) {
@@ -229,6 +241,57 @@ fn describe_liveness(node: &crate::pools::etcd::NodeLiveness) -> String {
 }
 
 /// `pool nodes`: every node the registry knows, with its liveness.
+/// The pools' and the registry nodes' part of `status --format
+/// prometheus`: per pool and family its size, claims, free, reserved and
+/// in-use-on-the-wire counts; per node of a cluster's registry whether it
+/// is alive. Empty where no pool is defined.
+pub fn render_prometheus() -> Result<String> {
+    let pools = load()?;
+    if pools.pools.is_empty() {
+        return Ok(String::new());
+    }
+    let (uses, nodes) = runtime()?.block_on(async {
+        let mut store = any_store::open(&pools, true).await.map_err(system)?;
+        let uses = usage(&pools, &mut store).await?;
+        Ok::<_, Error>((uses, store.nodes().await.map_err(system)?))
+    })?;
+    use super::status::{family, label};
+    let mut out = String::new();
+    type Count = fn(&FamilyUse) -> String;
+    let counts: [(&str, &str, Count); 5] = [
+        ("netrt_pool_size_addresses", "Addresses in the pool's ranges.", |f| f.size.clone()),
+        ("netrt_pool_claimed_addresses", "Claims in the registry: containers', reservations and marks.", |f| {
+            f.used.to_string()
+        }),
+        ("netrt_pool_free_addresses", "Addresses allocation can still give.", |f| f.free.clone()),
+        ("netrt_pool_reserved_addresses", "Addresses reserved by the admin.", |f| f.reserved.to_string()),
+        (
+            "netrt_pool_in_use_on_the_wire_addresses",
+            "Addresses something outside netrt answered for on the LAN.",
+            |f| f.in_use_on_the_wire.to_string(),
+        ),
+    ];
+    for (name, help, count) in counts {
+        family(&mut out, name, "gauge", help);
+        for pool in &uses {
+            for f in &pool.families {
+                out += &format!("{name}{{pool=\"{}\",family=\"{}\"}} {}\n", label(&pool.name), f.family, count(f));
+            }
+        }
+    }
+    if !nodes.is_empty() {
+        family(&mut out, "netrt_node_alive", "gauge", "1 while the node's liveness key is in the registry.");
+        for node in &nodes {
+            out += &format!(
+                "netrt_node_alive{{node=\"{}\"}} {}\n",
+                label(&node.node),
+                u8::from(node.alive_since.is_some())
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub fn nodes(json: bool) -> Result<String> {
     let pools = load()?;
     if !matches!(pools.registry, crate::config::pools::Registry::Etcd(_)) {
@@ -315,6 +378,10 @@ pub fn release_node(node: &str) -> Result<String> {
                 held.pool,
                 held.claim.container.as_deref().unwrap_or("?")
             ));
+        }
+        // The node is gone for good: what fencing noted for it goes too.
+        if let AnyStore::Etcd(etcd) = store {
+            etcd.forget_node_conflicts(node).await.map_err(system)?;
         }
         Ok(lines)
     })?;

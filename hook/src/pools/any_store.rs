@@ -65,6 +65,9 @@ impl ClaimStore for AnyStore {
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128> {
         delegate!(self, s => s.count(pool, v6))
     }
+    async fn forget_conflicts(&mut self, node: &str, container: &str) -> StoreResult<()> {
+        delegate!(self, s => s.forget_conflicts(node, container))
+    }
     fn may_have_claimed(&self) -> bool {
         match self {
             AnyStore::Host(s) => s.may_have_claimed(),
@@ -89,6 +92,28 @@ impl AnyStore {
         match self {
             AnyStore::Host(_) => None,
             AnyStore::Etcd(store) => Some(std::time::Duration::from_millis(store.node_ttl_ms() / 3)),
+        }
+    }
+
+    /// Notes a conflict fencing found, for `pool show` (etcd only).
+    pub async fn note_conflict(
+        &mut self,
+        holder: (&str, &str),
+        pool: &str,
+        address: std::net::IpAddr,
+        text: &str,
+    ) -> StoreResult<()> {
+        match self {
+            AnyStore::Host(_) => Ok(()),
+            AnyStore::Etcd(store) => store.note_conflict(holder, pool, address, text).await,
+        }
+    }
+
+    /// The conflicts fencing noted in a pool: (node, container, text).
+    pub async fn conflicts(&mut self, pool: &str) -> StoreResult<Vec<(String, String, String)>> {
+        match self {
+            AnyStore::Host(_) => Ok(vec![]),
+            AnyStore::Etcd(store) => store.conflicts(pool).await,
         }
     }
 

@@ -196,6 +196,11 @@ pub async fn release<S: ClaimStore>(store: &mut S, node: &str, id: &str) -> Stor
         crate::fault::kill_point("release", step as u32);
         store.delete(claim).await?;
     }
+    // Each deletion took the container's noted conflicts along; without
+    // any claim left, they go on their own.
+    if held.is_empty() {
+        store.forget_conflicts(node, id).await?;
+    }
     Ok(held)
 }
 

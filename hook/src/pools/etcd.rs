@@ -9,14 +9,16 @@
 //! `pools/NAME/last/4` (allocation's cursor), and
 //! `nodes/NODE/CONTAINER/NAME/4/c6336464` (the same claim, found by holder),
 //! `alive/NODE` (the node's liveness, on a lease of `node_ttl`), and
-//! `dead/NODE` (since when other nodes have seen its liveness gone).
+//! `dead/NODE` (since when other nodes have seen its liveness gone), and
+//! `conflicts/NODE/CONTAINER/POOL/4/c6336464` (what fencing found another
+//! holding; deleted with the container's claims).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions, TlsOptions, Txn, TxnOp,
-    TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use tokio::time::Instant;
 
@@ -342,6 +344,60 @@ impl EtcdStore {
         Ok(response.succeeded())
     }
 
+    fn conflicts_prefix(&self, node: &str, container: &str) -> String {
+        format!("{}conflicts/{node}/{container}/", self.prefix)
+    }
+
+    /// Notes what fencing found: an address of `container` on `node`
+    /// that another holds now (`text` says which and who).
+    pub async fn note_conflict(
+        &mut self,
+        (node, container): (&str, &str),
+        pool: &str,
+        address: std::net::IpAddr,
+        text: &str,
+    ) -> StoreResult<()> {
+        let key = format!(
+            "{}{pool}/{}",
+            self.conflicts_prefix(node, container),
+            address_key(address.is_ipv6(), number(address))
+        );
+        let value = serde_json::json!({ "pool": pool, "conflict": text }).to_string();
+        self.request(|mut kv| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { kv.put(key, value, None).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The conflicts noted in `pool`: (node, container, what).
+    pub async fn conflicts(&mut self, pool: &str) -> StoreResult<Vec<(String, String, String)>> {
+        let prefix = format!("{}conflicts/", self.prefix);
+        let mut found = vec![];
+        for (key, value) in self.range(prefix.clone(), prefix_end(&prefix), GetOptions::new()).await? {
+            let parts: Vec<&str> = key.strip_prefix(&prefix).unwrap_or_default().split('/').collect();
+            let value: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
+            if parts.len() >= 4 && value["pool"] == pool {
+                let text = value["conflict"].as_str().unwrap_or_default().to_string();
+                found.push((parts[0].to_string(), parts[1].to_string(), text));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets the conflicts noted for any container of `node` (a dead node
+    /// whose claims are all reclaimed, or released by hand).
+    pub async fn forget_node_conflicts(&mut self, node: &str) -> StoreResult<()> {
+        let prefix = format!("{}conflicts/{node}/", self.prefix);
+        self.request(|mut kv| {
+            let prefix = prefix.clone();
+            async move { kv.delete(prefix, Some(DeleteOptions::new().with_prefix())).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Forgets that `node` was seen dead (it holds nothing any more).
     pub async fn forget_dead(&mut self, node: &str) -> StoreResult<()> {
         let key = self.dead_key(node);
@@ -642,6 +698,15 @@ impl ClaimStore for EtcdStore {
             self.index_key(&held.pool, &held.claim).into_iter().map(|i| TxnOp::delete(i, None)).collect();
         let mut both = vec![TxnOp::delete(key.clone(), None)];
         both.extend(index.iter().cloned());
+        // A container's claims go with what fencing noted for it: no extra
+        // round trip.
+        let mut index = index;
+        if let (Some(node), Some(container)) = (&held.claim.node, &held.claim.container) {
+            let conflicts =
+                TxnOp::delete(self.conflicts_prefix(node, container), Some(DeleteOptions::new().with_prefix()));
+            both.push(conflicts.clone());
+            index.push(conflicts);
+        }
         let txn =
             Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
         self.request(|mut kv| {
@@ -690,6 +755,16 @@ impl ClaimStore for EtcdStore {
             })
             .await?;
         Ok(response.count() as u128)
+    }
+
+    async fn forget_conflicts(&mut self, node: &str, container: &str) -> StoreResult<()> {
+        let prefix = self.conflicts_prefix(node, container);
+        self.request(|mut kv| {
+            let prefix = prefix.clone();
+            async move { kv.delete(prefix, Some(DeleteOptions::new().with_prefix())).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     fn may_have_claimed(&self) -> bool {

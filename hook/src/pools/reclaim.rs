@@ -73,6 +73,7 @@ pub async fn reclaim(
         if held.is_empty() {
             continue;
         }
+        let (total, mut acted) = (held.len(), 0);
         let mut by_pool: BTreeMap<String, Vec<Held>> = BTreeMap::new();
         for claim in held {
             by_pool.entry(claim.pool.clone()).or_default().push(claim);
@@ -110,6 +111,7 @@ pub async fn reclaim(
                 if !store.reclaim(claim, &node.node, mark.as_ref()).await? {
                     continue;
                 }
+                acted += 1;
                 lines.push(match answered {
                     None => format!("reclaimed {address} of pool {name} from dead node {} ({was}): silent on the LAN", node.node),
                     Some(mac) => format!(
@@ -118,6 +120,10 @@ pub async fn reclaim(
                     ),
                 });
             }
+        }
+        // Nothing of it left: what fencing noted for its containers goes.
+        if acted == total {
+            store.forget_node_conflicts(&node.node).await?;
         }
     }
     Ok(lines)

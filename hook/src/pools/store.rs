@@ -143,6 +143,11 @@ pub trait ClaimStore {
     async fn claims(&mut self, pool: &str, v6: bool, span: Option<Span>) -> StoreResult<Vec<Held>>;
     /// How many claims a pool holds in one family.
     async fn count(&mut self, pool: &str, v6: bool) -> StoreResult<u128>;
+    /// Forgets the conflicts fencing noted for a container (see
+    /// `EtcdStore::note_conflict`); host-wide claims have none.
+    async fn forget_conflicts(&mut self, _node: &str, _container: &str) -> StoreResult<()> {
+        Ok(())
+    }
     /// Whether a claim this run asked for may exist: once a creation was
     /// sent (one that got no answer may still have been applied). Before
     /// that, a refused setup has nothing to release.

@@ -186,12 +186,16 @@ pub async fn fence(store: &Store, registry: &mut AnyStore, pools: &Pools) -> std
                 None => registry.create(&pool.name, &ours, false).await?,
             };
             match holder {
-                Some(held) if !held.claim.same_holder(&ours) => conflicts.push(format!(
-                    "{address} of pool {} is held by {} since {}",
-                    pool.name,
-                    held.claim.holder(),
-                    crate::pools::store::format_time(held.claim.since)
-                )),
+                Some(held) if !held.claim.same_holder(&ours) => {
+                    let conflict = format!(
+                        "{address} of pool {} is held by {} since {}",
+                        pool.name,
+                        held.claim.holder(),
+                        crate::pools::store::format_time(held.claim.since)
+                    );
+                    registry.note_conflict((node, &record.id), &pool.name, address, &conflict).await?;
+                    conflicts.push(conflict);
+                }
                 _ => {}
             }
         }

@@ -902,6 +902,10 @@ fn pools_latency(iterations: usize) {
     let dir = std::env::temp_dir().join("netrt-bench-pools");
     fs::create_dir_all(&dir).unwrap();
     let pool = |subnet: &str, gateway: &str| json!({"bridge": bridge, "subnets": [subnet], "gateways": [gateway]});
+    // A pool that probes before use: nothing on the LAN answers, so every
+    // setup waits the whole probe time.
+    let mut probed = pool("100.64.0.0/16", "100.64.0.1");
+    probed["probe"] = json!("100ms");
     let config_for = |cluster: &EtcdCluster, name: &str| {
         let path = dir.join(name);
         fs::write(
@@ -909,7 +913,8 @@ fn pools_latency(iterations: usize) {
             json!({
                 "node": "bench",
                 "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": "/netrt-bench/"}},
-                "pools": {"p10": pool("198.18.0.0/16", "198.18.0.1"), "p10k": pool("198.19.0.0/16", "198.19.0.1")},
+                "pools": {"p10": pool("198.18.0.0/16", "198.18.0.1"), "p10k": pool("198.19.0.0/16", "198.19.0.1"),
+                          "probed": probed.clone()},
             })
             .to_string(),
         )
@@ -953,8 +958,15 @@ fn pools_latency(iterations: usize) {
     let fixed = with(&[("net.bridge", &bridge), ("net.ip", "198.51.100.10/24"), ("net.gateway", "198.51.100.1")]);
     let p10 = with(&[("net.pool", "p10")]);
     let p10k = with(&[("net.pool", "p10k")]);
-    let mut rows: Vec<Timings> = (0..4).map(|_| Timings::default()).collect();
-    let cases = [(&fixed, &disk_config), (&p10, &disk_config), (&p10k, &disk_config), (&p10, &tmpfs_config)];
+    let probing = with(&[("net.pool", "probed")]);
+    let mut rows: Vec<Timings> = (0..5).map(|_| Timings::default()).collect();
+    let cases = [
+        (&fixed, &disk_config),
+        (&p10, &disk_config),
+        (&p10k, &disk_config),
+        (&p10, &tmpfs_config),
+        (&probing, &tmpfs_config),
+    ];
     for _ in 0..iterations {
         for (row, (annotations, config)) in rows.iter_mut().zip(cases) {
             std::env::set_var("NETRT_CONFIG", config);
@@ -970,10 +982,12 @@ fn pools_latency(iterations: usize) {
             ("setup, net.pool, etcd on disk, 10 claimed", &rows[1].setup, None),
             ("setup, net.pool, etcd on disk, 10,000 claimed", &rows[2].setup, None),
             ("setup, net.pool, etcd on tmpfs, 10 claimed", &rows[3].setup, None),
+            ("setup, net.pool, etcd on tmpfs, probe 100ms", &rows[4].setup, None),
             ("teardown, static address (no pool)", &rows[0].teardown, Some(rows[0].left)),
             ("teardown, net.pool, etcd on disk, 10 claimed", &rows[1].teardown, Some(rows[1].left)),
             ("teardown, net.pool, etcd on disk, 10,000 claimed", &rows[2].teardown, Some(rows[2].left)),
             ("teardown, net.pool, etcd on tmpfs, 10 claimed", &rows[3].teardown, Some(rows[3].left)),
+            ("teardown, net.pool, etcd on tmpfs, probe 100ms", &rows[4].teardown, Some(rows[4].left)),
         ],
     );
     let median = |v: &Vec<f64>| percentile(v, 50);
@@ -985,6 +999,12 @@ fn pools_latency(iterations: usize) {
     println!(
         "setup median with 10,000 claimed / with 10 claimed: {:.2} (goal: at most 1.3)",
         median(&rows[2].setup) / median(&rows[1].setup)
+    );
+    println!(
+        "probe 100ms adds {:.2} ms to the pool setup median on tmpfs: the probe time plus {:.2} ms \
+         (goal: at most 5 ms)",
+        median(&rows[4].setup) - median(&rows[3].setup),
+        median(&rows[4].setup) - median(&rows[3].setup) - 100.0
     );
     for (label, cluster) in [("disk", &on_disk), ("tmpfs", &on_tmpfs)] {
         let [connect, read, write] = registry_request_costs(cluster, iterations);
@@ -1001,6 +1021,7 @@ fn pools_latency(iterations: usize) {
             .count();
         println!("claims of containers left in etcd after the runs: {left}");
     }
+    reclaim_cost(&on_tmpfs, &bridge, &dir);
     // How soon a setup is refused when the registry has no quorum: the
     // functional tests bound this only against hangs.
     fs::write(
@@ -1019,6 +1040,77 @@ fn pools_latency(iterations: usize) {
         refused.len()
     );
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Reclaiming 1,000 claims of a dead node, beside releasing the same
+/// claims with `pool release --node`, both by netrt-hook against the same
+/// etcd (on a tmpfs). Reclaim probes every address on the pool's bridge
+/// first (nothing answers), 256 at a time, each batch for the probe time.
+fn reclaim_cost(cluster: &netrt_integration::cluster::EtcdCluster, bridge: &str, dir: &Path) {
+    use netrt_hook::config::pools::Etcd;
+    use netrt_hook::pools::etcd::EtcdStore;
+    use netrt_hook::pools::store::{Claim, ClaimStore};
+    const CLAIMS: u32 = 1000;
+    let prefix = "/netrt-bench-reclaim/";
+    let config = dir.join("reclaim.json");
+    fs::write(
+        &config,
+        json!({"node": "bench", "registry": {"etcd": {"endpoints": cluster.endpoints(), "prefix": prefix,
+                                                       "reclaim_after": "1s"}},
+               "pools": {"gone": {"bridge": bridge, "subnets": ["100.65.0.0/16"], "gateways": ["100.65.0.1"],
+                                  "probe": "100ms"}}})
+        .to_string(),
+    )
+    .unwrap();
+    let etcd = Etcd {
+        endpoints: cluster.endpoints(),
+        prefix: prefix.into(),
+        timeout_ms: 2000,
+        ca: None,
+        cert: None,
+        key: None,
+        user: None,
+        password_file: None,
+        node_ttl_s: netrt_hook::config::pools::DEFAULT_NODE_TTL_S,
+        reclaim_after_s: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The claims of a node that is gone (it never had a liveness key).
+    let claim_all = || {
+        runtime.block_on(async {
+            let mut store = EtcdStore::connect(&etcd, false).await.unwrap();
+            for i in 0..CLAIMS {
+                let address = std::net::IpAddr::from([100, 65, 1 + (i / 250) as u8, 1 + (i % 250) as u8]);
+                let claim = Claim::for_container(address, "ghost", &format!("c{i}"));
+                assert!(store.create("gone", &claim, false).await.unwrap().is_none());
+            }
+        })
+    };
+    let hook = |arguments: &[&str]| {
+        let start = Instant::now();
+        let output = Command::new(hook_binary()).env("NETRT_CONFIG", &config).args(arguments).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        (start.elapsed().as_secs_f64() * 1e3, String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    claim_all();
+    let (release_ms, released) = hook(&["pool", "release", "--node", "ghost"]);
+    assert_eq!(released.lines().count(), CLAIMS as usize, "{released}");
+    claim_all();
+    hook(&["renew"]); // notes the node dead; reclaim waits reclaim_after from then
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (reclaim_ms, reclaimed) = hook(&["renew"]);
+    let count = reclaimed.lines().filter(|l| l.starts_with("reclaimed ")).count();
+    assert_eq!(count, CLAIMS as usize, "{reclaimed}");
+    let batches = CLAIMS.div_ceil(netrt_hook::probe::BATCH as u32);
+    let probing_ms = 100.0 * f64::from(batches);
+    println!(
+        "\nreclaiming {CLAIMS} claims of a dead node (renew, probe 100ms, {batches} batches of at most {} \
+         probed at once): {reclaim_ms:.0} ms; releasing them with pool release --node: {release_ms:.0} ms; \
+         reclaim less its {probing_ms:.0} ms of probing / release: {:.2} (goal: at most 2)",
+        netrt_hook::probe::BATCH,
+        (reclaim_ms - probing_ms) / release_ms
+    );
+    cluster.etcdctl(&format!("del --prefix {prefix}"));
 }
 
 /// Times `runc run` of a container whose setup netrt refuses, in a
