@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::lease::{self, Client, Lease, Reply};
 use super::wire;
+use crate::kernel::packet;
 
 pub const FIRST_RETRANSMIT: Duration = Duration::from_millis(100);
 pub const MAX_RETRANSMIT: Duration = Duration::from_secs(4);
@@ -82,49 +83,7 @@ impl PacketSocket {
     }
 
     pub fn bind(&self, ifindex: u32) -> io::Result<()> {
-        let address = link_address(ifindex, [0; 6]);
-        let result = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if result < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-fn link_address(ifindex: u32, mac: [u8; 6]) -> libc::sockaddr_ll {
-    let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    address.sll_family = libc::AF_PACKET as u16;
-    address.sll_protocol = ETH_P_IP.to_be();
-    address.sll_ifindex = ifindex as i32;
-    address.sll_halen = 6;
-    address.sll_addr[..6].copy_from_slice(&mac);
-    address
-}
-
-fn wait_readable(fd: i32, until: Instant) -> io::Result<bool> {
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        let millis = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        match unsafe { libc::poll(&mut poll, 1, millis) } {
-            n if n > 0 => return Ok(true),
-            0 => continue,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
+        packet::bind(self.fd.as_raw_fd(), ifindex, ETH_P_IP)
     }
 }
 
@@ -156,7 +115,7 @@ impl<'a> PacketChannel<'a> {
 impl Channel for PacketChannel<'_> {
     fn send(&self, message: &[u8]) -> io::Result<()> {
         let packet = wire::udp_packet(self.source, self.destination, message);
-        let address = link_address(self.ifindex, self.to_mac);
+        let address = packet::link_address(self.ifindex, ETH_P_IP, self.to_mac);
         let sent = unsafe {
             libc::sendto(
                 self.socket.fd.as_raw_fd(),
@@ -193,7 +152,7 @@ impl Channel for PacketChannel<'_> {
                 let e = io::Error::last_os_error();
                 match e.kind() {
                     io::ErrorKind::WouldBlock => {
-                        if !wait_readable(fd, until)? {
+                        if !packet::wait(fd, libc::POLLIN, until)? {
                             return Ok(None);
                         }
                         continue;

@@ -301,14 +301,7 @@ impl EtcdStore {
         if response.succeeded() {
             return Ok(Some(since));
         }
-        let values: Vec<Option<String>> = response
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            })
-            .collect();
+        let values = got(&response);
         if values.first().cloned().flatten().is_some() {
             return Ok(None);
         }
@@ -510,6 +503,18 @@ fn since_of(value: &str) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(value).ok()?["since"].as_u64()
 }
 
+/// The value each read of a transaction's taken branch found, in order.
+fn got(response: &etcd_client::TxnResponse) -> Vec<Option<String>> {
+    response
+        .op_responses()
+        .into_iter()
+        .map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The key just after every key that starts with `prefix`.
 fn prefix_end(prefix: &str) -> String {
     let mut end = prefix.as_bytes().to_vec();
@@ -549,14 +554,7 @@ impl ClaimStore for EtcdStore {
                 async move { kv.txn(reads).await }
             })
             .await?;
-        let values: Vec<Option<String>> = response
-            .op_responses()
-            .into_iter()
-            .map(|r| match r {
-                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                _ => None,
-            })
-            .collect();
+        let values = got(&response);
         for (v6, value) in [(false, &values[1]), (true, &values[2])] {
             let cursor = value.as_ref().and_then(|v| v.parse::<std::net::IpAddr>().ok()).map(number);
             self.cursors.insert((pool.to_string(), v6), cursor);
@@ -576,16 +574,7 @@ impl ClaimStore for EtcdStore {
             })
             .await?;
         if !response.succeeded() {
-            let values: Vec<String> = response
-                .op_responses()
-                .into_iter()
-                .map(|r| match r {
-                    TxnOpResponse::Get(get) => {
-                        get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default()
-                    }
-                    _ => String::new(),
-                })
-                .collect();
+            let values: Vec<String> = got(&response).into_iter().map(Option::unwrap_or_default).collect();
             let theirs: Addressing = serde_json::from_str(&values[0])
                 .map_err(|e| StoreError::Failed(format!("pool {pool}'s registered addressing is damaged: {e}")))?;
             if theirs != *addressing {
@@ -671,10 +660,7 @@ impl ClaimStore for EtcdStore {
         if response.succeeded() {
             return Ok(None);
         }
-        let existing = response.op_responses().into_iter().find_map(|r| match r {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-            _ => None,
-        });
+        let existing = got(&response).into_iter().flatten().next();
         let Some(existing) = existing else {
             // Released between the compare and the read: try again.
             return Box::pin(self.create(pool, claim, set_last)).await;

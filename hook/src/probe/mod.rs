@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 pub use frames::{format_mac, Mac};
 
+use crate::kernel::packet;
+
 const ETH_P_ALL: u16 = 0x0003;
 const PACKET_OUTGOING: u8 = 4;
 /// How many probes go out before the socket is read again: answers to a
@@ -43,28 +45,10 @@ impl Prober {
         Ok(Prober { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
-    fn bind(&self, ifindex: u32) -> io::Result<()> {
-        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_protocol = ETH_P_ALL.to_be();
-        address.sll_ifindex = ifindex as i32;
-        let result = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                &address as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if result < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// Probes `targets` from interface `ifindex` (whose MAC is `mac`) for
     /// `time`, at most `BATCH` at once; returns those that answered.
     pub fn probe(&self, ifindex: u32, mac: Mac, targets: &[IpAddr], time: Duration) -> io::Result<Heard> {
-        self.bind(ifindex)?;
+        packet::bind(self.fd.as_raw_fd(), ifindex, ETH_P_ALL)?;
         let mut heard = Heard::new();
         for batch in targets.chunks(BATCH) {
             self.probe_batch(mac, batch, time, &mut heard)?;
@@ -90,7 +74,7 @@ impl Prober {
                 second_round_sent = true;
             }
             let until = if second_round_sent { end } else { halfway };
-            if !wait(self.fd.as_raw_fd(), libc::POLLIN, until)? {
+            if !packet::wait(self.fd.as_raw_fd(), libc::POLLIN, until)? {
                 continue;
             }
             self.read_answers(mac, targets, heard)?;
@@ -111,7 +95,7 @@ impl Prober {
                     io::ErrorKind::Interrupted => continue,
                     // The device's queue is full: wait for room briefly.
                     io::ErrorKind::WouldBlock => {
-                        wait(self.fd.as_raw_fd(), libc::POLLOUT, Instant::now() + Duration::from_millis(10))?;
+                        packet::wait(self.fd.as_raw_fd(), libc::POLLOUT, Instant::now() + Duration::from_millis(10))?;
                     }
                     _ => return Err(e),
                 }
@@ -149,28 +133,6 @@ impl Prober {
             if let Some((address, holder)) = frames::answer(&buffer[..read as usize], mac) {
                 if targets.contains(&address) {
                     heard.entry(address).or_insert(holder);
-                }
-            }
-        }
-    }
-}
-
-/// Waits until `fd` is ready for `events` or `until` has passed.
-fn wait(fd: i32, events: i16, until: Instant) -> io::Result<bool> {
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        let mut poll = libc::pollfd { fd, events, revents: 0 };
-        let millis = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        match unsafe { libc::poll(&mut poll, 1, millis) } {
-            n if n > 0 => return Ok(true),
-            0 => continue,
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
                 }
             }
         }

@@ -1042,12 +1042,28 @@ fn pools_latency(iterations: usize) {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The registry settings the benchmark's own store uses: `cluster`,
+/// keys under `prefix`, the defaults otherwise.
+fn bench_etcd(cluster: &netrt_integration::cluster::EtcdCluster, prefix: &str) -> netrt_hook::config::pools::Etcd {
+    netrt_hook::config::pools::Etcd {
+        endpoints: cluster.endpoints(),
+        prefix: prefix.into(),
+        timeout_ms: 2000,
+        ca: None,
+        cert: None,
+        key: None,
+        user: None,
+        password_file: None,
+        node_ttl_s: netrt_hook::config::pools::DEFAULT_NODE_TTL_S,
+        reclaim_after_s: None,
+    }
+}
+
 /// Reclaiming 1,000 claims of a dead node, beside releasing the same
 /// claims with `pool release --node`, both by netrt-hook against the same
 /// etcd (on a tmpfs). Reclaim probes every address on the pool's bridge
 /// first (nothing answers), 256 at a time, each batch for the probe time.
 fn reclaim_cost(cluster: &netrt_integration::cluster::EtcdCluster, bridge: &str, dir: &Path) {
-    use netrt_hook::config::pools::Etcd;
     use netrt_hook::pools::etcd::EtcdStore;
     use netrt_hook::pools::store::{Claim, ClaimStore};
     const CLAIMS: u32 = 1000;
@@ -1062,18 +1078,7 @@ fn reclaim_cost(cluster: &netrt_integration::cluster::EtcdCluster, bridge: &str,
         .to_string(),
     )
     .unwrap();
-    let etcd = Etcd {
-        endpoints: cluster.endpoints(),
-        prefix: prefix.into(),
-        timeout_ms: 2000,
-        ca: None,
-        cert: None,
-        key: None,
-        user: None,
-        password_file: None,
-        node_ttl_s: netrt_hook::config::pools::DEFAULT_NODE_TTL_S,
-        reclaim_after_s: None,
-    };
+    let etcd = bench_etcd(cluster, prefix);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // The claims of a node that is gone (it never had a liveness key).
     let claim_all = || {
@@ -1134,21 +1139,9 @@ fn refusal_ms(id: &str, annotations: &[(&str, &str)], hook_env: &[&str]) -> f64 
 /// read on the same connection, and a claim (one write transaction, its
 /// release not counted).
 fn registry_request_costs(cluster: &netrt_integration::cluster::EtcdCluster, iterations: usize) -> [f64; 3] {
-    use netrt_hook::config::pools::Etcd;
     use netrt_hook::pools::etcd::EtcdStore;
     use netrt_hook::pools::store::{Claim, ClaimStore};
-    let etcd = Etcd {
-        endpoints: cluster.endpoints(),
-        prefix: "/netrt-bench-costs/".into(),
-        timeout_ms: 2000,
-        ca: None,
-        cert: None,
-        key: None,
-        user: None,
-        password_file: None,
-        node_ttl_s: netrt_hook::config::pools::DEFAULT_NODE_TTL_S,
-        reclaim_after_s: None,
-    };
+    let etcd = bench_etcd(cluster, "/netrt-bench-costs/");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (mut connect, mut read, mut write) = (vec![], vec![], vec![]);
     runtime.block_on(async {
