@@ -28,6 +28,19 @@ const MAX_ROUNDS: usize = 8;
 pub struct Probe {
     /// Opened with the hook's capabilities (a packet socket needs CAP_NET_RAW).
     prober: Option<Prober>,
+    /// Closing a packet socket waits for an RCU grace period (5 to 15 ms
+    /// here): it is closed on a thread of its own while the later steps
+    /// run, and joined when the setup drops its steps, before the hook
+    /// returns.
+    closing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(closing) = self.closing.take() {
+            let _ = closing.join();
+        }
+    }
 }
 
 /// Where an address of the attachment comes from, or lies in, a pool that
@@ -37,7 +50,7 @@ pub fn wanted(asked: &Asked) -> Option<Box<dyn Step>> {
     let pools = asked.pools;
     let by_pool = attachment.pool.as_deref().and_then(|name| pools.get(name)).is_some_and(|p| p.probe_ms > 0);
     let by_address = attachment.addresses.iter().any(|a| pools.pool_of(a.address).is_some_and(|p| p.probe_ms > 0));
-    (by_pool || by_address).then(|| Box::new(Probe { prober: None }) as Box<dyn Step>)
+    (by_pool || by_address).then(|| Box::new(Probe { prober: None, closing: None }) as Box<dyn Step>)
 }
 
 #[async_trait(?Send)]
@@ -63,7 +76,15 @@ impl Step for Probe {
     }
 
     async fn apply(&mut self, setup: &mut Setup<'_>) -> Result<()> {
-        let prober = self.prober.as_ref().expect("opened before setup");
+        let prober = self.prober.take().expect("opened before setup");
+        let probed = self.probe(setup, &prober).await;
+        self.closing = std::thread::Builder::new().name("probe-close".into()).spawn(move || drop(prober)).ok();
+        probed
+    }
+}
+
+impl Probe {
+    async fn probe(&self, setup: &mut Setup<'_>, prober: &Prober) -> Result<()> {
         let placement = setup.found.placement.clone().expect("the attachment was made");
         let interface = placement.interface().clone();
         let mut mac = [0u8; 6];
@@ -112,9 +133,7 @@ impl Step for Probe {
             ),
         ))
     }
-}
 
-impl Probe {
     /// Marks `address` in use on the wire by `holder` and claims the next
     /// free address in its place, in the plan, the record and this host's
     /// index of addresses; returns it.
