@@ -11,6 +11,9 @@
 //!   deleted and before the record goes, `teardown-uplink:N` after the
 //!   Nth change to an uplink's shaper), so tests can prove that poststop
 //!   and gc clean up after a hook that died anywhere;
+//! - `NETRT_FAULT_PAUSE=STAGE:N:FILE`: at that point (as for a kill) the
+//!   hook writes FILE and waits until it is gone, so tests can take a
+//!   server down while the hook is in the middle of its work;
 //! - `NETRT_FAULT_LEAK=KIND[,KIND…]`: teardown leaves that kind of object
 //!   behind and forgets it (a recorded object's kind as the record names
 //!   it, e.g. `host_veth`, `netns_pin`; or `pin_file`, `address_claim`,
@@ -28,6 +31,15 @@ pub fn after_step(step: u32) -> Result<(), String> {
 
 #[cfg(feature = "fault-injection")]
 pub fn kill_point(stage: &str, step: u32) {
+    if let Ok(pause) = std::env::var("NETRT_FAULT_PAUSE") {
+        let point = format!("{stage}:{step}:");
+        if let Some(file) = pause.strip_prefix(&point) {
+            let _ = std::fs::write(file, std::process::id().to_string());
+            while std::path::Path::new(file).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
     if std::env::var("NETRT_FAULT_KILL").is_ok_and(|point| point == format!("{stage}:{step}")) {
         // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };

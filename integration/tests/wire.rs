@@ -144,7 +144,7 @@ fn node_config(node: &str, cluster: &EtcdCluster, bridge: &str) -> Value {
 
 #[test]
 fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_its_own() {
-    let cluster = EtcdCluster::start("reclaim", 1, 23930, None);
+    let mut cluster = EtcdCluster::start("reclaim", 1, 23930, None);
     let prefix = "/it-reclaim/";
     let a = Node::new("node-ra", "nrtrAbr", &node_config("node-ra", &cluster, "nrtrAbr"));
     let b = Node::new("node-rb", "nrtrBbr", &node_config("node-rb", &cluster, "nrtrBbr"));
@@ -163,9 +163,9 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     };
     gone.stop();
     // Node A stops running netrt: its liveness key goes with its lease.
-    let alive_a = || cluster.dump(&format!("{prefix}alive/node-ra"));
+    let alive_a = |cluster: &EtcdCluster| cluster.dump(&format!("{prefix}alive/node-ra"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !alive_a().is_empty() {
+    while !alive_a(&cluster).is_empty() {
         assert!(Instant::now() < deadline, "node A's liveness outlived its lease");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -189,6 +189,34 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     ));
     assert!(!killed.status.success(), "the fault build killed the run mid-reclaim");
     assert_eq!(cluster.dump(&format!("{prefix}nodes/node-ra/")).lines().count(), 10, "one of six acted on");
+    // etcd goes down in the middle of the next run (paused after its first
+    // address): the run says so, and what it had not done stays undone.
+    let pause = std::env::temp_dir().join("netrt-it-reclaim-pause");
+    let _ = std::fs::remove_file(&pause);
+    let paused = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} env NETRT_CONFIG={} NETRT_FAULT_PAUSE=reclaim:1:{} {} renew 2>&1",
+            b.enter(),
+            b.config.display(),
+            pause.display(),
+            fault_hook_binary().display()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !pause.exists() {
+        assert!(Instant::now() < deadline, "the run did not reach its second address");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.stop_member(0);
+    std::fs::remove_file(&pause).unwrap();
+    let said = String::from_utf8_lossy(&paused.wait_with_output().unwrap().stdout).into_owned();
+    assert!(said.contains("dead nodes' addresses were not all reclaimed"), "{said}");
+    cluster.restart_member(0);
+    cluster.wait_quorum();
+    assert_eq!(cluster.dump(&format!("{prefix}nodes/node-ra/")).lines().count(), 8, "two of six acted on");
     let second = ok(b.hook("renew"));
     let shown: Value = serde_json::from_str(&ok(b.hook("pool show lan --json"))).unwrap();
     let claims: Vec<(String, String)> = shown
@@ -218,7 +246,7 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     let (b2, _bb2) =
         start_on(&b, "nrt-rb-2", &[("net.bridge", "nrtrBbr"), ("net.ip", "198.51.100.102/24")], true).unwrap();
     ok(a.hook("renew"));
-    assert!(!alive_a().is_empty(), "A is alive again");
+    assert!(!alive_a(&cluster).is_empty(), "A is alive again");
     let status: Value = serde_json::from_str(&ok(a.hook("status --json"))).unwrap();
     let entry = |id: &str| status.as_array().unwrap().iter().find(|e| e["id"] == id).cloned().unwrap();
     assert_eq!(entry("nrt-ra-kept").get("conflicts"), None, "its own address came back to it: {status}");
