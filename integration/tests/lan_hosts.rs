@@ -120,6 +120,12 @@ fn two_hosts_share_a_pool_and_a_dead_or_cut_off_host_loses_nothing_on_the_wire()
     std::thread::sleep(Duration::from_millis(2500));
     let reclaimed = b.run("$HOOK gc").ok();
     assert!(reclaimed.contains(&format!("reclaimed {a1} of pool lan from dead node host-a")), "{reclaimed}");
+    let told = b.run("$HOOK pool show lan").ok();
+    assert!(
+        told.contains("node host-a: dead")
+            && told.contains(&format!("  reclaimed {a1} (container a1 on node host-a), by node host-b at ")),
+        "{told}"
+    );
     let b3 = start(&mut b, "b3", json!({"net.bridge": "br0", "net.ip": format!("{a1}/24")}));
     assert_eq!(b3, a1);
     b.run(&format!("inside b3 ping -c 1 -W 3 {b1}")).ok();

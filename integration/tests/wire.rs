@@ -232,6 +232,15 @@ fn a_dead_nodes_silent_addresses_are_reclaimed_and_a_node_that_comes_back_keeps_
     assert!(claims.iter().all(|(_, mac)| mac != "-"), "{shown}\n{second}");
     assert_eq!(claims[0].1, kept_mac, "{shown}");
     assert!(second.contains("kept 198.51.100.101 of pool lan from dead node node-ra"), "{second}");
+    // pool show tells of the dead node: since when, what was taken back, what kept.
+    let told = ok(b.hook("pool show lan"));
+    for line in [
+        "node node-ra: dead".to_string(),
+        "  reclaimed 198.51.100.100 (container nrt-ra-gone on node node-ra), by node node-rb at ".to_string(),
+        format!("  kept 198.51.100.101 (container nrt-ra-kept on node node-ra): it answered on the LAN from {kept_mac}, by node node-rb"),
+    ] {
+        assert!(told.contains(&line), "{line}\n{told}");
+    }
     assert_eq!(cluster.dump(&format!("{prefix}nodes/node-ra/")), "", "node A holds nothing in the registry");
     // A new container on B gets a reclaimed address.
     let (b1, _bb1) = start_on(&b, "nrt-rb-1", &pooled, true).unwrap();

@@ -181,9 +181,13 @@ pub fn show(name: &str, json: bool) -> Result<String> {
             all.extend(store.claims(&pool.name, subnet.address.is_ipv6(), None).await.map_err(system)?);
         }
         let conflicts = store.conflicts(&pool.name).await.map_err(system)?;
-        Ok((all, (store.nodes().await.map_err(system)?, conflicts)))
+        let reclaimed = match store {
+            AnyStore::Etcd(etcd) => etcd.reclaimed(&pool.name).await.map_err(system)?,
+            AnyStore::Host(_) => vec![],
+        };
+        Ok((all, (store.nodes().await.map_err(system)?, conflicts, reclaimed)))
     })?;
-    let (nodes, conflicts) = nodes;
+    let (nodes, conflicts, reclaimed) = nodes;
     let shown: Vec<ShownClaim> = claims
         .into_iter()
         .map(|h| ShownClaim {
@@ -222,9 +226,14 @@ pub fn show(name: &str, json: bool) -> Result<String> {
         out.push_str(&format!("conflict: container {container} on node {node} has {conflict}\n"));
     }
     // The liveness of the nodes that hold claims here (a cluster's registry).
-    let holders: std::collections::BTreeSet<&str> = shown.iter().filter_map(|c| c.node.as_deref()).collect();
+    // and of the dead nodes addresses were reclaimed from, with what was.
+    let mut holders: std::collections::BTreeSet<&str> = shown.iter().filter_map(|c| c.node.as_deref()).collect();
+    holders.extend(reclaimed.iter().map(|(node, _)| node.as_str()));
     for node in nodes.iter().filter(|n| holders.contains(n.node.as_str())) {
         out.push_str(&format!("node {}: {}\n", node.node, describe_liveness(node)));
+        for (_, what) in reclaimed.iter().filter(|(n, _)| *n == node.node) {
+            out.push_str(&format!("  {what}\n"));
+        }
     }
     Ok(out)
 }
@@ -381,7 +390,7 @@ pub fn release_node(node: &str) -> Result<String> {
         }
         // The node is gone for good: what fencing noted for it goes too.
         if let AnyStore::Etcd(etcd) = store {
-            etcd.forget_node_conflicts(node).await.map_err(system)?;
+            etcd.forget_node(node).await.map_err(system)?;
         }
         Ok(lines)
     })?;

@@ -11,7 +11,9 @@
 //! `alive/NODE` (the node's liveness, on a lease of `node_ttl`), and
 //! `dead/NODE` (since when other nodes have seen its liveness gone), and
 //! `conflicts/NODE/CONTAINER/POOL/4/c6336464` (what fencing found another
-//! holding; deleted with the container's claims).
+//! holding; deleted with the container's claims), and
+//! `reclaimed/NODE/POOL/4/c6336464` (what other nodes took back from a dead
+//! node, or kept as in use on the wire; gone when the node comes back).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -263,6 +265,7 @@ impl EtcdStore {
         let txn = Txn::new().and_then([
             TxnOp::put(key, value, Some(PutOptions::new().with_lease(id))),
             TxnOp::delete(self.dead_key(node), None),
+            TxnOp::delete(self.reclaimed_prefix(node), Some(DeleteOptions::new().with_prefix())),
         ]);
         self.request(|mut client| {
             let txn = txn.clone();
@@ -313,8 +316,19 @@ impl EtcdStore {
     /// in use on the wire: only if the claim is still exactly `held` and
     /// the node is still without liveness (one transaction, so two nodes
     /// reclaiming at once act on a claim once). False: not done.
-    pub async fn reclaim(&mut self, held: &Held, node: &str, mark: Option<&Claim>) -> StoreResult<bool> {
-        let key = self.claim_key(&held.pool, held.claim.address.is_ipv6(), number(held.claim.address));
+    pub async fn reclaim(&mut self, held: &Held, (node, by): (&str, &str), mark: Option<&Claim>) -> StoreResult<bool> {
+        let (v6, n) = (held.claim.address.is_ipv6(), number(held.claim.address));
+        let key = self.claim_key(&held.pool, v6, n);
+        // What pool show tells of the dead node, in the same transaction.
+        let record = format!("{}{}/{}", self.reclaimed_prefix(node), held.pool, address_key(v6, n));
+        let told = serde_json::json!({
+            "pool": held.pool,
+            "address": held.claim.address,
+            "was": held.claim.holder(),
+            "by": by,
+            "at": super::store::now(),
+            "kept": mark.and_then(|m| m.wire.clone()),
+        });
         // etcd takes one change per key in a transaction: the mark replaces
         // the claim in place.
         let mut changes = vec![match mark {
@@ -322,6 +336,7 @@ impl EtcdStore {
             None => TxnOp::delete(key.clone(), None),
         }];
         changes.extend(self.index_key(&held.pool, &held.claim).map(|i| TxnOp::delete(i, None)));
+        changes.push(TxnOp::put(record, told.to_string(), None));
         let txn = Txn::new()
             .when([
                 Compare::value(key, CompareOp::Equal, held.raw.clone()),
@@ -383,12 +398,63 @@ impl EtcdStore {
     /// whose claims are all reclaimed, or released by hand).
     pub async fn forget_node_conflicts(&mut self, node: &str) -> StoreResult<()> {
         let prefix = format!("{}conflicts/{node}/", self.prefix);
+        self.delete_prefix(prefix).await
+    }
+
+    /// Forgets a node gone for good (`pool release --node`): its noted
+    /// conflicts, that it was seen dead, and what was reclaimed from it.
+    pub async fn forget_node(&mut self, node: &str) -> StoreResult<()> {
+        let options = || Some(DeleteOptions::new().with_prefix());
+        let txn = Txn::new().and_then([
+            TxnOp::delete(format!("{}conflicts/{node}/", self.prefix), options()),
+            TxnOp::delete(self.reclaimed_prefix(node), options()),
+            TxnOp::delete(self.dead_key(node), None),
+        ]);
+        self.request(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn delete_prefix(&mut self, prefix: String) -> StoreResult<()> {
         self.request(|mut kv| {
             let prefix = prefix.clone();
             async move { kv.delete(prefix, Some(DeleteOptions::new().with_prefix())).await }
         })
         .await
         .map(|_| ())
+    }
+
+    fn reclaimed_prefix(&self, node: &str) -> String {
+        format!("{}reclaimed/{node}/", self.prefix)
+    }
+
+    /// What other nodes reclaimed or kept from dead nodes in `pool`, one
+    /// line per address, by node.
+    pub async fn reclaimed(&mut self, pool: &str) -> StoreResult<Vec<(String, String)>> {
+        let prefix = format!("{}reclaimed/", self.prefix);
+        let mut found = vec![];
+        for (key, value) in self.range(prefix.clone(), prefix_end(&prefix), GetOptions::new()).await? {
+            let node = key.strip_prefix(&prefix).unwrap_or_default().split('/').next().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
+            if v["pool"] != pool {
+                continue;
+            }
+            let (address, was, by) = (v["address"].as_str(), v["was"].as_str(), v["by"].as_str());
+            let at = super::store::format_time(v["at"].as_u64().unwrap_or(0));
+            let what = match v["kept"].as_str() {
+                Some(mac) => format!(
+                    "kept {} ({}): it answered on the LAN from {mac}",
+                    address.unwrap_or("?"),
+                    was.unwrap_or("?")
+                ),
+                None => format!("reclaimed {} ({})", address.unwrap_or("?"), was.unwrap_or("?")),
+            };
+            found.push((node.to_string(), format!("{what}, by node {} at {at}", by.unwrap_or("?"))));
+        }
+        Ok(found)
     }
 
     /// Forgets that `node` was seen dead (it holds nothing any more).

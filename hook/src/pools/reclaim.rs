@@ -108,7 +108,7 @@ pub async fn reclaim(
                 let was = claim.claim.holder();
                 let answered = heard.get(&address).map(format_mac);
                 let mark = answered.as_ref().map(|mac| Claim::on_wire(address, mac, Some(was.clone())));
-                if !store.reclaim(claim, &node.node, mark.as_ref()).await? {
+                if !store.reclaim(claim, (&node.node, &pools.node), mark.as_ref()).await? {
                     continue;
                 }
                 acted += 1;
