@@ -444,6 +444,19 @@ pub struct Container {
     enter: String,
 }
 
+/// Starts an isolated container (`BundleSpec::isolated`) whose hook runs
+/// with `hook_env`; Err carries runc's output, as netrt wrote it (runc
+/// quotes the hook's message, doubling its backslashes).
+pub fn start_with_hook_env(
+    id: &str,
+    annotations: &[(&str, &str)],
+    hook_env: &[&str],
+) -> Result<(Container, Bundle), String> {
+    let spec = BundleSpec { hook_env, ..BundleSpec::isolated(annotations) };
+    let bundle = Bundle::create(id, &spec);
+    Container::start(id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
+}
+
 impl Container {
     /// Starts the container and waits until it runs, or returns runc's
     /// output if it does not start.

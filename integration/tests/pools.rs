@@ -409,13 +409,7 @@ fn host_wide_pools_without_a_registry() {
     ok(cli(&format!("pool reserve {pool_name} 198.51.100.45 --note router")));
     let before = snapshot(&[&lan.peer_ns]);
     let annotations = [("net.pool", pool_name)];
-    let start = |id: &str, annotations: &[(&str, &str)]| {
-        let mut spec = BundleSpec::isolated(annotations);
-        let hook_env = [env.as_str()];
-        spec.hook_env = &hook_env;
-        let bundle = Bundle::create(id, &spec);
-        Container::start(id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
-    };
+    let start = |id: &str, annotations: &[(&str, &str)]| start_with_hook_env(id, annotations, &[env.as_str()]);
     // Six in the range, one excluded, one reserved: four, started at once.
     let started: Vec<(Container, Bundle)> = std::thread::scope(|scope| {
         let handles: Vec<_> =

@@ -55,13 +55,7 @@ fn probe_before_use_passes_over_and_refuses_addresses_in_use_on_the_wire() {
     sh(&format!("ip -n {peer} addr add 198.51.100.60/24 dev eth0"));
     sh(&format!("ip -n {peer} addr add 2001:db8:ff::60/64 dev eth0 nodad"));
     let before = snapshot(&[&peer]);
-    let start = |id: &str, annotations: &[(&str, &str)]| {
-        let mut spec = BundleSpec::isolated(annotations);
-        let hook_env = [env.as_str()];
-        spec.hook_env = &hook_env;
-        let bundle = Bundle::create(id, &spec);
-        Container::start(id, &bundle).map(|c| (c, bundle)).map_err(|e| e.replace('\\', ""))
-    };
+    let start = |id: &str, annotations: &[(&str, &str)]| start_with_hook_env(id, annotations, &[env.as_str()]);
 
     // Allocation would give .60 and ::60 first: the probe hears the peer,
     // marks them in use on the wire with its MAC, and gives the next.

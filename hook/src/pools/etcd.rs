@@ -237,6 +237,15 @@ impl EtcdStore {
         }
     }
 
+    /// Sends one transaction (see `request`).
+    async fn txn(&mut self, txn: &Txn) -> StoreResult<etcd_client::TxnResponse> {
+        self.request(|mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
     /// Keeps this node's liveness key alive: renews `lease` (the one the
     /// node's last run left) in one round trip, or, when there is none or
     /// it has lapsed, puts the key anew on a lease of `node_ttl`.
@@ -267,11 +276,7 @@ impl EtcdStore {
             TxnOp::delete(self.dead_key(node), None),
             TxnOp::delete(self.reclaimed_prefix(node), Some(DeleteOptions::new().with_prefix())),
         ]);
-        self.request(|mut client| {
-            let txn = txn.clone();
-            async move { client.txn(txn).await }
-        })
-        .await?;
+        self.txn(&txn).await?;
         Ok(Liveness { lease: id, lapsed: lease.is_some() })
     }
 
@@ -295,12 +300,7 @@ impl EtcdStore {
             ])
             .and_then([TxnOp::put(dead.clone(), serde_json::json!({ "since": since }).to_string(), None)])
             .or_else([TxnOp::get(alive, None), TxnOp::get(dead, None)]);
-        let response = self
-            .request(|mut kv| {
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await?;
+        let response = self.txn(&txn).await?;
         if response.succeeded() {
             return Ok(Some(since));
         }
@@ -343,12 +343,7 @@ impl EtcdStore {
                 Compare::create_revision(self.alive_key(node), CompareOp::Equal, 0),
             ])
             .and_then(changes);
-        let response = self
-            .request(|mut kv| {
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await?;
+        let response = self.txn(&txn).await?;
         Ok(response.succeeded())
     }
 
@@ -410,12 +405,7 @@ impl EtcdStore {
             TxnOp::delete(self.reclaimed_prefix(node), options()),
             TxnOp::delete(self.dead_key(node), None),
         ]);
-        self.request(|mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .await
-        .map(|_| ())
+        self.txn(&txn).await.map(|_| ())
     }
 
     async fn delete_prefix(&mut self, prefix: String) -> StoreResult<()> {
@@ -633,12 +623,7 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), ours, None), TxnOp::put(by.clone(), node, None)])
             .or_else([TxnOp::get(key, None), TxnOp::get(by, None)]);
-        let response = self
-            .request(|mut kv| {
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await?;
+        let response = self.txn(&txn).await?;
         if !response.succeeded() {
             let values: Vec<String> = got(&response).into_iter().map(Option::unwrap_or_default).collect();
             let theirs: Addressing = serde_json::from_str(&values[0])
@@ -717,12 +702,7 @@ impl ClaimStore for EtcdStore {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then(puts)
             .or_else([TxnOp::get(key, None)]);
-        let response = self
-            .request(|mut kv| {
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await?;
+        let response = self.txn(&txn).await?;
         if response.succeeded() {
             return Ok(None);
         }
@@ -761,12 +741,7 @@ impl ClaimStore for EtcdStore {
         }
         let txn =
             Txn::new().when([Compare::value(key, CompareOp::Equal, held.raw.clone())]).and_then(both).or_else(index);
-        self.request(|mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .await
-        .map(|_| ())
+        self.txn(&txn).await.map(|_| ())
     }
 
     async fn held_by(&mut self, node: &str, container: Option<&str>) -> StoreResult<Vec<Held>> {
