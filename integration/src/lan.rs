@@ -49,6 +49,14 @@ impl Lan {
             .spawn()
             .expect("etcd starts (Debian's etcd-server)");
         let lan = Lan { ns: ns.to_string(), bridge: "lanbr".into(), etcd, etcd_child: Some(child), dir };
+        // The guests' initramfs, built here in the host's namespace (its
+        // first build downloads Debian's kernel; the LAN's namespace leads
+        // nowhere), once for all of them.
+        let prepared = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/guest/lan-host"))
+            .arg("prepare")
+            .output()
+            .expect("integration/guest/lan-host runs");
+        assert!(prepared.status.success(), "lan-host prepare: {}", String::from_utf8_lossy(&prepared.stderr));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !lan.etcdctl("endpoint health").contains("is healthy") {
             assert!(Instant::now() < deadline, "etcd on the LAN did not come up");
@@ -76,7 +84,7 @@ impl Lan {
         let monitor = self.dir.join(format!("{name}.monitor"));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/guest/lan-host");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, script, name, mac, &tap])
+            .args(["netns", "exec", &self.ns, script, "boot", name, mac, &tap])
             .arg(&monitor)
             .arg(format!("{address}/24"))
             .stdin(Stdio::piped())
