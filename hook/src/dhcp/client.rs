@@ -136,35 +136,13 @@ impl Channel for PacketChannel<'_> {
         let fd = self.socket.fd.as_raw_fd();
         let mut buffer = vec![0u8; 2048];
         loop {
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut length = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            let got = unsafe {
-                libc::recvfrom(
-                    fd,
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    0,
-                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut length,
-                )
-            };
-            if got < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::WouldBlock => {
-                        if !packet::wait(fd, libc::POLLIN, until)? {
-                            return Ok(None);
-                        }
-                        continue;
-                    }
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(e),
+            let Some((got, from)) = packet::receive(fd, &mut buffer)? else {
+                if !packet::wait(fd, libc::POLLIN, until)? {
+                    return Ok(None);
                 }
-            }
-            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
-            }
-            let Some(payload) = wire::server_payload(&buffer[..got as usize]) else { continue };
+            };
+            let Some(payload) = wire::server_payload(&buffer[..got]) else { continue };
             let mut mac = [0u8; 6];
             mac.copy_from_slice(&from.sll_addr[..6]);
             self.answered_from.set(Some(mac));

@@ -33,6 +33,37 @@ pub fn bind(fd: RawFd, ifindex: u32, protocol: u16) -> io::Result<()> {
     Ok(())
 }
 
+/// The next frame that came in on packet socket `fd` (its length in
+/// `buffer`, and where it came from); frames the host sent are passed
+/// over. None: nothing waiting (the socket does not block).
+pub fn receive(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
+    loop {
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut length = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        let got = unsafe {
+            libc::recvfrom(
+                fd,
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+                &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                &mut length,
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(e),
+            }
+        }
+        if from.sll_pkttype != libc::PACKET_OUTGOING {
+            return Ok(Some((got as usize, from)));
+        }
+    }
+}
+
 /// Waits until `fd` is ready for `events` (POLLIN, POLLOUT); false once
 /// `until` has passed.
 pub fn wait(fd: RawFd, events: i16, until: Instant) -> io::Result<bool> {

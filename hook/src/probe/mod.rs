@@ -22,7 +22,6 @@ pub use frames::{format_mac, Mac};
 use crate::kernel::packet;
 
 const ETH_P_ALL: u16 = 0x0003;
-const PACKET_OUTGOING: u8 = 4;
 /// How many probes go out before the socket is read again: answers to a
 /// large batch would overflow its receive buffer.
 pub const BATCH: usize = 256;
@@ -106,35 +105,13 @@ impl Prober {
 
     fn read_answers(&self, mac: Mac, targets: &[IpAddr], heard: &mut Heard) -> io::Result<()> {
         let mut buffer = [0u8; 1600];
-        loop {
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut length = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            let read = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buffer.as_mut_ptr().cast(),
-                    buffer.len(),
-                    0,
-                    &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                    &mut length,
-                )
-            };
-            if read < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(()),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            if from.sll_pkttype == PACKET_OUTGOING {
-                continue;
-            }
-            if let Some((address, holder)) = frames::answer(&buffer[..read as usize], mac) {
+        while let Some((read, _)) = packet::receive(self.fd.as_raw_fd(), &mut buffer)? {
+            if let Some((address, holder)) = frames::answer(&buffer[..read], mac) {
                 if targets.contains(&address) {
                     heard.entry(address).or_insert(holder);
                 }
             }
         }
+        Ok(())
     }
 }
